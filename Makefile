@@ -1,0 +1,53 @@
+# Machinery: `make run` and `make test` are the two commands a fresh machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAM_VENV := .sam-venv
+SAM := $(SAM_VENV)/bin/sam
+SAM_CLI_VERSION := 1.170.0
+# sam build needs a python3.13 interpreter on PATH; pyenv provides one next to the default.
+SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing \
+	AWS_SECRET_ACCESS_KEY=testing PYENV_VERSION=$(shell $(PYTHON) -c 'import platform; print(platform.python_version())'):3.13.0
+PORT ?= 3000
+PIP_QUIET := --quiet --disable-pip-version-check
+
+.PHONY: install sam-install run test test-fast lint format build validate clean
+
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_QUIET) --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	$(BIN)/pip install $(PIP_QUIET) -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' | grep -v -i 'BuildBackendWarning\|^ *!!\|^ *\*\*\*\|^ *$$' || true
+	$(BIN)/python -c 'import machinery_core, moto, aws_lambda_powertools'
+	touch $@
+
+# The SAM CLI pins exact boto3/pydantic versions: it lives in its own virtual environment.
+sam-install: $(SAM_VENV)/.installed
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install $(PIP_QUIET) aws-sam-cli==$(SAM_CLI_VERSION) 2>&1 | grep -v '^WARNING: Location' || true
+	$(SAM) --version
+	touch $@
+
+run: install
+	$(BIN)/machinery local --examples --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy machinery_core functions
+
+test: install sam-install lint
+	MACHINERY_SAM=$(CURDIR)/$(SAM) $(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m 'not sam'
+
+validate: sam-install
+	$(SAM_ENV) $(SAM) validate --lint
+
+build: sam-install
+	$(SAM_ENV) $(SAM) build
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,68 @@
+"""The example services: each a tiny JSON-over-HTTP service.
+
+    python examples/services/serve.py upper=5001 reverse=5002 space-counter=5003
+
+A service receives its inputs as a JSON object and answers its outputs as one. The
+Idempotency-Key header (`{event_id}:{step}`) lets a real service recognise a retry.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+SERVICES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "upper": lambda data: {"message": data["message"].upper()},
+    "reverse": lambda data: {"message": data["message"][::-1]},
+    "space-counter": lambda data: {"space_count": data["message"].count(" ")},
+}
+
+
+def handler_for(transform: Callable[[dict[str, Any]], dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: Machinery reuses its connections
+
+        def setup(self) -> None:
+            super().setup()
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def do_POST(self) -> None:
+            try:
+                data = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                status, answer = 200, transform(data)
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                status, answer = 400, {"error": f"bad input: {error}"}
+            body = json.dumps(answer).encode()
+            head = (
+                f"HTTP/1.1 {status} {'OK' if status == 200 else 'Bad Request'}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            # One write for head and body: two small writes wait on Nagle and delayed ACKs.
+            self.wfile.write(head.encode() + body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+def serve(assignments: list[str]) -> list[ThreadingHTTPServer]:
+    servers = []
+    for assignment in assignments:
+        name, _, port = assignment.partition("=")
+        server = ThreadingHTTPServer(("127.0.0.1", int(port)), handler_for(SERVICES[name]))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        print(f"{name} listening on http://127.0.0.1:{server.server_address[1]}/", flush=True)
+    return servers
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1:] or ["upper=5001", "reverse=5002", "space-counter=5003"])
+    threading.Event().wait()

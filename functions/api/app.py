@@ -1,0 +1,199 @@
+"""The HTTP API: registry, event intake and event status (API Gateway HTTP API -> Lambda)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from machinery_core import __version__, events, registry
+from machinery_core.dependencies import dependencies
+from machinery_core.errors import MachineryError, PayloadTooLarge
+from machinery_core.models import (
+    EventAccepted,
+    EventRequest,
+    EventStatus,
+    EventSummary,
+    EventView,
+    Health,
+    Page,
+    Service,
+    ServiceAccepted,
+    ServiceRecord,
+    Workflow,
+    WorkflowAccepted,
+    WorkflowRecord,
+)
+from machinery_core.observability import logger, metrics, tracer
+
+MAX_BODY_BYTES = 256 * 1024
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=2048)]
+
+app = APIGatewayHttpResolver(enable_validation=True)
+
+
+def _json(status: HTTPStatus, body: BaseModel | dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
+
+
+def _refuse_large_bodies(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    body = app.current_event.body
+    if body and len(body) > MAX_BODY_BYTES * 4 // 3 + 4 or len(app.current_event.decoded_body or "") > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the request body exceeds {MAX_BODY_BYTES} bytes")
+    return next_middleware(app)
+
+
+app.use(middlewares=[_refuse_large_bodies])
+
+
+@app.exception_handler(MachineryError)
+def _domain_error(error: MachineryError) -> Response[Any]:
+    return _json(HTTPStatus(error.status_code), error.to_body())
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid_request(error: RequestValidationError) -> Response[Any]:
+    problems = list(error.errors())
+    if any(problem.get("type") == "json_invalid" for problem in problems):
+        return _json(HTTPStatus.BAD_REQUEST, {"message": "the request body is not valid JSON"})
+    details = [
+        {
+            "path": ".".join(str(part) for part in problem.get("loc", ())[1:] if part != "body") or "body",
+            "location": str(problem.get("loc", ("body",))[0]),
+            "message": problem.get("msg", "invalid"),
+        }
+        for problem in problems
+    ]
+    return _json(HTTPStatus.UNPROCESSABLE_ENTITY, {"message": "the request does not match the contract", "details": details})
+
+
+@app.not_found
+def _no_route(_: Exception) -> Response[Any]:
+    return _json(HTTPStatus.NOT_FOUND, {"message": "no such route"})
+
+
+# --- services ----------------------------------------------------------------------------
+
+
+@app.post("/services")
+def create_service(service: Service) -> Response[ServiceAccepted]:
+    accepted, _ = registry.save_service(dependencies(), service, create_only=True)
+    return _json(HTTPStatus.CREATED, accepted, {"Location": f"/services/{accepted.service_id}"})
+
+
+@app.get("/services")
+def list_services(limit: Limit = 50, cursor: Cursor = None) -> Page[ServiceRecord]:
+    return registry.list_services(dependencies(), limit, cursor)
+
+
+@app.get("/services/<name>")
+def get_service(name: str) -> ServiceRecord:
+    return dependencies().store.get_service(name)
+
+
+@app.put("/services/<name>")
+def put_service(name: str, service: Service) -> Response[ServiceAccepted]:
+    _same_name(name, service.name)
+    accepted, created = registry.save_service(dependencies(), service, create_only=False)
+    return _json(HTTPStatus.CREATED if created else HTTPStatus.OK, accepted)
+
+
+@app.delete("/services/<name>")
+def delete_service(name: str) -> Response[None]:
+    dependencies().store.delete_service(name)
+    return Response(status_code=HTTPStatus.NO_CONTENT)
+
+
+# --- workflows ---------------------------------------------------------------------------
+
+
+@app.post("/workflows")
+def create_workflow(workflow: Workflow) -> Response[WorkflowAccepted]:
+    accepted, _ = registry.save_workflow(dependencies(), workflow, create_only=True)
+    return _json(HTTPStatus.CREATED, accepted, {"Location": f"/workflows/{accepted.workflow_id}"})
+
+
+@app.get("/workflows")
+def list_workflows(limit: Limit = 50, cursor: Cursor = None) -> Page[WorkflowRecord]:
+    return registry.list_workflows(dependencies(), limit, cursor)
+
+
+@app.get("/workflows/<workflow_id>")
+def get_workflow(workflow_id: str) -> WorkflowRecord:
+    return dependencies().store.get_workflow(workflow_id)
+
+
+@app.put("/workflows/<workflow_id>")
+def put_workflow(workflow_id: str, workflow: Workflow) -> Response[WorkflowAccepted]:
+    _same_name(workflow_id, workflow.name)
+    accepted, created = registry.save_workflow(dependencies(), workflow, create_only=False)
+    return _json(HTTPStatus.CREATED if created else HTTPStatus.OK, accepted)
+
+
+@app.delete("/workflows/<workflow_id>")
+def delete_workflow(workflow_id: str) -> Response[None]:
+    registry.delete_workflow(dependencies(), workflow_id)
+    return Response(status_code=HTTPStatus.NO_CONTENT)
+
+
+@app.get("/workflows/<workflow_id>/events")
+def list_events(
+    workflow_id: str,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    status: Annotated[EventStatus | None, Query()] = None,
+) -> Page[EventSummary]:
+    return events.list_events(dependencies(), workflow_id, limit, cursor, status)
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+@app.post("/e/<workflow_id>")
+def send_event(workflow_id: str, request: EventRequest) -> Response[EventAccepted]:
+    accepted = events.accept_event(dependencies(), workflow_id, request)
+    return _json(HTTPStatus.ACCEPTED, accepted, {"Location": f"/events/{accepted.event_id}"})
+
+
+@app.get("/events/<event_id>")
+def get_event(event_id: str) -> EventView:
+    return events.get_event(dependencies(), event_id)
+
+
+# --- meta --------------------------------------------------------------------------------
+
+
+@app.get("/health")
+def health() -> Health:
+    return Health(version=__version__)
+
+
+@app.get("/openapi.json")
+def openapi() -> Response[Any]:
+    schema = app.get_openapi_json_schema(title="Machinery", version=__version__)
+    return Response(status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=schema)
+
+
+def _same_name(path_name: str, body_name: str) -> None:
+    if path_name != body_name:
+        from machinery_core.errors import InvalidDefinition
+
+        raise InvalidDefinition(
+            "the name in the body differs from the one in the path",
+            [{"path": "name", "message": f"expected {path_name!r}, got {body_name!r}"}],
+        )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,176 @@
+"""The state transitions of an event, as pure functions: (event, what happened) -> event.
+
+Nothing here does I/O or reads the clock; the worker supplies both, which keeps every
+transition testable on its own and lets the store persist each result with one
+conditional write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from machinery_core import mapping
+from machinery_core.models import (
+    Attempt,
+    ErrorInfo,
+    Event,
+    EventStatus,
+    Plan,
+    StepRecord,
+    StepStatus,
+)
+from machinery_core.validation import check_data
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """What one HTTP call to a service gave."""
+
+    started_at: datetime
+    ended_at: datetime
+    status_code: int | None = None
+    body: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.ended_at - self.started_at).total_seconds() * 1000
+
+
+@dataclass(frozen=True)
+class Transition:
+    event: Event
+    wait_seconds: float = 0.0  # > 0: retry the current step after this long
+
+
+def begin(event: Event, now: datetime) -> Event:
+    if event.status is not EventStatus.PENDING:
+        return event
+    return event.model_copy(update={"status": EventStatus.RUNNING, "updated_at": now})
+
+
+def step_input(event: Event, plan: Plan) -> tuple[dict[str, Any], ErrorInfo | None]:
+    """The payload for the next step, or why it cannot be sent."""
+    planned = plan.steps[event.step_index]
+    payload = mapping.build_input(planned.service, planned.operation, event.context)
+    problems = check_data(planned.service.spec.inputs, payload, "input")
+    if problems:
+        summary = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
+        return payload, ErrorInfo(type="InputInvalid", message=f"step input breaks the spec: {summary}")
+    return payload, None
+
+
+def _current_step(event: Event, plan: Plan, payload: dict[str, Any], now: datetime) -> StepRecord:
+    index = event.step_index
+    if len(event.steps) > index:
+        return event.steps[index]
+    return StepRecord(
+        index=index,
+        service=plan.steps[index].service.name,
+        status=StepStatus.RUNNING,
+        started_at=now,
+        input=payload,
+    )
+
+
+def _replace_step(steps: list[StepRecord], step: StepRecord) -> list[StepRecord]:
+    updated = list(steps[: step.index])
+    updated.append(step)
+    return updated
+
+
+def _fail(event: Event, steps: list[StepRecord], error: ErrorInfo, now: datetime) -> Event:
+    return event.model_copy(
+        update={
+            "status": EventStatus.FAILED,
+            "steps": steps,
+            "error": error,
+            "updated_at": now,
+            "ended_at": now,
+        }
+    )
+
+
+def refuse_input(event: Event, plan: Plan, payload: dict[str, Any], error: ErrorInfo, now: datetime) -> Event:
+    step = _current_step(event, plan, payload, now).model_copy(
+        update={"status": StepStatus.FAILED, "ended_at": now, "duration_ms": 0.0, "error": error}
+    )
+    return _fail(event, _replace_step(event.steps, step), error, now)
+
+
+def record_call(event: Event, plan: Plan, payload: dict[str, Any], outcome: CallOutcome) -> Transition:
+    """Fold one service call into the event: next step, retry after a wait, or an end."""
+    planned = plan.steps[event.step_index]
+    service = planned.service
+    step = _current_step(event, plan, payload, outcome.started_at)
+    attempt_number = step.attempts + 1
+    error = outcome.error
+    if error is None and outcome.body is not None:
+        problems = check_data(service.spec.outputs, outcome.body, "output")
+        if problems:
+            summary = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
+            error = ErrorInfo(
+                type="OutputInvalid",
+                message=f"the service's answer breaks its spec: {summary}",
+                status_code=outcome.status_code,
+            )
+    attempt = Attempt(
+        attempt=attempt_number,
+        started_at=outcome.started_at,
+        ended_at=outcome.ended_at,
+        duration_ms=outcome.duration_ms,
+        status_code=outcome.status_code,
+        error=error,
+    )
+    now = outcome.ended_at
+    step_update: dict[str, Any] = {
+        "attempts": attempt_number,
+        "history": [*step.history, attempt],
+        "ended_at": now,
+        "duration_ms": (now - step.started_at).total_seconds() * 1000 if step.started_at else None,
+    }
+
+    if error is not None:
+        if error.retryable and attempt_number < service.retry.max_attempts:
+            wait = service.retry.delay_before(attempt_number + 1)
+            step = step.model_copy(update={**step_update, "status": StepStatus.RETRYING, "error": error})
+            updated = event.model_copy(update={"steps": _replace_step(event.steps, step), "updated_at": now})
+            return Transition(updated, wait_seconds=wait)
+        step = step.model_copy(update={**step_update, "status": StepStatus.FAILED, "error": error})
+        return Transition(_fail(event, _replace_step(event.steps, step), error, now))
+
+    body = outcome.body or {}
+    step = step.model_copy(
+        update={**step_update, "status": StepStatus.SUCCEEDED, "output": body, "error": None}
+    )
+    context = mapping.merge_outputs(service, planned.operation, body, event.context)
+    steps = _replace_step(event.steps, step)
+    next_index = event.step_index + 1
+    update: dict[str, Any] = {"steps": steps, "context": context, "step_index": next_index, "updated_at": now}
+    if next_index < len(plan.steps):
+        return Transition(event.model_copy(update=update))
+    return Transition(_finish(event.model_copy(update=update), plan, now))
+
+
+def _finish(event: Event, plan: Plan, now: datetime) -> Event:
+    outputs = {name: event.context[name] for name in plan.outputs if name in event.context}
+    problems = check_data(plan.outputs, outputs, "outputs")
+    if problems:
+        summary = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
+        error = ErrorInfo(type="OutputsInvalid", message=f"the workflow outputs break the spec: {summary}")
+        return _fail(event, event.steps, error, now)
+    return event.model_copy(
+        update={"status": EventStatus.SUCCEEDED, "outputs": outputs, "updated_at": now, "ended_at": now}
+    )
+
+
+def abort(event: Event, error: ErrorInfo, now: datetime) -> Event:
+    """The state machine gave up on the event (the step function kept failing)."""
+    if event.status.terminal:
+        return event
+    steps = list(event.steps)
+    if steps and steps[-1].status in (StepStatus.RUNNING, StepStatus.RETRYING):
+        steps[-1] = steps[-1].model_copy(update={"status": StepStatus.FAILED, "error": error, "ended_at": now})
+    return _fail(event, steps, error, now)

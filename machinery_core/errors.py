@@ -1,0 +1,52 @@
+"""Domain errors. Each carries its HTTP status; the API maps them to responses in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MachineryError(Exception):
+    status_code = 500
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class BadRequest(MachineryError):
+    status_code = 400
+
+
+class NotFound(MachineryError):
+    status_code = 404
+
+
+class Conflict(MachineryError):
+    status_code = 409
+
+
+class PayloadTooLarge(MachineryError):
+    status_code = 413
+
+
+class InvalidDefinition(MachineryError):
+    """A definition or event that is well-formed JSON but breaks the contract."""
+
+    status_code = 422
+
+
+class DispatchFailed(MachineryError):
+    """The event was stored but its state machine execution could not be started."""
+
+    status_code = 503
+
+
+class StaleVersion(Conflict):
+    """A conditional write lost the race: someone else advanced the item first."""

@@ -1,0 +1,83 @@
+"""Accepting events and reading them back."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from machinery_core import engine
+from machinery_core.dependencies import Dependencies
+from machinery_core.errors import Conflict, DispatchFailed, InvalidDefinition
+from machinery_core.models import (
+    ErrorInfo,
+    Event,
+    EventAccepted,
+    EventRequest,
+    EventStatus,
+    EventSummary,
+    EventView,
+    Page,
+    Plan,
+    PlannedStep,
+)
+from machinery_core.observability import logger, metrics
+from machinery_core.validation import check_data
+
+
+def accept_event(deps: Dependencies, workflow_id: str, request: EventRequest) -> EventAccepted:
+    """Store the event, then start its execution: once this returns, the event is durable."""
+    record = deps.store.get_workflow(workflow_id)
+    spec = record.definition.spec
+    problems = check_data(spec.inputs, request.data, "data")
+    if problems:
+        raise InvalidDefinition("the event data does not match the workflow inputs", problems)
+    services = deps.store.get_services(set(spec.services))
+    missing = sorted(set(spec.services) - set(services))
+    if missing:
+        raise Conflict(f"the workflow's services are gone: {', '.join(missing)}")
+    plan = Plan(
+        workflow_version=record.version,
+        steps=[PlannedStep(service=services[name], operation=spec.operation_for(i)) for i, name in enumerate(spec.services)],
+        outputs=spec.outputs,
+    )
+    now = deps.clock()
+    event = Event(
+        event_id=str(uuid.uuid4()),
+        workflow_id=workflow_id,
+        status=EventStatus.PENDING,
+        data=request.data,
+        context=dict(request.data),
+        acknowledged_at=now,
+        updated_at=now,
+    )
+    deps.store.create_event(event, plan)
+    try:
+        deps.stepfunctions.start_execution(
+            stateMachineArn=deps.state_machine_arn,
+            name=event.event_id,
+            input=json.dumps({"event_id": event.event_id}),
+        )
+    except (ClientError, BotoCoreError) as error:
+        logger.exception("could not start the execution", event_id=event.event_id, workflow_id=workflow_id)
+        failure = ErrorInfo(type="DispatchFailed", message=f"the execution could not be started: {error}")
+        deps.store.save_event(engine.abort(event, failure, deps.clock()))
+        raise DispatchFailed("the event was stored but could not be started; it is marked FAILED") from error
+    logger.info("event accepted", event_id=event.event_id, workflow_id=workflow_id)
+    metrics.add_metric(name="EventsAccepted", unit="Count", value=1)
+    return EventAccepted(
+        event_id=event.event_id, workflow_id=workflow_id, status=event.status, acknowledged_at=event.acknowledged_at
+    )
+
+
+def get_event(deps: Dependencies, event_id: str) -> EventView:
+    return EventView.of(deps.store.get_event(event_id))
+
+
+def list_events(
+    deps: Dependencies, workflow_id: str, limit: int, cursor: str | None, status: EventStatus | None
+) -> Page[EventSummary]:
+    deps.store.get_workflow(workflow_id)
+    items, next_cursor = deps.store.list_events(workflow_id, limit, cursor, status)
+    return Page[EventSummary](items=items, next_cursor=next_cursor)

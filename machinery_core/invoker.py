@@ -1,0 +1,96 @@
+"""Calls a service over HTTP and classifies what came back (DESIGN §1, "Calling a service")."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from machinery_core.engine import CallOutcome
+from machinery_core.models import ErrorInfo, Service, utc_now
+
+MAX_RESPONSE_BYTES = 256 * 1024
+
+
+def _error(kind: str, message: str, status: int | None = None, *, retryable: bool) -> ErrorInfo:
+    return ErrorInfo(type=kind, message=message, status_code=status, retryable=retryable)
+
+
+class ServiceInvoker:
+    def __init__(self, session: requests.Session, clock: Callable[[], datetime] = utc_now) -> None:
+        self._session = session
+        self._clock = clock
+
+    def call(
+        self, service: Service, payload: dict[str, Any], *, event_id: str, step_index: int, timeout: float
+    ) -> CallOutcome:
+        headers = {
+            **service.headers,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Idempotency-Key": f"{event_id}:{step_index}",
+            "X-Machinery-Event-Id": event_id,
+        }
+        started = self._clock()
+        status: int | None = None
+        try:
+            with self._session.request(
+                service.method,
+                service.address,
+                data=json.dumps(payload, separators=(",", ":")),
+                headers=headers,
+                timeout=timeout,
+                stream=True,
+                allow_redirects=False,
+            ) as response:
+                status = response.status_code
+                raw = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+        except requests.Timeout as exc:
+            return self._outcome(started, error=_error("Timeout", f"no answer within {timeout:g}s: {exc}", retryable=True))
+        except requests.ConnectionError as exc:
+            return self._outcome(started, error=_error("ConnectionError", str(exc), retryable=True))
+        except requests.RequestException as exc:
+            return self._outcome(started, error=_error("RequestError", str(exc), retryable=False))
+
+        if status >= 500 or status == 429:
+            return self._outcome(
+                started, status, error=_error("HttpError", f"the service answered {status}", status, retryable=True)
+            )
+        if not 200 <= status < 300:
+            return self._outcome(
+                started, status, error=_error("HttpError", f"the service answered {status}", status, retryable=False)
+            )
+        if len(raw) > MAX_RESPONSE_BYTES:
+            return self._outcome(
+                started,
+                status,
+                error=_error(
+                    "ResponseTooLarge", f"the answer exceeds {MAX_RESPONSE_BYTES} bytes", status, retryable=False
+                ),
+            )
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return self._outcome(
+                started, status, error=_error("InvalidResponse", "the answer is not JSON", status, retryable=False)
+            )
+        if not isinstance(body, dict):
+            return self._outcome(
+                started,
+                status,
+                error=_error("InvalidResponse", "the answer is JSON but not an object", status, retryable=False),
+            )
+        return self._outcome(started, status, body=body)
+
+    def _outcome(
+        self,
+        started: datetime,
+        status: int | None = None,
+        *,
+        body: dict[str, Any] | None = None,
+        error: ErrorInfo | None = None,
+    ) -> CallOutcome:
+        return CallOutcome(started_at=started, ended_at=self._clock(), status_code=status, body=body, error=error)

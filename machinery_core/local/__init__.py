@@ -1,0 +1,1 @@
+"""The local runtime: template.yaml deployed into an in-process moto (DESIGN §4)."""

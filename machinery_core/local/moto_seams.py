@@ -1,0 +1,125 @@
+"""Where the local runtime reaches into moto's Step Functions interpreter (moto 5.2).
+
+Each patch answers a pitfall in DESIGN §4. moto's minor version is pinned in
+pyproject.toml; `install` fails loudly if a seam has moved, and a test runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import types
+from collections.abc import Callable
+from typing import Any
+
+LambdaInvoker = Callable[[str, dict[str, Any]], tuple[Any, str | None]]
+"""(function name or ARN, payload) -> (result, error type or None)."""
+
+_parse_lock = threading.Lock()
+_programs: dict[str, Any] = {}
+_installed = False
+
+
+def install(
+    invoke_lambda: LambdaInvoker,
+    time_scale: Callable[[], float],
+    on_execution_end: Callable[[dict[str, Any], str], None],
+) -> None:
+    """Patch moto once per process; `on_execution_end(input, status)` hears every end."""
+    global _installed
+    try:
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+            WaitFunction,
+        )
+        from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+        from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+        from moto.stepfunctions.parser.utils import TMP_THREADS
+    except ImportError as error:  # pragma: no cover - only when moto moves
+        raise RuntimeError(f"moto's Step Functions interpreter moved: {error}") from error
+    for owner, attribute in (
+        (lambda_eval_utils, "_invoke_lambda_function"),
+        (ExecutionWorker, "_get_evaluation_entrypoint"),
+        (WaitFunction, "_wait_interval"),
+        (retrier_decl, "time"),
+        (BaseExecutionWorkerCommunication, "terminated"),
+        (ExecutionWorker, "_execution_logic"),
+    ):
+        if not hasattr(owner, attribute):
+            raise RuntimeError(f"moto seam {owner.__name__}.{attribute} is gone; check the pinned moto version")
+    if _installed:
+        return
+    _installed = True
+
+    def invoke(parameters: dict[str, Any], region: str, state_credentials: Any) -> dict[str, Any]:
+        # In-process, no boto3 client per Task (4-5 ms each) and no Docker.
+        payload = parameters.get("Payload")
+        if isinstance(payload, bytes | bytearray):
+            payload = json.loads(payload or b"{}")
+        result, error_type = invoke_lambda(parameters["FunctionName"], payload or {})
+        response: dict[str, Any] = {"StatusCode": 200, "Payload": result, "ExecutedVersion": "$LATEST"}
+        if error_type is not None:
+            # An errorType in the payload becomes the ASL error name that Retry/Catch match.
+            response["FunctionError"] = "Unhandled"
+        return response
+
+    lambda_eval_utils._invoke_lambda_function = invoke
+
+    def entrypoint(self: Any) -> Any:
+        # Parsing is both slow (antlr4, 4-8 ms) and racy: the Preprocessor keeps its
+        # query-language scope stack in a class-level list shared by every thread.
+        definition = self._evaluation_details.state_machine_details.definition
+        with _parse_lock:
+            program = _programs.get(definition)
+            if program is None:
+                program = AmazonStateLanguageParser.parse(definition)[0]
+                _programs[definition] = program
+        return program
+
+    ExecutionWorker._get_evaluation_entrypoint = entrypoint
+
+    def wait_interval(self: Any, env: Any, wait_seconds: float) -> None:
+        scaled = wait_seconds * time_scale()
+        if scaled > 0:
+            env.program_state_event.wait(scaled)
+
+    WaitFunction._wait_interval = wait_interval
+    retrier_decl.time = types.SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * time_scale()))
+
+    original_terminated = BaseExecutionWorkerCommunication.terminated
+
+    def terminated(self: Any) -> None:
+        original_terminated(self)
+        # moto keeps every worker Thread it ever started; a long-lived runtime drops the
+        # finished ones instead of growing without bound.
+        if len(TMP_THREADS) > 256:
+            TMP_THREADS[:] = [thread for thread in TMP_THREADS if thread.is_alive()]
+        execution = self.execution
+        on_execution_end(_as_dict(execution.input_data), str(getattr(execution.exec_status, "value", "")))
+
+    BaseExecutionWorkerCommunication.terminated = terminated
+
+    original_logic = ExecutionWorker._execution_logic
+
+    def execution_logic(self: Any) -> None:
+        # A worker thread that dies leaves its execution RUNNING forever; say so instead.
+        try:
+            original_logic(self)
+        except Exception:
+            logging.getLogger(__name__).exception("a state machine worker crashed")
+            on_execution_end(_as_dict(self._evaluation_details.execution_details.inpt), "CRASHED")
+
+    ExecutionWorker._execution_logic = execution_logic
+
+    for noisy in ("moto.stepfunctions.parser", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+
+
+def _as_dict(document: Any) -> dict[str, Any]:
+    if isinstance(document, str | bytes):
+        document = json.loads(document or "{}")
+    return document if isinstance(document, dict) else {}

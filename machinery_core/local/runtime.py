@@ -1,0 +1,306 @@
+"""The local runtime: template.yaml deployed into an in-process moto (DESIGN §4).
+
+The table is created from the template's own resource, the functions are the template's
+handlers imported from their CodeUri and invoked in-process, and the state machine is
+the template's own ASL run by moto's interpreter. HTTP requests become API Gateway
+(HTTP API, payload 2.0) events for the same handler that Lambda would run.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import threading
+import time
+import traceback
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from machinery_core.local import moto_seams
+from machinery_core.local.template import FunctionSpec, Template
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+STACK = "machinery-local"
+PRUNE_EVERY = 256
+
+
+@dataclass
+class HttpAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class LambdaContext:
+    """What the handlers read of a Lambda context, with a real deadline."""
+
+    def __init__(self, function: FunctionSpec, arn: str) -> None:
+        self.function_name = f"{STACK}-{function.logical_id}"
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = arn
+        self.memory_limit_in_mb = function.memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + function.timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(int((self._deadline - time.monotonic()) * 1000), 0)
+
+
+@dataclass
+class DeployedFunction:
+    spec: FunctionSpec
+    arn: str
+    handler: Callable[[dict[str, Any], Any], Any]
+
+
+def _load_handler(spec: FunctionSpec) -> Callable[[dict[str, Any], Any], Any]:
+    module_name, _, attribute = spec.handler.rpartition(".")
+    path = spec.code_uri / f"{module_name.replace('.', '/')}.py"
+    module_spec = importlib.util.spec_from_file_location(f"machinery_local_{spec.logical_id}", path)
+    if module_spec is None or module_spec.loader is None:
+        raise RuntimeError(f"cannot load {spec.logical_id} from {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    handler: Callable[[dict[str, Any], Any], Any] = getattr(module, attribute)
+    return handler
+
+
+class LocalRuntime:
+    def __init__(self, template_path: Path, *, time_scale: float = 1.0) -> None:
+        self.template = Template.load(template_path)
+        self.time_scale = time_scale
+        self.functions: dict[str, DeployedFunction] = {}
+        self.state_machine_arn = ""
+        self.table_name = f"{STACK}-table"
+        self._mock: Any = None
+        self._ended = 0
+        self._prune_lock = threading.Lock()
+
+    # --- deployment ----------------------------------------------------------------
+
+    def start(self) -> LocalRuntime:
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_SESSION_TOKEN": "local",
+            "AWS_DEFAULT_REGION": REGION,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        }.items():
+            os.environ[key] = value
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        from moto import mock_aws
+
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+
+        import boto3
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        from machinery_core.dependencies import Dependencies, configure
+        from machinery_core.invoker import ServiceInvoker
+        from machinery_core.store import Store
+
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        stepfunctions = boto3.client("stepfunctions", region_name=REGION)
+        self._create_table(dynamodb)
+        for spec in self.template.functions().values():
+            arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-{spec.logical_id}"
+            self.functions[spec.logical_id] = DeployedFunction(spec, arn, _load_handler(spec))
+        self._create_state_machine(stepfunctions)
+
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=32, pool_maxsize=64)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        retention = int(self.template.document["Parameters"]["EventRetentionDays"]["Default"])
+        configure(
+            Dependencies(
+                store=Store(dynamodb, self.table_name, timedelta(days=retention)),
+                stepfunctions=stepfunctions,
+                state_machine_arn=self.state_machine_arn,
+                invoker=ServiceInvoker(session),
+            )
+        )
+        moto_seams.install(self.invoke, lambda: self.time_scale, self._execution_ended)
+        return self
+
+    def stop(self) -> None:
+        from machinery_core.dependencies import configure
+
+        configure(None)
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+
+    def _create_table(self, dynamodb: Any) -> None:
+        props = dict(self.template.table_properties())
+        ttl = props.pop("TimeToLiveSpecification", None)
+        pitr = props.pop("PointInTimeRecoverySpecification", None)
+        sse = props.pop("SSESpecification", None)
+        params: dict[str, Any] = {"TableName": self.table_name, **props}
+        if sse:
+            params["SSESpecification"] = {"Enabled": bool(sse.get("SSEEnabled"))}
+        dynamodb.create_table(**params)
+        if ttl:
+            dynamodb.update_time_to_live(
+                TableName=self.table_name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]},
+            )
+        if pitr:
+            dynamodb.update_continuous_backups(
+                TableName=self.table_name,
+                PointInTimeRecoverySpecification={
+                    "PointInTimeRecoveryEnabled": pitr["PointInTimeRecoveryEnabled"]
+                },
+            )
+
+    def _create_state_machine(self, stepfunctions: Any) -> None:
+        name, props = self.template.state_machine()
+        substitutions = {key: self._resolve(value) for key, value in props.get("DefinitionSubstitutions", {}).items()}
+        answer = stepfunctions.create_state_machine(
+            name=f"{STACK}-{name}",
+            definition=self.template.asl(substitutions),
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/{STACK}-{name}",
+            type="STANDARD",
+        )
+        self.state_machine_arn = answer["stateMachineArn"]
+
+    def _resolve(self, value: Any) -> str:
+        if isinstance(value, dict) and "Fn::GetAtt" in value:
+            logical_id, attribute = value["Fn::GetAtt"]
+            if logical_id in self.functions and attribute == "Arn":
+                return self.functions[logical_id].arn
+        if isinstance(value, dict) and "Ref" in value and value["Ref"] in self.functions:
+            return self.functions[value["Ref"]].arn
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"the local runtime cannot resolve {value!r}")
+
+    # --- Lambda ----------------------------------------------------------------------
+
+    def invoke(self, function: str, payload: dict[str, Any]) -> tuple[Any, str | None]:
+        """Run a function's handler in-process: (result, None) or (error payload, error type)."""
+        deployed = next(
+            (f for f in self.functions.values() if function in (f.arn, f.spec.logical_id, f"{STACK}-{f.spec.logical_id}")),
+            None,
+        )
+        if deployed is None:
+            return {"errorType": "ResourceNotFoundException", "errorMessage": function}, "ResourceNotFoundException"
+        try:
+            return deployed.handler(payload, LambdaContext(deployed.spec, deployed.arn)), None
+        except Exception as error:
+            error_type = type(error).__name__
+            return {
+                "errorType": error_type,
+                "errorMessage": str(error),
+                "stackTrace": traceback.format_exception(error),
+            }, error_type
+
+    def _execution_ended(self, execution_input: dict[str, Any], status: str) -> None:
+        if status != "SUCCEEDED":
+            # The event must not stay RUNNING because its execution ended some other way.
+            event_id = execution_input.get("event_id")
+            if event_id:
+                cause = f"the state machine execution ended {status}"
+                self.invoke(
+                    "StepFunction", {"event_id": event_id, "abort": {"Error": "States.ExecutionEnded", "Cause": cause}}
+                )
+        with self._prune_lock:
+            self._ended += 1
+            if self._ended % PRUNE_EVERY == 0:
+                self._prune_executions()
+
+    def _prune_executions(self) -> None:
+        """moto keeps every execution and scans them linearly on each start: keep it short."""
+        from moto.stepfunctions.models import stepfunctions_backends
+
+        backend = stepfunctions_backends[ACCOUNT][REGION]
+        for machine in backend.state_machines:
+            machine.executions[:] = [e for e in machine.executions if str(e.status) == "RUNNING"]
+
+    # --- HTTP ------------------------------------------------------------------------
+
+    def handle_http(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str = "127.0.0.1"
+    ) -> HttpAnswer:
+        path, _, query = target.partition("?")
+        for deployed in self.functions.values():
+            for route in deployed.spec.routes:
+                match = route.pattern.match(path)
+                if match and route.method in (method, "ANY"):
+                    event = _http_api_event(route.route_key, method, path, query, headers, body, source_ip)
+                    event["pathParameters"] = match.groupdict() or None
+                    result, error = self.invoke(deployed.spec.logical_id, event)
+                    if error is not None:
+                        return _json_answer(500, {"message": "Internal Server Error"})
+                    return _answer_from(result)
+        return _json_answer(404, {"message": "Not Found"})
+
+
+def _http_api_event(
+    route_key: str, method: str, path: str, query: str, headers: dict[str, str], body: bytes, source_ip: str
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    params: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        params[key] = f"{params[key]},{value}" if key in params else value
+    try:
+        text, encoded = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode(), True
+    lowered = {key.lower(): value for key, value in headers.items()}
+    return {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": lowered,
+        "queryStringParameters": params or None,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": "local",
+            "domainName": lowered.get("host", "127.0.0.1"),
+            "domainPrefix": "local",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": lowered.get("user-agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "body": text if body else None,
+        "isBase64Encoded": encoded,
+    }
+
+
+def _answer_from(result: dict[str, Any]) -> HttpAnswer:
+    body = result.get("body") or ""
+    raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+    headers = {key: str(value) for key, value in (result.get("headers") or {}).items()}
+    for key, values in (result.get("multiValueHeaders") or {}).items():
+        headers[key] = ", ".join(str(v) for v in values)
+    return HttpAnswer(status=int(result.get("statusCode", 200)), headers=headers, body=raw)
+
+
+def _json_answer(status: int, body: dict[str, Any]) -> HttpAnswer:
+    return HttpAnswer(status, {"Content-Type": "application/json"}, json.dumps(body).encode())

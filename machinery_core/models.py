@@ -1,0 +1,352 @@
+"""The user-facing contract (DESIGN §1) as pydantic v2 models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+from jmespath.parser import ParsedResult
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")]
+FieldType = Literal["string", "integer", "number", "boolean", "object", "array", "any"]
+
+TYPE_ALIASES: dict[str, str] = {
+    "str": "string",
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "dict": "object",
+    "list": "array",
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldSpec(Model):
+    type: FieldType
+    description: str | None = None
+    required: bool = True
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _resolve_alias(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            return TYPE_ALIASES.get(lowered, lowered)
+        return value
+
+
+Fields = dict[FieldName, FieldSpec]
+
+
+def _fields_from_list(value: Any) -> Any:
+    """The prototype's list form, `[{"name": .., "type": ..}]`, as the canonical mapping."""
+    if not isinstance(value, list):
+        return value
+    fields: dict[str, Any] = {}
+    for item in value:
+        if not isinstance(item, dict) or "name" not in item:
+            return value  # let the mapping validation report the bad shape
+        name = item["name"]
+        if name in fields:
+            raise ValueError(f"field {name!r} is declared twice")
+        fields[name] = {key: val for key, val in item.items() if key != "name"}
+    return fields
+
+
+class Spec(Model):
+    inputs: Fields = Field(default_factory=dict)
+    outputs: Fields = Field(default_factory=dict)
+
+    @field_validator("inputs", "outputs", mode="before")
+    @classmethod
+    def _accept_list_form(cls, value: Any) -> Any:
+        return _fields_from_list(value)
+
+
+class RetryPolicy(Model):
+    max_attempts: int = Field(3, ge=1, le=10)
+    interval_seconds: float = Field(1.0, ge=0, le=3600)
+    backoff_rate: float = Field(2.0, ge=1, le=10)
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before `attempt` (2 for the first retry)."""
+        return float(self.interval_seconds * self.backoff_rate ** max(attempt - 2, 0))
+
+
+class Service(Model):
+    name: Slug
+    address: str = Field(max_length=2048)
+    description: str | None = Field(None, max_length=1024)
+    spec: Spec = Field(default_factory=Spec)
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    timeout_seconds: float = Field(10.0, gt=0, le=900)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    mode: Literal["sync"] = "sync"
+    headers: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, max_length=32
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_prototype_form(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "spec" not in data and ("inputs" in data or "outputs" in data):
+            data = dict(data)
+            data["spec"] = {"inputs": data.pop("inputs", {}), "outputs": data.pop("outputs", {})}
+        return data
+
+    @field_validator("address")
+    @classmethod
+    def _http_address(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value
+
+
+@lru_cache(maxsize=1024)
+def compile_expression(expression: str) -> ParsedResult:
+    return jmespath.compile(expression)
+
+
+Expression = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class StepOperation(Model):
+    """JMESPath mappings: service input field <- context, context field <- service response."""
+
+    inputs: dict[FieldName, Expression] = Field(default_factory=dict)
+    outputs: dict[FieldName, Expression] = Field(default_factory=dict)
+
+    @field_validator("inputs", "outputs")
+    @classmethod
+    def _compiles(cls, mappings: dict[str, str]) -> dict[str, str]:
+        for name, expression in mappings.items():
+            try:
+                compile_expression(expression)
+            except JMESPathError as error:
+                raise ValueError(f"{name}: invalid JMESPath expression: {error}") from error
+        return mappings
+
+
+class WorkflowSpec(Model):
+    services: list[Slug] = Field(min_length=1, max_length=50)
+    inputs: Fields = Field(default_factory=dict)
+    outputs: Fields = Field(default_factory=dict)
+    operations: dict[str, StepOperation] = Field(default_factory=dict)
+
+    @field_validator("inputs", "outputs", mode="before")
+    @classmethod
+    def _accept_list_form(cls, value: Any) -> Any:
+        return _fields_from_list(value)
+
+    @model_validator(mode="after")
+    def _operations_name_steps(self) -> WorkflowSpec:
+        for key in self.operations:
+            if key in self.services:
+                continue
+            if key.isdigit() and int(key) < len(self.services):
+                continue
+            raise ValueError(
+                f"operations key {key!r} names neither a service of the workflow nor a step index"
+            )
+        return self
+
+    def operation_for(self, index: int) -> StepOperation | None:
+        return self.operations.get(str(index)) or self.operations.get(self.services[index])
+
+
+class Workflow(Model):
+    name: Slug
+    description: str | None = Field(None, max_length=1024)
+    spec: WorkflowSpec
+
+
+class EventStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (EventStatus.SUCCEEDED, EventStatus.FAILED, EventStatus.CANCELLED)
+
+
+class StepStatus(StrEnum):
+    RUNNING = "RUNNING"
+    RETRYING = "RETRYING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class ErrorInfo(Model):
+    type: str
+    message: str
+    status_code: int | None = None
+    retryable: bool = False
+
+
+class Attempt(Model):
+    attempt: int
+    started_at: datetime
+    ended_at: datetime
+    duration_ms: float
+    status_code: int | None = None
+    error: ErrorInfo | None = None
+
+
+class StepRecord(Model):
+    index: int
+    service: str
+    status: StepStatus
+    attempts: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_ms: float | None = None
+    input: dict[str, Any] | None = None
+    output: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    history: list[Attempt] = Field(default_factory=list)
+
+
+class PlannedStep(Model):
+    """A step as it will run: the service definition is pinned when the event is accepted."""
+
+    service: Service
+    operation: StepOperation | None = None
+
+
+class Plan(Model):
+    workflow_version: int
+    steps: list[PlannedStep]
+    outputs: Fields
+
+
+class Event(Model):
+    """An event as stored: its status, its running context and every step so far."""
+
+    event_id: str
+    workflow_id: str
+    status: EventStatus
+    version: int = 0
+    data: dict[str, Any]
+    context: dict[str, Any] = Field(default_factory=dict)
+    step_index: int = 0
+    steps: list[StepRecord] = Field(default_factory=list)
+    outputs: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    acknowledged_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None = None
+
+
+# --- API bodies and answers ------------------------------------------------------------
+
+
+class EventRequest(Model):
+    data: dict[str, Any]
+
+
+class ServiceAccepted(BaseModel):
+    service_id: str
+    acknowledged_at: datetime
+    version: int
+
+
+class WorkflowAccepted(BaseModel):
+    workflow_id: str
+    acknowledged_at: datetime
+    version: int
+
+
+class EventAccepted(BaseModel):
+    event_id: str
+    workflow_id: str
+    status: EventStatus
+    acknowledged_at: datetime
+
+
+class ServiceRecord(BaseModel):
+    service_id: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    definition: Service
+
+
+class WorkflowRecord(BaseModel):
+    workflow_id: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    definition: Workflow
+
+
+class EventView(BaseModel):
+    event_id: str
+    workflow_id: str
+    status: EventStatus
+    data: dict[str, Any]
+    outputs: dict[str, Any] | None
+    error: ErrorInfo | None
+    steps: list[StepRecord]
+    acknowledged_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    duration_ms: float | None
+
+    @classmethod
+    def of(cls, event: Event) -> EventView:
+        duration = None
+        if event.ended_at is not None:
+            duration = (event.ended_at - event.acknowledged_at).total_seconds() * 1000
+        return cls(
+            event_id=event.event_id,
+            workflow_id=event.workflow_id,
+            status=event.status,
+            data=event.data,
+            outputs=event.outputs,
+            error=event.error,
+            steps=event.steps,
+            acknowledged_at=event.acknowledged_at,
+            updated_at=event.updated_at,
+            ended_at=event.ended_at,
+            duration_ms=duration,
+        )
+
+
+class EventSummary(BaseModel):
+    event_id: str
+    workflow_id: str
+    status: EventStatus
+    acknowledged_at: datetime
+    updated_at: datetime
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str

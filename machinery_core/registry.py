@@ -1,0 +1,53 @@
+"""Registering services and workflows."""
+
+from __future__ import annotations
+
+from machinery_core.dependencies import Dependencies
+from machinery_core.errors import NotFound
+from machinery_core.models import (
+    Page,
+    Service,
+    ServiceAccepted,
+    ServiceRecord,
+    Workflow,
+    WorkflowAccepted,
+    WorkflowRecord,
+)
+from machinery_core.observability import logger
+from machinery_core.validation import check_workflow
+
+
+def save_service(deps: Dependencies, service: Service, *, create_only: bool) -> tuple[ServiceAccepted, bool]:
+    record, created = deps.store.save_service(service, deps.clock(), create_only=create_only)
+    logger.info("service saved", service_id=record.service_id, version=record.version, created=created)
+    return ServiceAccepted(service_id=record.service_id, acknowledged_at=record.updated_at, version=record.version), created
+
+
+def list_services(deps: Dependencies, limit: int, cursor: str | None) -> Page[ServiceRecord]:
+    items, next_cursor = deps.store.list_services(limit, cursor)
+    return Page[ServiceRecord](items=items, next_cursor=next_cursor)
+
+
+def save_workflow(deps: Dependencies, workflow: Workflow, *, create_only: bool) -> tuple[WorkflowAccepted, bool]:
+    previous: WorkflowRecord | None = None
+    if not create_only:
+        try:
+            previous = deps.store.get_workflow(workflow.name)
+        except NotFound:
+            previous = None
+    services = deps.store.get_services(set(workflow.spec.services))
+    check_workflow(workflow, services)
+    record = deps.store.save_workflow(workflow, deps.clock(), previous)
+    logger.info("workflow saved", workflow_id=record.workflow_id, version=record.version)
+    accepted = WorkflowAccepted(workflow_id=record.workflow_id, acknowledged_at=record.updated_at, version=record.version)
+    return accepted, previous is None
+
+
+def list_workflows(deps: Dependencies, limit: int, cursor: str | None) -> Page[WorkflowRecord]:
+    items, next_cursor = deps.store.list_workflows(limit, cursor)
+    return Page[WorkflowRecord](items=items, next_cursor=next_cursor)
+
+
+def delete_workflow(deps: Dependencies, workflow_id: str) -> None:
+    deps.store.delete_workflow(deps.store.get_workflow(workflow_id))
+    logger.info("workflow deleted", workflow_id=workflow_id)

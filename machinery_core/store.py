@@ -1,0 +1,433 @@
+"""The DynamoDB store: one table, every state change a conditional write.
+
+Keys (PK / SK, and GSI1 for listings, newest first for events):
+  SERVICE#{name}   / DEFINITION   GSI1: SERVICES         / {name}
+  WORKFLOW#{id}    / DEFINITION   GSI1: WORKFLOWS        / {id}
+  EVENT#{id}       / EVENT        GSI1: EVENTS#{workflow} / {acknowledged_at}#{id}
+
+A service item keeps `used_by`, the set of workflows that reference it; registering a
+workflow adds itself there in the same transaction that checks every service exists,
+which is what lets a service delete refuse atomically while a workflow still uses it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from machinery_core.errors import BadRequest, Conflict, InvalidDefinition, MachineryError, NotFound, StaleVersion
+from machinery_core.models import (
+    Event,
+    EventStatus,
+    EventSummary,
+    Plan,
+    Service,
+    ServiceRecord,
+    Workflow,
+    WorkflowRecord,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+Item = dict[str, Any]
+GSI = "GSI1"
+
+
+@contextmanager
+def conditional(on_failure: Callable[[ClientError], MachineryError]) -> Iterator[None]:
+    """The one place DynamoDB error codes become domain errors.
+
+    A failed condition (alone or inside a transaction) means another writer got there
+    first, or the item is not in the state the caller assumed: `on_failure` says which.
+    """
+    try:
+        yield
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code == "ConditionalCheckFailedException":
+            raise on_failure(error) from error
+        if code == "TransactionCanceledException":
+            reasons = [r.get("Code", "None") for r in error.response.get("CancellationReasons", [])]
+            if "ConditionalCheckFailed" in reasons:
+                raise on_failure(error) from error
+            if "TransactionConflict" in reasons:
+                raise Conflict("a concurrent change touched the same items; try again") from error
+        raise
+
+
+def _cancelled_indexes(error: ClientError) -> list[int]:
+    reasons = error.response.get("CancellationReasons", [])
+    return [i for i, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"]
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def encode_cursor(key: Item | None) -> str | None:
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> Item | None:
+    if not cursor:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, binascii.Error) as error:
+        raise BadRequest("the cursor is not one this API gave out") from error
+    if not isinstance(key, dict):
+        raise BadRequest("the cursor is not one this API gave out")
+    return key
+
+
+class Store:
+    def __init__(self, client: DynamoDBClient, table_name: str, event_ttl: timedelta) -> None:
+        self._db = client
+        self._table = table_name
+        self._event_ttl = event_ttl
+
+    # --- services ------------------------------------------------------------------
+
+    def save_service(self, service: Service, now: datetime, *, create_only: bool) -> tuple[ServiceRecord, bool]:
+        """Create or update a service; `create_only` refuses an existing name."""
+        condition = "attribute_not_exists(PK)" if create_only else None
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"PK": _s(f"SERVICE#{service.name}"), "SK": _s("DEFINITION")},
+            "UpdateExpression": "SET #definition = :definition, #updated = :now, "
+            "#created = if_not_exists(#created, :now), GSI1PK = :gsi_pk, GSI1SK = :name "
+            "ADD #version :one",
+            "ExpressionAttributeNames": {
+                "#definition": "definition",
+                "#updated": "updated_at",
+                "#created": "created_at",
+                "#version": "version",
+            },
+            "ExpressionAttributeValues": {
+                ":definition": _s(service.model_dump_json()),
+                ":now": _s(_iso(now)),
+                ":gsi_pk": _s("SERVICES"),
+                ":name": _s(service.name),
+                ":one": _n(1),
+            },
+            "ReturnValues": "ALL_NEW",
+        }
+        if condition:
+            params["ConditionExpression"] = condition
+        with conditional(lambda _: Conflict(f"service {service.name!r} already exists; PUT updates it")):
+            item = self._db.update_item(**params)["Attributes"]
+        record = self._service_record(item)
+        return record, record.version == 1
+
+    def get_service(self, name: str) -> ServiceRecord:
+        item = self._get(f"SERVICE#{name}", "DEFINITION")
+        if item is None:
+            raise NotFound(f"service {name!r} does not exist")
+        return self._service_record(item)
+
+    def get_services(self, names: set[str]) -> dict[str, Service]:
+        """Every named service that exists, in one BatchGetItem per 100 names."""
+        found: dict[str, Service] = {}
+        ordered = sorted(names)
+        for start in range(0, len(ordered), 100):
+            keys: list[Item] = [
+                {"PK": _s(f"SERVICE#{name}"), "SK": _s("DEFINITION")} for name in ordered[start : start + 100]
+            ]
+            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                answer = self._db.batch_get_item(RequestItems=request)
+                for item in answer["Responses"].get(self._table, []):
+                    service = Service.model_validate_json(item["definition"]["S"])
+                    found[service.name] = service
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def list_services(self, limit: int, cursor: str | None) -> tuple[list[ServiceRecord], str | None]:
+        items, next_key = self._query_index("SERVICES", limit, cursor, newest_first=False)
+        return [self._service_record(item) for item in items], encode_cursor(next_key)
+
+    def delete_service(self, name: str) -> None:
+        def refusal(error: ClientError) -> MachineryError:
+            item = error.response.get("Item")
+            if not item:
+                return NotFound(f"service {name!r} does not exist")
+            users = sorted(item.get("used_by", {}).get("SS", []))
+            return Conflict(
+                f"service {name!r} is used by workflows: {', '.join(users)}",
+                [{"path": "used_by", "message": workflow} for workflow in users],
+            )
+
+        with conditional(refusal):
+            self._db.delete_item(
+                TableName=self._table,
+                Key={"PK": _s(f"SERVICE#{name}"), "SK": _s("DEFINITION")},
+                ConditionExpression="attribute_exists(PK) AND attribute_not_exists(#used_by)",
+                ExpressionAttributeNames={"#used_by": "used_by"},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+
+    @staticmethod
+    def _service_record(item: Item) -> ServiceRecord:
+        service = Service.model_validate_json(item["definition"]["S"])
+        return ServiceRecord(
+            service_id=service.name,
+            version=int(item["version"]["N"]),
+            created_at=datetime.fromisoformat(item["created_at"]["S"]),
+            updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
+            definition=service,
+        )
+
+    # --- workflows -----------------------------------------------------------------
+
+    def save_workflow(
+        self, workflow: Workflow, now: datetime, previous: WorkflowRecord | None
+    ) -> WorkflowRecord:
+        """Write the workflow and its `used_by` marks on every service in one transaction.
+
+        `previous` is the version the caller read; the write is refused if the workflow
+        changed (or appeared) since.
+        """
+        name = workflow.name
+        services = sorted(set(workflow.spec.services))
+        dropped = sorted(set(previous.definition.spec.services) - set(services)) if previous else []
+        version = previous.version + 1 if previous else 1
+        created_at = previous.created_at if previous else now
+        workflow_item: Item = {
+            "PK": _s(f"WORKFLOW#{name}"),
+            "SK": _s("DEFINITION"),
+            "GSI1PK": _s("WORKFLOWS"),
+            "GSI1SK": _s(name),
+            "definition": _s(workflow.model_dump_json()),
+            "version": _n(version),
+            "created_at": _s(_iso(created_at)),
+            "updated_at": _s(_iso(now)),
+        }
+        put: dict[str, Any] = {"TableName": self._table, "Item": workflow_item}
+        if previous is None:
+            put["ConditionExpression"] = "attribute_not_exists(PK)"
+        else:
+            put["ConditionExpression"] = "#version = :expected"
+            put["ExpressionAttributeNames"] = {"#version": "version"}
+            put["ExpressionAttributeValues"] = {":expected": _n(previous.version)}
+        actions: list[Item] = [{"Put": put}]
+        marker = {":workflow": {"SS": [name]}}
+        for service in services:
+            actions.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"PK": _s(f"SERVICE#{service}"), "SK": _s("DEFINITION")},
+                        "UpdateExpression": "ADD #used_by :workflow",
+                        "ConditionExpression": "attribute_exists(PK)",
+                        "ExpressionAttributeNames": {"#used_by": "used_by"},
+                        "ExpressionAttributeValues": marker,
+                    }
+                }
+            )
+        for service in dropped:
+            actions.append(self._unmark(service, name))
+
+        def refusal(error: ClientError) -> MachineryError:
+            failed = _cancelled_indexes(error)
+            if 0 in failed:
+                if previous is None:
+                    return Conflict(f"workflow {name!r} already exists; PUT updates it")
+                return StaleVersion(f"workflow {name!r} changed concurrently; read it and try again")
+            missing = [services[i - 1] for i in failed if 0 < i <= len(services)]
+            return InvalidDefinition(
+                f"the workflow references unknown services: {', '.join(missing)}",
+                [{"path": "spec.services", "message": f"unknown service {m!r}"} for m in missing],
+            )
+
+        with conditional(refusal):
+            self._db.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
+        return WorkflowRecord(
+            workflow_id=name, version=version, created_at=created_at, updated_at=now, definition=workflow
+        )
+
+    def _unmark(self, service: str, workflow: str) -> Item:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"PK": _s(f"SERVICE#{service}"), "SK": _s("DEFINITION")},
+                "UpdateExpression": "DELETE #used_by :workflow",
+                "ExpressionAttributeNames": {"#used_by": "used_by"},
+                "ExpressionAttributeValues": {":workflow": {"SS": [workflow]}},
+            }
+        }
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+        item = self._get(f"WORKFLOW#{workflow_id}", "DEFINITION")
+        if item is None:
+            raise NotFound(f"workflow {workflow_id!r} does not exist")
+        return self._workflow_record(item)
+
+    def list_workflows(self, limit: int, cursor: str | None) -> tuple[list[WorkflowRecord], str | None]:
+        items, next_key = self._query_index("WORKFLOWS", limit, cursor, newest_first=False)
+        return [self._workflow_record(item) for item in items], encode_cursor(next_key)
+
+    def delete_workflow(self, record: WorkflowRecord) -> None:
+        name = record.workflow_id
+        actions: list[Item] = [
+            {
+                "Delete": {
+                    "TableName": self._table,
+                    "Key": {"PK": _s(f"WORKFLOW#{name}"), "SK": _s("DEFINITION")},
+                    "ConditionExpression": "#version = :expected",
+                    "ExpressionAttributeNames": {"#version": "version"},
+                    "ExpressionAttributeValues": {":expected": _n(record.version)},
+                }
+            }
+        ]
+        actions += [self._unmark(service, name) for service in sorted(set(record.definition.spec.services))]
+        with conditional(lambda _: StaleVersion(f"workflow {name!r} changed concurrently; try again")):
+            self._db.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _workflow_record(item: Item) -> WorkflowRecord:
+        workflow = Workflow.model_validate_json(item["definition"]["S"])
+        return WorkflowRecord(
+            workflow_id=workflow.name,
+            version=int(item["version"]["N"]),
+            created_at=datetime.fromisoformat(item["created_at"]["S"]),
+            updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
+            definition=workflow,
+        )
+
+    # --- events --------------------------------------------------------------------
+
+    def create_event(self, event: Event, plan: Plan) -> None:
+        expires = int((event.acknowledged_at + self._event_ttl).timestamp())
+        item: Item = {
+            "PK": _s(f"EVENT#{event.event_id}"),
+            "SK": _s("EVENT"),
+            "GSI1PK": _s(f"EVENTS#{event.workflow_id}"),
+            "GSI1SK": _s(f"{_iso(event.acknowledged_at)}#{event.event_id}"),
+            "workflow_id": _s(event.workflow_id),
+            "status": _s(event.status.value),
+            "version": _n(event.version),
+            "acknowledged_at": _s(_iso(event.acknowledged_at)),
+            "updated_at": _s(_iso(event.updated_at)),
+            "expires_at": _n(expires),
+            "plan": _s(plan.model_dump_json()),
+            "state": _s(event.model_dump_json()),
+        }
+        with conditional(lambda _: Conflict(f"event {event.event_id!r} already exists")):
+            self._db.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(PK)")
+
+    def get_event(self, event_id: str) -> Event:
+        item = self._get(f"EVENT#{event_id}", "EVENT", attributes="#state", names={"#state": "state"})
+        if item is None:
+            raise NotFound(f"event {event_id!r} does not exist")
+        return Event.model_validate_json(item["state"]["S"])
+
+    def load_run(self, event_id: str) -> tuple[Event, Plan]:
+        """The event with the plan it was accepted with: what the worker needs, in one read."""
+        item = self._get(f"EVENT#{event_id}", "EVENT")
+        if item is None:
+            raise NotFound(f"event {event_id!r} does not exist")
+        return Event.model_validate_json(item["state"]["S"]), Plan.model_validate_json(item["plan"]["S"])
+
+    def save_event(self, event: Event) -> Event:
+        """Persist a transition; refused unless the stored version is the one it started from."""
+        saved = event.model_copy(update={"version": event.version + 1})
+        with conditional(lambda _: StaleVersion(f"event {event.event_id!r} was advanced concurrently")):
+            self._db.update_item(
+                TableName=self._table,
+                Key={"PK": _s(f"EVENT#{event.event_id}"), "SK": _s("EVENT")},
+                UpdateExpression="SET #state = :state, #status = :status, #version = :next, #updated = :updated",
+                ConditionExpression="#version = :expected",
+                ExpressionAttributeNames={
+                    "#state": "state",
+                    "#status": "status",
+                    "#version": "version",
+                    "#updated": "updated_at",
+                },
+                ExpressionAttributeValues={
+                    ":state": _s(saved.model_dump_json()),
+                    ":status": _s(saved.status.value),
+                    ":next": _n(saved.version),
+                    ":expected": _n(event.version),
+                    ":updated": _s(_iso(saved.updated_at)),
+                },
+            )
+        return saved
+
+    def list_events(
+        self, workflow_id: str, limit: int, cursor: str | None, status: EventStatus | None
+    ) -> tuple[list[EventSummary], str | None]:
+        items, next_key = self._query_index(
+            f"EVENTS#{workflow_id}", limit, cursor, newest_first=True, status=status
+        )
+        summaries = [
+            EventSummary(
+                event_id=item["PK"]["S"].removeprefix("EVENT#"),
+                workflow_id=item["workflow_id"]["S"],
+                status=EventStatus(item["status"]["S"]),
+                acknowledged_at=datetime.fromisoformat(item["acknowledged_at"]["S"]),
+                updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
+            )
+            for item in items
+        ]
+        return summaries, encode_cursor(next_key)
+
+    # --- plumbing ------------------------------------------------------------------
+
+    def _get(
+        self, pk: str, sk: str, attributes: str | None = None, names: dict[str, str] | None = None
+    ) -> Item | None:
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"PK": _s(pk), "SK": _s(sk)},
+            "ConsistentRead": True,
+        }
+        if attributes:
+            params["ProjectionExpression"] = attributes
+            params["ExpressionAttributeNames"] = names
+        item: Item | None = self._db.get_item(**params).get("Item")
+        return item
+
+    def _query_index(
+        self,
+        partition: str,
+        limit: int,
+        cursor: str | None,
+        *,
+        newest_first: bool,
+        status: EventStatus | None = None,
+    ) -> tuple[list[Item], Item | None]:
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": GSI,
+            "KeyConditionExpression": "GSI1PK = :pk",
+            "ExpressionAttributeValues": {":pk": _s(partition)},
+            "ScanIndexForward": not newest_first,
+            "Limit": limit,
+        }
+        start = decode_cursor(cursor)
+        if start:
+            params["ExclusiveStartKey"] = start
+        if status is not None:
+            params["FilterExpression"] = "#status = :status"
+            params["ExpressionAttributeNames"] = {"#status": "status"}
+            params["ExpressionAttributeValues"][":status"] = _s(status.value)
+        answer = self._db.query(**params)
+        return answer.get("Items", []), answer.get("LastEvaluatedKey")
