@@ -196,4 +196,12 @@ def _same_name(path_name: str, body_name: str) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return app.resolve(_as_json_request(event), context)
+
+
+def _as_json_request(event: dict[str, Any]) -> dict[str, Any]:
+    """Every body is JSON, whatever the client labels it (`curl -d` says form-urlencoded)."""
+    headers = event.get("headers") or {}
+    if event.get("body") and "json" not in headers.get("content-type", ""):
+        event = {**event, "headers": {**headers, "content-type": "application/json"}}
+    return event

@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -31,6 +33,7 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 STACK = "machinery-local"
 PRUNE_EVERY = 256
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,6 +74,7 @@ def _load_handler(spec: FunctionSpec) -> Callable[[dict[str, Any], Any], Any]:
     if module_spec is None or module_spec.loader is None:
         raise RuntimeError(f"cannot load {spec.logical_id} from {path}")
     module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module  # pydantic resolves generic models through it
     module_spec.loader.exec_module(module)
     handler: Callable[[dict[str, Any], Any], Any] = getattr(module, attribute)
     return handler
@@ -116,7 +120,7 @@ class LocalRuntime:
 
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         stepfunctions = boto3.client("stepfunctions", region_name=REGION)
-        self._create_table(dynamodb)
+        self.template.create_table(dynamodb, self.table_name)
         for spec in self.template.functions().values():
             arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-{spec.logical_id}"
             self.functions[spec.logical_id] = DeployedFunction(spec, arn, _load_handler(spec))
@@ -145,28 +149,6 @@ class LocalRuntime:
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
-
-    def _create_table(self, dynamodb: Any) -> None:
-        props = dict(self.template.table_properties())
-        ttl = props.pop("TimeToLiveSpecification", None)
-        pitr = props.pop("PointInTimeRecoverySpecification", None)
-        sse = props.pop("SSESpecification", None)
-        params: dict[str, Any] = {"TableName": self.table_name, **props}
-        if sse:
-            params["SSESpecification"] = {"Enabled": bool(sse.get("SSEEnabled"))}
-        dynamodb.create_table(**params)
-        if ttl:
-            dynamodb.update_time_to_live(
-                TableName=self.table_name,
-                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]},
-            )
-        if pitr:
-            dynamodb.update_continuous_backups(
-                TableName=self.table_name,
-                PointInTimeRecoverySpecification={
-                    "PointInTimeRecoveryEnabled": pitr["PointInTimeRecoveryEnabled"]
-                },
-            )
 
     def _create_state_machine(self, stepfunctions: Any) -> None:
         name, props = self.template.state_machine()
@@ -246,6 +228,7 @@ class LocalRuntime:
                     event["pathParameters"] = match.groupdict() or None
                     result, error = self.invoke(deployed.spec.logical_id, event)
                     if error is not None:
+                        LOG.error("%s failed: %s", deployed.spec.logical_id, "".join(result["stackTrace"]))
                         return _json_answer(500, {"message": "Internal Server Error"})
                     return _answer_from(result)
         return _json_answer(404, {"message": "Not Found"})

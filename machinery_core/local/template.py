@@ -81,6 +81,27 @@ class Template:
         properties: dict[str, Any] = self.resource_of_type("AWS::DynamoDB::Table")[1]["Properties"]
         return properties
 
+    def create_table(self, dynamodb: Any, table_name: str) -> None:
+        """Create the template's table, TTL and backups included, through a DynamoDB client."""
+        props = dict(self.table_properties())
+        ttl = props.pop("TimeToLiveSpecification", None)
+        pitr = props.pop("PointInTimeRecoverySpecification", None)
+        sse = props.pop("SSESpecification", None)
+        params: dict[str, Any] = {"TableName": table_name, **props}
+        if sse:
+            params["SSESpecification"] = {"Enabled": bool(sse.get("SSEEnabled"))}
+        dynamodb.create_table(**params)
+        if ttl:
+            dynamodb.update_time_to_live(
+                TableName=table_name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]},
+            )
+        if pitr:
+            dynamodb.update_continuous_backups(
+                TableName=table_name,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": pitr["PointInTimeRecoveryEnabled"]},
+            )
+
     def functions(self) -> dict[str, FunctionSpec]:
         defaults = self.document.get("Globals", {}).get("Function", {})
         specs = {}
