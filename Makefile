@@ -35,7 +35,10 @@ run: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy machinery_core functions
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy machinery_core
+	$(BIN)/mypy functions/api/app.py
+	$(BIN)/mypy functions/step/app.py
 
 test: install sam-install lint
 	MACHINERY_SAM=$(CURDIR)/$(SAM) $(BIN)/pytest

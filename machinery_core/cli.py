@@ -17,8 +17,18 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=3000, show_default=True, type=int, help="Port to listen on (0: any free port).")
-@click.option("--examples", is_flag=True, help="Start the example services and register the example definitions.")
+@click.option(
+    "--port",
+    default=3000,
+    show_default=True,
+    type=int,
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--examples",
+    is_flag=True,
+    help="Start the example services and register the example definitions.",
+)
 @click.option(
     "--template",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -53,7 +63,9 @@ def local(host: str, port: int, examples: bool, template: Path | None, time_scal
         click.echo(f"Machinery API: {url}")
         if examples:
             click.echo("Send the example event:")
-            click.echo(f"  curl -X POST {url}/e/process-text -d @examples/definitions/event-text.json")
+            click.echo(
+                f"  curl -X POST {url}/e/process-text -d @examples/definitions/event-text.json"
+            )
             click.echo(f"Then read it:  curl {url}/events/<event_id>")
         click.echo("Press Ctrl-C to stop.", err=True)
         stop = threading.Event()

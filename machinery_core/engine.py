@@ -58,7 +58,9 @@ def step_input(event: Event, plan: Plan) -> tuple[dict[str, Any], ErrorInfo | No
     problems = check_data(planned.service.spec.inputs, payload, "input")
     if problems:
         summary = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
-        return payload, ErrorInfo(type="InputInvalid", message=f"step input breaks the spec: {summary}")
+        return payload, ErrorInfo(
+            type="InputInvalid", message=f"step input breaks the spec: {summary}"
+        )
     return payload, None
 
 
@@ -93,14 +95,18 @@ def _fail(event: Event, steps: list[StepRecord], error: ErrorInfo, now: datetime
     )
 
 
-def refuse_input(event: Event, plan: Plan, payload: dict[str, Any], error: ErrorInfo, now: datetime) -> Event:
+def refuse_input(
+    event: Event, plan: Plan, payload: dict[str, Any], error: ErrorInfo, now: datetime
+) -> Event:
     step = _current_step(event, plan, payload, now).model_copy(
         update={"status": StepStatus.FAILED, "ended_at": now, "duration_ms": 0.0, "error": error}
     )
     return _fail(event, _replace_step(event.steps, step), error, now)
 
 
-def record_call(event: Event, plan: Plan, payload: dict[str, Any], outcome: CallOutcome) -> Transition:
+def record_call(
+    event: Event, plan: Plan, payload: dict[str, Any], outcome: CallOutcome
+) -> Transition:
     """Fold one service call into the event: next step, retry after a wait, or an end."""
     planned = plan.steps[event.step_index]
     service = planned.service
@@ -135,8 +141,12 @@ def record_call(event: Event, plan: Plan, payload: dict[str, Any], outcome: Call
     if error is not None:
         if error.retryable and attempt_number < service.retry.max_attempts:
             wait = service.retry.delay_before(attempt_number + 1)
-            step = step.model_copy(update={**step_update, "status": StepStatus.RETRYING, "error": error})
-            updated = event.model_copy(update={"steps": _replace_step(event.steps, step), "updated_at": now})
+            step = step.model_copy(
+                update={**step_update, "status": StepStatus.RETRYING, "error": error}
+            )
+            updated = event.model_copy(
+                update={"steps": _replace_step(event.steps, step), "updated_at": now}
+            )
             return Transition(updated, wait_seconds=wait)
         step = step.model_copy(update={**step_update, "status": StepStatus.FAILED, "error": error})
         return Transition(_fail(event, _replace_step(event.steps, step), error, now))
@@ -148,7 +158,12 @@ def record_call(event: Event, plan: Plan, payload: dict[str, Any], outcome: Call
     context = mapping.merge_outputs(service, planned.operation, body, event.context)
     steps = _replace_step(event.steps, step)
     next_index = event.step_index + 1
-    update: dict[str, Any] = {"steps": steps, "context": context, "step_index": next_index, "updated_at": now}
+    update: dict[str, Any] = {
+        "steps": steps,
+        "context": context,
+        "step_index": next_index,
+        "updated_at": now,
+    }
     if next_index < len(plan.steps):
         return Transition(event.model_copy(update=update))
     return Transition(_finish(event.model_copy(update=update), plan, now))
@@ -159,10 +174,17 @@ def _finish(event: Event, plan: Plan, now: datetime) -> Event:
     problems = check_data(plan.outputs, outputs, "outputs")
     if problems:
         summary = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
-        error = ErrorInfo(type="OutputsInvalid", message=f"the workflow outputs break the spec: {summary}")
+        error = ErrorInfo(
+            type="OutputsInvalid", message=f"the workflow outputs break the spec: {summary}"
+        )
         return _fail(event, event.steps, error, now)
     return event.model_copy(
-        update={"status": EventStatus.SUCCEEDED, "outputs": outputs, "updated_at": now, "ended_at": now}
+        update={
+            "status": EventStatus.SUCCEEDED,
+            "outputs": outputs,
+            "updated_at": now,
+            "ended_at": now,
+        }
     )
 
 
@@ -172,5 +194,7 @@ def abort(event: Event, error: ErrorInfo, now: datetime) -> Event:
         return event
     steps = list(event.steps)
     if steps and steps[-1].status in (StepStatus.RUNNING, StepStatus.RETRYING):
-        steps[-1] = steps[-1].model_copy(update={"status": StepStatus.FAILED, "error": error, "ended_at": now})
+        steps[-1] = steps[-1].model_copy(
+            update={"status": StepStatus.FAILED, "error": error, "ended_at": now}
+        )
     return _fail(event, steps, error, now)

@@ -39,7 +39,10 @@ def accept_event(deps: Dependencies, workflow_id: str, request: EventRequest) ->
         raise Conflict(f"the workflow's services are gone: {', '.join(missing)}")
     plan = Plan(
         workflow_version=record.version,
-        steps=[PlannedStep(service=services[name], operation=spec.operation_for(i)) for i, name in enumerate(spec.services)],
+        steps=[
+            PlannedStep(service=services[name], operation=spec.operation_for(i))
+            for i, name in enumerate(spec.services)
+        ],
         outputs=spec.outputs,
     )
     now = deps.clock()
@@ -60,14 +63,23 @@ def accept_event(deps: Dependencies, workflow_id: str, request: EventRequest) ->
             input=json.dumps({"event_id": event.event_id}),
         )
     except (ClientError, BotoCoreError) as error:
-        logger.exception("could not start the execution", event_id=event.event_id, workflow_id=workflow_id)
-        failure = ErrorInfo(type="DispatchFailed", message=f"the execution could not be started: {error}")
+        logger.exception(
+            "could not start the execution", event_id=event.event_id, workflow_id=workflow_id
+        )
+        failure = ErrorInfo(
+            type="DispatchFailed", message=f"the execution could not be started: {error}"
+        )
         deps.store.save_event(engine.abort(event, failure, deps.clock()))
-        raise DispatchFailed("the event was stored but could not be started; it is marked FAILED") from error
+        raise DispatchFailed(
+            "the event was stored but could not be started; it is marked FAILED"
+        ) from error
     logger.info("event accepted", event_id=event.event_id, workflow_id=workflow_id)
     metrics.add_metric(name="EventsAccepted", unit="Count", value=1)
     return EventAccepted(
-        event_id=event.event_id, workflow_id=workflow_id, status=event.status, acknowledged_at=event.acknowledged_at
+        event_id=event.event_id,
+        workflow_id=workflow_id,
+        status=event.status,
+        acknowledged_at=event.acknowledged_at,
     )
 
 

@@ -25,7 +25,13 @@ class ServiceInvoker:
         self._clock = clock
 
     def call(
-        self, service: Service, payload: dict[str, Any], *, event_id: str, step_index: int, timeout: float
+        self,
+        service: Service,
+        payload: dict[str, Any],
+        *,
+        event_id: str,
+        step_index: int,
+        timeout: float,
     ) -> CallOutcome:
         headers = {
             **service.headers,
@@ -49,7 +55,10 @@ class ServiceInvoker:
                 status = response.status_code
                 raw = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
         except requests.Timeout as exc:
-            return self._outcome(started, error=_error("Timeout", f"no answer within {timeout:g}s: {exc}", retryable=True))
+            return self._outcome(
+                started,
+                error=_error("Timeout", f"no answer within {timeout:g}s: {exc}", retryable=True),
+            )
         except requests.ConnectionError as exc:
             return self._outcome(started, error=_error("ConnectionError", str(exc), retryable=True))
         except requests.RequestException as exc:
@@ -57,31 +66,47 @@ class ServiceInvoker:
 
         if status >= 500 or status == 429:
             return self._outcome(
-                started, status, error=_error("HttpError", f"the service answered {status}", status, retryable=True)
+                started,
+                status,
+                error=_error("HttpError", f"the service answered {status}", status, retryable=True),
             )
         if not 200 <= status < 300:
             return self._outcome(
-                started, status, error=_error("HttpError", f"the service answered {status}", status, retryable=False)
+                started,
+                status,
+                error=_error(
+                    "HttpError", f"the service answered {status}", status, retryable=False
+                ),
             )
         if len(raw) > MAX_RESPONSE_BYTES:
             return self._outcome(
                 started,
                 status,
                 error=_error(
-                    "ResponseTooLarge", f"the answer exceeds {MAX_RESPONSE_BYTES} bytes", status, retryable=False
+                    "ResponseTooLarge",
+                    f"the answer exceeds {MAX_RESPONSE_BYTES} bytes",
+                    status,
+                    retryable=False,
                 ),
             )
         try:
             body = json.loads(raw)
         except ValueError:
             return self._outcome(
-                started, status, error=_error("InvalidResponse", "the answer is not JSON", status, retryable=False)
+                started,
+                status,
+                error=_error("InvalidResponse", "the answer is not JSON", status, retryable=False),
             )
         if not isinstance(body, dict):
             return self._outcome(
                 started,
                 status,
-                error=_error("InvalidResponse", "the answer is JSON but not an object", status, retryable=False),
+                error=_error(
+                    "InvalidResponse",
+                    "the answer is JSON but not an object",
+                    status,
+                    retryable=False,
+                ),
             )
         return self._outcome(started, status, body=body)
 
@@ -93,4 +118,6 @@ class ServiceInvoker:
         body: dict[str, Any] | None = None,
         error: ErrorInfo | None = None,
     ) -> CallOutcome:
-        return CallOutcome(started_at=started, ended_at=self._clock(), status_code=status, body=body, error=error)
+        return CallOutcome(
+            started_at=started, ended_at=self._clock(), status_code=status, body=body, error=error
+        )

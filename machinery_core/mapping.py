@@ -55,7 +55,9 @@ def _search(expression: str, data: dict[str, Any]) -> Any:
     return compile_expression(expression).search(data)
 
 
-def build_input(service: Service, operation: StepOperation | None, context: dict[str, Any]) -> dict[str, Any]:
+def build_input(
+    service: Service, operation: StepOperation | None, context: dict[str, Any]
+) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     for name, expression in input_sources(service, operation).items():
         value = _search(expression, context)
@@ -65,7 +67,10 @@ def build_input(service: Service, operation: StepOperation | None, context: dict
 
 
 def merge_outputs(
-    service: Service, operation: StepOperation | None, response: dict[str, Any], context: dict[str, Any]
+    service: Service,
+    operation: StepOperation | None,
+    response: dict[str, Any],
+    context: dict[str, Any],
 ) -> dict[str, Any]:
     merged = dict(context)
     for target, expression in output_sources(service, operation).items():

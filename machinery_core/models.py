@@ -11,7 +11,14 @@ from urllib.parse import urlsplit
 import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")]
@@ -103,7 +110,11 @@ class Service(Model):
     @model_validator(mode="before")
     @classmethod
     def _accept_prototype_form(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "spec" not in data and ("inputs" in data or "outputs" in data):
+        if (
+            isinstance(data, dict)
+            and "spec" not in data
+            and ("inputs" in data or "outputs" in data)
+        ):
             data = dict(data)
             data["spec"] = {"inputs": data.pop("inputs", {}), "outputs": data.pop("outputs", {})}
         return data

@@ -17,10 +17,14 @@ from machinery_core.observability import logger
 from machinery_core.validation import check_workflow
 
 
-def save_service(deps: Dependencies, service: Service, *, create_only: bool) -> tuple[ServiceAccepted, bool]:
+def save_service(
+    deps: Dependencies, service: Service, *, create_only: bool
+) -> tuple[ServiceAccepted, bool]:
     record, created = deps.store.save_service(service, deps.clock(), create_only=create_only)
-    logger.info("service saved", service_id=record.service_id, version=record.version, created=created)
-    return ServiceAccepted(service_id=record.service_id, acknowledged_at=record.updated_at, version=record.version), created
+    logger.info("service saved", service_id=record.service_id, version=record.version, new=created)
+    return ServiceAccepted(
+        service_id=record.service_id, acknowledged_at=record.updated_at, version=record.version
+    ), created
 
 
 def list_services(deps: Dependencies, limit: int, cursor: str | None) -> Page[ServiceRecord]:
@@ -28,7 +32,9 @@ def list_services(deps: Dependencies, limit: int, cursor: str | None) -> Page[Se
     return Page[ServiceRecord](items=items, next_cursor=next_cursor)
 
 
-def save_workflow(deps: Dependencies, workflow: Workflow, *, create_only: bool) -> tuple[WorkflowAccepted, bool]:
+def save_workflow(
+    deps: Dependencies, workflow: Workflow, *, create_only: bool
+) -> tuple[WorkflowAccepted, bool]:
     previous: WorkflowRecord | None = None
     if not create_only:
         try:
@@ -39,7 +45,9 @@ def save_workflow(deps: Dependencies, workflow: Workflow, *, create_only: bool) 
     check_workflow(workflow, services)
     record = deps.store.save_workflow(workflow, deps.clock(), previous)
     logger.info("workflow saved", workflow_id=record.workflow_id, version=record.version)
-    accepted = WorkflowAccepted(workflow_id=record.workflow_id, acknowledged_at=record.updated_at, version=record.version)
+    accepted = WorkflowAccepted(
+        workflow_id=record.workflow_id, acknowledged_at=record.updated_at, version=record.version
+    )
     return accepted, previous is None
 
 

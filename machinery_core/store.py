@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from machinery_core.errors import BadRequest, Conflict, InvalidDefinition, MachineryError, NotFound, StaleVersion
+from machinery_core.errors import (
+    BadRequest,
+    Conflict,
+    InvalidDefinition,
+    MachineryError,
+    NotFound,
+    StaleVersion,
+)
 from machinery_core.models import (
     Event,
     EventStatus,
@@ -106,7 +113,9 @@ class Store:
 
     # --- services ------------------------------------------------------------------
 
-    def save_service(self, service: Service, now: datetime, *, create_only: bool) -> tuple[ServiceRecord, bool]:
+    def save_service(
+        self, service: Service, now: datetime, *, create_only: bool
+    ) -> tuple[ServiceRecord, bool]:
         """Create or update a service; `create_only` refuses an existing name."""
         condition = "attribute_not_exists(PK)" if create_only else None
         params: dict[str, Any] = {
@@ -132,7 +141,9 @@ class Store:
         }
         if condition:
             params["ConditionExpression"] = condition
-        with conditional(lambda _: Conflict(f"service {service.name!r} already exists; PUT updates it")):
+        with conditional(
+            lambda _: Conflict(f"service {service.name!r} already exists; PUT updates it")
+        ):
             item = self._db.update_item(**params)["Attributes"]
         record = self._service_record(item)
         return record, record.version == 1
@@ -149,7 +160,8 @@ class Store:
         ordered = sorted(names)
         for start in range(0, len(ordered), 100):
             keys: list[Item] = [
-                {"PK": _s(f"SERVICE#{name}"), "SK": _s("DEFINITION")} for name in ordered[start : start + 100]
+                {"PK": _s(f"SERVICE#{name}"), "SK": _s("DEFINITION")}
+                for name in ordered[start : start + 100]
             ]
             request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
             while request:
@@ -160,13 +172,15 @@ class Store:
                 request = answer.get("UnprocessedKeys") or {}
         return found
 
-    def list_services(self, limit: int, cursor: str | None) -> tuple[list[ServiceRecord], str | None]:
+    def list_services(
+        self, limit: int, cursor: str | None
+    ) -> tuple[list[ServiceRecord], str | None]:
         items, next_key = self._query_index("SERVICES", limit, cursor, newest_first=False)
         return [self._service_record(item) for item in items], encode_cursor(next_key)
 
     def delete_service(self, name: str) -> None:
         def refusal(error: ClientError) -> MachineryError:
-            item = error.response.get("Item")
+            item: Item = dict(error.response.get("Item") or {})  # type: ignore[call-overload]
             if not item:
                 return NotFound(f"service {name!r} does not exist")
             users = sorted(item.get("used_by", {}).get("SS", []))
@@ -250,7 +264,9 @@ class Store:
             if 0 in failed:
                 if previous is None:
                     return Conflict(f"workflow {name!r} already exists; PUT updates it")
-                return StaleVersion(f"workflow {name!r} changed concurrently; read it and try again")
+                return StaleVersion(
+                    f"workflow {name!r} changed concurrently; read it and try again"
+                )
             missing = [services[i - 1] for i in failed if 0 < i <= len(services)]
             return InvalidDefinition(
                 f"the workflow references unknown services: {', '.join(missing)}",
@@ -260,7 +276,11 @@ class Store:
         with conditional(refusal):
             self._db.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
         return WorkflowRecord(
-            workflow_id=name, version=version, created_at=created_at, updated_at=now, definition=workflow
+            workflow_id=name,
+            version=version,
+            created_at=created_at,
+            updated_at=now,
+            definition=workflow,
         )
 
     def _unmark(self, service: str, workflow: str) -> Item:
@@ -280,7 +300,9 @@ class Store:
             raise NotFound(f"workflow {workflow_id!r} does not exist")
         return self._workflow_record(item)
 
-    def list_workflows(self, limit: int, cursor: str | None) -> tuple[list[WorkflowRecord], str | None]:
+    def list_workflows(
+        self, limit: int, cursor: str | None
+    ) -> tuple[list[WorkflowRecord], str | None]:
         items, next_key = self._query_index("WORKFLOWS", limit, cursor, newest_first=False)
         return [self._workflow_record(item) for item in items], encode_cursor(next_key)
 
@@ -297,8 +319,12 @@ class Store:
                 }
             }
         ]
-        actions += [self._unmark(service, name) for service in sorted(set(record.definition.spec.services))]
-        with conditional(lambda _: StaleVersion(f"workflow {name!r} changed concurrently; try again")):
+        actions += [
+            self._unmark(service, name) for service in sorted(set(record.definition.spec.services))
+        ]
+        with conditional(
+            lambda _: StaleVersion(f"workflow {name!r} changed concurrently; try again")
+        ):
             self._db.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
 
     @staticmethod
@@ -331,10 +357,14 @@ class Store:
             "state": _s(event.model_dump_json()),
         }
         with conditional(lambda _: Conflict(f"event {event.event_id!r} already exists")):
-            self._db.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(PK)")
+            self._db.put_item(
+                TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(PK)"
+            )
 
     def get_event(self, event_id: str) -> Event:
-        item = self._get(f"EVENT#{event_id}", "EVENT", attributes="#state", names={"#state": "state"})
+        item = self._get(
+            f"EVENT#{event_id}", "EVENT", attributes="#state", names={"#state": "state"}
+        )
         if item is None:
             raise NotFound(f"event {event_id!r} does not exist")
         return Event.model_validate_json(item["state"]["S"])
@@ -344,16 +374,22 @@ class Store:
         item = self._get(f"EVENT#{event_id}", "EVENT")
         if item is None:
             raise NotFound(f"event {event_id!r} does not exist")
-        return Event.model_validate_json(item["state"]["S"]), Plan.model_validate_json(item["plan"]["S"])
+        return Event.model_validate_json(item["state"]["S"]), Plan.model_validate_json(
+            item["plan"]["S"]
+        )
 
     def save_event(self, event: Event) -> Event:
         """Persist a transition; refused unless the stored version is the one it started from."""
         saved = event.model_copy(update={"version": event.version + 1})
-        with conditional(lambda _: StaleVersion(f"event {event.event_id!r} was advanced concurrently")):
+        with conditional(
+            lambda _: StaleVersion(f"event {event.event_id!r} was advanced concurrently")
+        ):
             self._db.update_item(
                 TableName=self._table,
                 Key={"PK": _s(f"EVENT#{event.event_id}"), "SK": _s("EVENT")},
-                UpdateExpression="SET #state = :state, #status = :status, #version = :next, #updated = :updated",
+                UpdateExpression=(
+                    "SET #state = :state, #status = :status, #version = :next, #updated = :updated"
+                ),
                 ConditionExpression="#version = :expected",
                 ExpressionAttributeNames={
                     "#state": "state",

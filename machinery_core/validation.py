@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from machinery_core import mapping
-from machinery_core.mapping import Known
 from machinery_core.errors import InvalidDefinition
+from machinery_core.mapping import Known
 from machinery_core.models import Fields, Service, Workflow
 
 Detail = dict[str, Any]
@@ -56,7 +56,9 @@ def check_data(fields: Fields, data: Any, path: str) -> list[Detail]:
 
 def compatible(source: str, target: str) -> bool:
     """Whether a value statically known as `source` may feed a field declared `target`."""
-    return source == target or "any" in (source, target) or (source, target) == ("integer", "number")
+    return (
+        source == target or "any" in (source, target) or (source, target) == ("integer", "number")
+    )
 
 
 def check_workflow(workflow: Workflow, services: dict[str, Service]) -> None:
@@ -92,10 +94,13 @@ def check_workflow(workflow: Workflow, services: dict[str, Service]) -> None:
                 details.append(
                     {
                         "path": f"{step_path}.inputs.{name}",
-                        "message": f"input {name!r} expects {field.type} but receives {source.type}",
+                        "message": f"input {name!r} expects {field.type} "
+                        f"but receives {source.type}",
                     }
                 )
-        response = {name: Known(field.type, field.required) for name, field in service.spec.outputs.items()}
+        response = {
+            name: Known(field.type, field.required) for name, field in service.spec.outputs.items()
+        }
         for target, expression in mapping.output_sources(service, operation).items():
             known = mapping.static_source(expression, response)
             if known is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from machinery_core import engine
 from machinery_core.dependencies import Dependencies
-from machinery_core.models import ErrorInfo, EventStatus
+from machinery_core.models import ErrorInfo
 from machinery_core.observability import logger, metrics
 
 # Left for the checkpoint write and the answer after the last call of an invocation.
@@ -42,7 +42,9 @@ def advance(deps: Dependencies, event_id: str, remaining_ms: Callable[[], int]) 
             return _answer("CONTINUE")
         payload, refusal = engine.step_input(event, plan)
         if refusal is not None:
-            event = deps.store.save_event(engine.refuse_input(event, plan, payload, refusal, deps.clock()))
+            event = deps.store.save_event(
+                engine.refuse_input(event, plan, payload, refusal, deps.clock())
+            )
             break
         outcome = deps.invoker.call(
             planned.service,
@@ -69,7 +71,9 @@ def advance(deps: Dependencies, event_id: str, remaining_ms: Callable[[], int]) 
             break
 
     metrics.add_metric(name=f"Events{event.status.value.title()}", unit="Count", value=1)
-    logger.info("event ended", event_id=event_id, workflow_id=event.workflow_id, status=event.status.value)
+    logger.info(
+        "event ended", event_id=event_id, workflow_id=event.workflow_id, status=event.status.value
+    )
     return _answer(event.status.value)
 
 
@@ -82,5 +86,7 @@ def abort(deps: Dependencies, event_id: str, error: dict[str, Any]) -> dict[str,
     )
     if not event.status.terminal:
         event = deps.store.save_event(engine.abort(event, info, deps.clock()))
-        logger.error("event aborted", event_id=event_id, workflow_id=event.workflow_id, error=info.type)
-    return _answer(event.status.value if event.status is not EventStatus.CANCELLED else "CANCELLED")
+        logger.error(
+            "event aborted", event_id=event_id, workflow_id=event.workflow_id, error=info.type
+        )
+    return _answer(event.status.value)

@@ -23,7 +23,9 @@ SERVICES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
-def handler_for(transform: Callable[[dict[str, Any]], dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
+def handler_for(
+    transform: Callable[[dict[str, Any]], dict[str, Any]],
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: Machinery reuses its connections
 

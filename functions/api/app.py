@@ -40,13 +40,23 @@ Cursor = Annotated[str | None, Query(max_length=2048)]
 app = APIGatewayHttpResolver(enable_validation=True)
 
 
-def _json(status: HTTPStatus, body: BaseModel | dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
+def _json(
+    status: HTTPStatus, body: BaseModel | dict[str, Any], headers: dict[str, str] | None = None
+) -> Response[Any]:
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
+    )
 
 
-def _refuse_large_bodies(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+def _refuse_large_bodies(
+    app: APIGatewayHttpResolver, next_middleware: NextMiddleware
+) -> Response[Any]:
     body = app.current_event.body
-    if body and len(body) > MAX_BODY_BYTES * 4 // 3 + 4 or len(app.current_event.decoded_body or "") > MAX_BODY_BYTES:
+    if (
+        body
+        and len(body) > MAX_BODY_BYTES * 4 // 3 + 4
+        or len(app.current_event.decoded_body or "") > MAX_BODY_BYTES
+    ):
         raise PayloadTooLarge(f"the request body exceeds {MAX_BODY_BYTES} bytes")
     return next_middleware(app)
 
@@ -54,25 +64,29 @@ def _refuse_large_bodies(app: APIGatewayHttpResolver, next_middleware: NextMiddl
 app.use(middlewares=[_refuse_large_bodies])
 
 
-@app.exception_handler(MachineryError)
+@app.exception_handler(MachineryError)  # type: ignore[untyped-decorator]
 def _domain_error(error: MachineryError) -> Response[Any]:
     return _json(HTTPStatus(error.status_code), error.to_body())
 
 
-@app.exception_handler(RequestValidationError)
+@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
 def _invalid_request(error: RequestValidationError) -> Response[Any]:
     problems = list(error.errors())
     if any(problem.get("type") == "json_invalid" for problem in problems):
         return _json(HTTPStatus.BAD_REQUEST, {"message": "the request body is not valid JSON"})
     details = [
         {
-            "path": ".".join(str(part) for part in problem.get("loc", ())[1:] if part != "body") or "body",
+            "path": ".".join(str(part) for part in problem.get("loc", ())[1:] if part != "body")
+            or "body",
             "location": str(problem.get("loc", ("body",))[0]),
             "message": problem.get("msg", "invalid"),
         }
         for problem in problems
     ]
-    return _json(HTTPStatus.UNPROCESSABLE_ENTITY, {"message": "the request does not match the contract", "details": details})
+    return _json(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        {"message": "the request does not match the contract", "details": details},
+    )
 
 
 @app.not_found
@@ -179,7 +193,9 @@ def health() -> Health:
 @app.get("/openapi.json")
 def openapi() -> Response[Any]:
     schema = app.get_openapi_json_schema(title="Machinery", version=__version__)
-    return Response(status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=schema)
+    return Response(
+        status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=schema
+    )
 
 
 def _same_name(path_name: str, body_name: str) -> None:

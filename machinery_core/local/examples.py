@@ -22,16 +22,21 @@ def start_services(examples: Path) -> subprocess.Popen[bytes]:
     for port in ports.values():
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
-                raise RuntimeError(f"port {port} is taken; the example services need it (is another run active?)")
+                raise RuntimeError(
+                    f"port {port} is taken; the example services need it (is another run active?)"
+                )
     assignments = [f"{name}={port}" for name, port in ports.items()]
     process = subprocess.Popen(
-        [sys.executable, str(examples / "services" / "serve.py"), *assignments], stdout=subprocess.DEVNULL
+        [sys.executable, str(examples / "services" / "serve.py"), *assignments],
+        stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     for port in ports.values():
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"the example services exited ({process.returncode}); is port {port} taken?")
+                raise RuntimeError(
+                    f"the example services exited ({process.returncode}); is port {port} taken?"
+                )
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
@@ -53,6 +58,8 @@ def register_definitions(runtime: LocalRuntime, examples: Path) -> list[str]:
                 "POST", route, {"content-type": "application/json"}, path.read_bytes()
             )
             if answer.status != 201:
-                raise RuntimeError(f"registering {path.name} failed: {answer.status} {answer.body.decode()}")
+                raise RuntimeError(
+                    f"registering {path.name} failed: {answer.status} {answer.body.decode()}"
+                )
             registered.append(path.name)
     return registered

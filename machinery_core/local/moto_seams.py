@@ -50,7 +50,9 @@ def install(
         (ExecutionWorker, "_execution_logic"),
     ):
         if not hasattr(owner, attribute):
-            raise RuntimeError(f"moto seam {owner.__name__}.{attribute} is gone; check the pinned moto version")
+            raise RuntimeError(
+                f"moto seam {owner.__name__}.{attribute} is gone; check the pinned moto version"
+            )
     if _installed:
         return
     _installed = True
@@ -61,7 +63,11 @@ def install(
         if isinstance(payload, bytes | bytearray):
             payload = json.loads(payload or b"{}")
         result, error_type = invoke_lambda(parameters["FunctionName"], payload or {})
-        response: dict[str, Any] = {"StatusCode": 200, "Payload": result, "ExecutedVersion": "$LATEST"}
+        response: dict[str, Any] = {
+            "StatusCode": 200,
+            "Payload": result,
+            "ExecutedVersion": "$LATEST",
+        }
         if error_type is not None:
             # An errorType in the payload becomes the ASL error name that Retry/Catch match.
             response["FunctionError"] = "Unhandled"
@@ -80,15 +86,16 @@ def install(
                 _programs[definition] = program
         return program
 
-    ExecutionWorker._get_evaluation_entrypoint = entrypoint
+    ExecutionWorker._get_evaluation_entrypoint = entrypoint  # type: ignore[method-assign]
 
     def wait_interval(self: Any, env: Any, wait_seconds: float) -> None:
         scaled = wait_seconds * time_scale()
         if scaled > 0:
             env.program_state_event.wait(scaled)
 
-    WaitFunction._wait_interval = wait_interval
-    retrier_decl.time = types.SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * time_scale()))
+    WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
+    scaled_time = types.SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * time_scale()))
+    retrier_decl.time = scaled_time  # type: ignore[attr-defined,assignment]  # Retry interval sleeps through it
 
     original_terminated = BaseExecutionWorkerCommunication.terminated
 
@@ -99,9 +106,11 @@ def install(
         if len(TMP_THREADS) > 256:
             TMP_THREADS[:] = [thread for thread in TMP_THREADS if thread.is_alive()]
         execution = self.execution
-        on_execution_end(_as_dict(execution.input_data), str(getattr(execution.exec_status, "value", "")))
+        on_execution_end(
+            _as_dict(execution.input_data), str(getattr(execution.exec_status, "value", ""))
+        )
 
-    BaseExecutionWorkerCommunication.terminated = terminated
+    BaseExecutionWorkerCommunication.terminated = terminated  # type: ignore[method-assign]
 
     original_logic = ExecutionWorker._execution_logic
 
@@ -113,7 +122,7 @@ def install(
             logging.getLogger(__name__).exception("a state machine worker crashed")
             on_execution_end(_as_dict(self._evaluation_details.execution_details.inpt), "CRASHED")
 
-    ExecutionWorker._execution_logic = execution_logic
+    ExecutionWorker._execution_logic = execution_logic  # type: ignore[method-assign]
 
     for noisy in ("moto.stepfunctions.parser", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)

@@ -152,7 +152,10 @@ class LocalRuntime:
 
     def _create_state_machine(self, stepfunctions: Any) -> None:
         name, props = self.template.state_machine()
-        substitutions = {key: self._resolve(value) for key, value in props.get("DefinitionSubstitutions", {}).items()}
+        substitutions = {
+            key: self._resolve(value)
+            for key, value in props.get("DefinitionSubstitutions", {}).items()
+        }
         answer = stepfunctions.create_state_machine(
             name=f"{STACK}-{name}",
             definition=self.template.asl(substitutions),
@@ -177,11 +180,18 @@ class LocalRuntime:
     def invoke(self, function: str, payload: dict[str, Any]) -> tuple[Any, str | None]:
         """Run a function's handler in-process: (result, None) or (error payload, error type)."""
         deployed = next(
-            (f for f in self.functions.values() if function in (f.arn, f.spec.logical_id, f"{STACK}-{f.spec.logical_id}")),
+            (
+                f
+                for f in self.functions.values()
+                if function in (f.arn, f.spec.logical_id, f"{STACK}-{f.spec.logical_id}")
+            ),
             None,
         )
         if deployed is None:
-            return {"errorType": "ResourceNotFoundException", "errorMessage": function}, "ResourceNotFoundException"
+            return {
+                "errorType": "ResourceNotFoundException",
+                "errorMessage": function,
+            }, "ResourceNotFoundException"
         try:
             return deployed.handler(payload, LambdaContext(deployed.spec, deployed.arn)), None
         except Exception as error:
@@ -199,7 +209,11 @@ class LocalRuntime:
             if event_id:
                 cause = f"the state machine execution ended {status}"
                 self.invoke(
-                    "StepFunction", {"event_id": event_id, "abort": {"Error": "States.ExecutionEnded", "Cause": cause}}
+                    "StepFunction",
+                    {
+                        "event_id": event_id,
+                        "abort": {"Error": "States.ExecutionEnded", "Cause": cause},
+                    },
                 )
         with self._prune_lock:
             self._ended += 1
@@ -217,25 +231,40 @@ class LocalRuntime:
     # --- HTTP ------------------------------------------------------------------------
 
     def handle_http(
-        self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str = "127.0.0.1"
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes,
+        source_ip: str = "127.0.0.1",
     ) -> HttpAnswer:
         path, _, query = target.partition("?")
         for deployed in self.functions.values():
             for route in deployed.spec.routes:
                 match = route.pattern.match(path)
                 if match and route.method in (method, "ANY"):
-                    event = _http_api_event(route.route_key, method, path, query, headers, body, source_ip)
+                    event = _http_api_event(
+                        route.route_key, method, path, query, headers, body, source_ip
+                    )
                     event["pathParameters"] = match.groupdict() or None
                     result, error = self.invoke(deployed.spec.logical_id, event)
                     if error is not None:
-                        LOG.error("%s failed: %s", deployed.spec.logical_id, "".join(result["stackTrace"]))
+                        LOG.error(
+                            "%s failed: %s", deployed.spec.logical_id, "".join(result["stackTrace"])
+                        )
                         return _json_answer(500, {"message": "Internal Server Error"})
                     return _answer_from(result)
         return _json_answer(404, {"message": "Not Found"})
 
 
 def _http_api_event(
-    route_key: str, method: str, path: str, query: str, headers: dict[str, str], body: bytes, source_ip: str
+    route_key: str,
+    method: str,
+    path: str,
+    query: str,
+    headers: dict[str, str],
+    body: bytes,
+    source_ip: str,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
     params: dict[str, str] = {}

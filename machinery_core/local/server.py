@@ -30,8 +30,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_REQUEST_BYTES:
-            self._write(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"Content-Type": "application/json"},
-                        b'{"message":"Request Entity Too Large"}', close=True)
+            self._write(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                {"Content-Type": "application/json"},
+                b'{"message":"Request Entity Too Large"}',
+                close=True,
+            )
             return
         body = self.rfile.read(length) if length else b""
         answer = self.server.runtime.handle_http(
@@ -39,9 +43,13 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._write(answer.status, answer.headers, answer.body)
 
-    def _write(self, status: int, headers: dict[str, str], body: bytes, close: bool = False) -> None:
+    def _write(
+        self, status: int, headers: dict[str, str], body: bytes, close: bool = False
+    ) -> None:
         lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
-        lines += [f"{key}: {value}" for key, value in headers.items() if key.lower() != "content-length"]
+        lines += [
+            f"{key}: {value}" for key, value in headers.items() if key.lower() != "content-length"
+        ]
         lines.append(f"Content-Length: {len(body)}")
         if close:
             lines.append("Connection: close")

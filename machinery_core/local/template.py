@@ -94,12 +94,17 @@ class Template:
         if ttl:
             dynamodb.update_time_to_live(
                 TableName=table_name,
-                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]},
+                TimeToLiveSpecification={
+                    "AttributeName": ttl["AttributeName"],
+                    "Enabled": ttl["Enabled"],
+                },
             )
         if pitr:
             dynamodb.update_continuous_backups(
                 TableName=table_name,
-                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": pitr["PointInTimeRecoveryEnabled"]},
+                PointInTimeRecoverySpecification={
+                    "PointInTimeRecoveryEnabled": pitr["PointInTimeRecoveryEnabled"]
+                },
             )
 
     def functions(self) -> dict[str, FunctionSpec]:
