@@ -222,9 +222,9 @@ class LocalRuntime:
 
     def _prune_executions(self) -> None:
         """moto keeps every execution and scans them linearly on each start: keep it short."""
-        from moto.stepfunctions.models import stepfunctions_backends
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
-        backend = stepfunctions_backends[ACCOUNT][REGION]
+        backend = stepfunctions_parser_backends[ACCOUNT][REGION]
         for machine in backend.state_machines:
             machine.executions[:] = [e for e in machine.executions if str(e.status) == "RUNNING"]
 

@@ -1,0 +1,170 @@
+"""The template's own ASL, executed by moto's interpreter through the local runtime."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from machinery_core.errors import StaleVersion
+from machinery_core.local import moto_seams
+from machinery_core.local.runtime import LocalRuntime
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class _Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = json.dumps({"echo": data["text"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[LocalRuntime]:
+    """The local runtime in-process, with a one-step workflow against a loopback echo service."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    local = LocalRuntime(ROOT / "template.yaml", time_scale=0.001).start()
+    address = f"http://127.0.0.1:{server.server_address[1]}/"
+    service = {
+        "name": "echo",
+        "address": address,
+        "spec": {"inputs": {"text": {"type": "string"}}, "outputs": {"echo": {"type": "string"}}},
+    }
+    workflow = {
+        "name": "echo-once",
+        "spec": {
+            "services": ["echo"],
+            "inputs": {"text": {"type": "string"}},
+            "outputs": {"echo": {"type": "string"}},
+        },
+    }
+    for route, body in (("/services", service), ("/workflows", workflow)):
+        answer = local.handle_http("POST", route, {}, json.dumps(body).encode())
+        assert answer.status == 201, answer.body
+    yield local
+    local.stop()
+    server.shutdown()
+
+
+def _send(runtime: LocalRuntime) -> str:
+    answer = runtime.handle_http("POST", "/e/echo-once", {}, b'{"data": {"text": "hi"}}')
+    assert answer.status == 202, answer.body
+    event_id: str = json.loads(answer.body)["event_id"]
+    return event_id
+
+
+def _wait_for_end(runtime: LocalRuntime, event_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        event: dict[str, Any] = json.loads(
+            runtime.handle_http("GET", f"/events/{event_id}", {}, b"").body
+        )
+        if event["status"] in ("SUCCEEDED", "FAILED"):
+            return event
+        time.sleep(0.01)
+    pytest.fail(f"event {event_id} did not end")
+
+
+@pytest.fixture
+def step_handler(runtime: LocalRuntime) -> Iterator[dict[str, Any]]:
+    """Lets a test wrap the deployed step function's handler; restores it afterwards."""
+    deployed = runtime.functions["StepFunction"]
+    original = deployed.handler
+    slot: dict[str, Any] = {"original": original}
+    yield slot
+    deployed.handler = original
+
+
+def test_an_event_runs_through_the_template_state_machine(runtime: LocalRuntime) -> None:
+    event = _wait_for_end(runtime, _send(runtime))
+    assert event["status"] == "SUCCEEDED"
+    assert event["outputs"] == {"echo": "hi"}
+
+
+def test_a_step_function_that_keeps_crashing_is_caught_and_the_event_fails(
+    runtime: LocalRuntime, step_handler: dict[str, Any]
+) -> None:
+    # Given a step function that crashes on every Run (but still handles Abort)
+    calls: list[str] = []
+
+    def crashing(payload: dict[str, Any], context: Any) -> Any:
+        if "abort" in payload:
+            calls.append("abort")
+            return step_handler["original"](payload, context)
+        calls.append("run")
+        raise RuntimeError("the worker blew up")
+
+    runtime.functions["StepFunction"].handler = crashing
+
+    # When an event is sent
+    event = _wait_for_end(runtime, _send(runtime))
+
+    # Then Run was retried (1 + 2 attempts of the States.ALL retrier), Catch sent it to Abort,
+    # and the event ended FAILED with the error the state machine saw (the runtime's own
+    # end-of-execution check may abort once more: a no-op on an ended event)
+    assert calls[:4] == ["run", "run", "run", "abort"]
+    assert set(calls[4:]) <= {"abort"}
+    assert event["status"] == "FAILED"
+    assert event["error"]["type"] == "RuntimeError"
+    assert "the worker blew up" in event["error"]["message"]
+
+
+def test_a_lost_race_is_retried_and_the_event_still_succeeds(
+    runtime: LocalRuntime, step_handler: dict[str, Any]
+) -> None:
+    # Given a step function whose first Run loses a conditional write
+    attempts: list[int] = []
+
+    def racing(payload: dict[str, Any], context: Any) -> Any:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise StaleVersion("advanced concurrently")
+        return step_handler["original"](payload, context)
+
+    runtime.functions["StepFunction"].handler = racing
+
+    # When an event is sent, then the StaleVersion retrier runs it again and it succeeds
+    event = _wait_for_end(runtime, _send(runtime))
+    assert event["status"] == "SUCCEEDED"
+    assert len(attempts) == 2
+
+
+def test_pruning_keeps_only_running_executions(runtime: LocalRuntime) -> None:
+    # Given a few finished events
+    for _ in range(3):
+        _wait_for_end(runtime, _send(runtime))
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    machine = stepfunctions_parser_backends["123456789012"]["us-east-1"].state_machines[0]
+    assert any(str(e.status) != "RUNNING" for e in machine.executions)
+
+    # When the runtime prunes, then moto keeps no finished execution to scan
+    runtime._prune_executions()
+    assert all(str(e.status) == "RUNNING" for e in machine.executions)
+
+
+def test_installing_the_moto_seams_fails_loudly_when_one_has_moved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+
+    monkeypatch.delattr(lambda_eval_utils, "_invoke_lambda_function")
+    with pytest.raises(RuntimeError, match="_invoke_lambda_function"):
+        moto_seams.install(lambda *_: ({}, None), lambda: 1.0, lambda *_: None)

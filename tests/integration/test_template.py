@@ -1,0 +1,118 @@
+"""template.yaml is the one source of truth: its ASL passes statelint, SAM accepts and builds it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from machinery_core.local.template import Template
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+VENV_BIN = Path(sys.executable).parent
+
+
+def _sam() -> str:
+    sam = os.environ.get("MACHINERY_SAM") or str(ROOT / ".sam-venv" / "bin" / "sam")
+    if not Path(sam).exists():
+        pytest.fail(f"the SAM CLI is missing at {sam}: run `make sam-install` (make test does)")
+    return sam
+
+
+def _sam_env() -> dict[str, str]:
+    version = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+    return {
+        **os.environ,
+        "SAM_CLI_TELEMETRY": "0",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        # sam build needs python3.13 on PATH; pyenv offers it beside the default interpreter.
+        "PYENV_VERSION": f"{version}:3.13.0",
+    }
+
+
+def test_the_state_machine_definition_passes_statelint(tmp_path: Path) -> None:
+    # Given the ASL exactly as the template deploys it
+    definition = tmp_path / "asl.json"
+    definition.write_text(Template.load(TEMPLATE).asl())
+
+    # When statelint checks it (URI substitutions like ${StepFunctionArn} let through)
+    result = subprocess.run(
+        [str(VENV_BIN / "statelint"), "--ignore", "URI", str(definition)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    # Then it finds nothing
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_state_machine_loops_run_route_and_waits_in_backoff() -> None:
+    # Given the deployed ASL
+    states = json.loads(Template.load(TEMPLATE).asl())["States"]
+
+    # Then Run hands its answer to Route, which loops, waits or ends
+    assert states["Run"]["Next"] == "Route"
+    targets = {choice["StringEquals"]: choice["Next"] for choice in states["Route"]["Choices"]}
+    assert targets == {"CONTINUE": "Run", "BACKOFF": "Backoff", "SUCCEEDED": "Done"}
+    assert states["Route"]["Default"] == "Failed"
+    assert states["Backoff"] == {"Type": "Wait", "SecondsPath": "$.run.wait_seconds", "Next": "Run"}
+    # and whatever Run cannot recover from goes through Abort, which marks the event FAILED
+    assert states["Run"]["Catch"][0]["Next"] == "Abort"
+    assert states["Abort"]["Next"] == "Failed"
+
+
+@pytest.mark.sam
+def test_sam_validates_the_template_with_lint() -> None:
+    result = subprocess.run(
+        [_sam(), "validate", "--lint", "--template-file", str(TEMPLATE)],
+        cwd=ROOT,
+        env=_sam_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.sam
+def test_sam_builds_the_functions_and_a_layer_with_machinery_core(tmp_path: Path) -> None:
+    # Given a copy of the deployable sources (so the build never touches the checkout)
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("template.yaml", "functions", "layers", "machinery_core"):
+        origin = ROOT / name
+        if origin.is_dir():
+            shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(origin, source / name)
+
+    # When sam builds it
+    result = subprocess.run(
+        [_sam(), "build", "--build-dir", str(tmp_path / "build")],
+        cwd=source,
+        env=_sam_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+    # Then both functions and the layer are built, the layer carrying machinery_core
+    assert result.returncode == 0, result.stdout + result.stderr
+    build = tmp_path / "build"
+    assert (build / "ApiFunction" / "app.py").exists()
+    assert (build / "StepFunction" / "app.py").exists()
+    layer = build / "MachineryLayer" / "python"
+    assert (layer / "machinery_core" / "worker.py").exists()
+    assert (layer / "aws_lambda_powertools").is_dir()
+    assert (layer / "pydantic").is_dir()
