@@ -299,6 +299,7 @@ class ServiceRecord(BaseModel):
     created_at: datetime
     updated_at: datetime
     definition: Service
+    used_by: list[str] = Field(default_factory=list)
 
 
 class WorkflowRecord(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from machinery_core.dependencies import Dependencies
-from machinery_core.errors import NotFound
+from machinery_core.errors import Conflict, InvalidDefinition, NotFound
 from machinery_core.models import (
     Page,
     Service,
@@ -20,11 +20,33 @@ from machinery_core.validation import check_workflow
 def save_service(
     deps: Dependencies, service: Service, *, create_only: bool
 ) -> tuple[ServiceAccepted, bool]:
+    if not create_only:
+        _check_dependents(deps, service)
     record, created = deps.store.save_service(service, deps.clock(), create_only=create_only)
     logger.info("service saved", service_id=record.service_id, version=record.version, new=created)
-    return ServiceAccepted(
+    accepted = ServiceAccepted(
         service_id=record.service_id, acknowledged_at=record.updated_at, version=record.version
-    ), created
+    )
+    return accepted, created
+
+
+def _check_dependents(deps: Dependencies, service: Service) -> None:
+    """Refuse a service change that would break the data flow of a workflow using it."""
+    try:
+        current = deps.store.get_service(service.name)
+    except NotFound:
+        return
+    for workflow_id in current.used_by:
+        workflow = deps.store.get_workflow(workflow_id).definition
+        services = deps.store.get_services(set(workflow.spec.services) - {service.name})
+        services[service.name] = service
+        try:
+            check_workflow(workflow, services)
+        except InvalidDefinition as broken:
+            raise Conflict(
+                f"the change would break workflow {workflow_id!r}: {broken.message}",
+                broken.details,
+            ) from broken
 
 
 def list_services(deps: Dependencies, limit: int, cursor: str | None) -> Page[ServiceRecord]:

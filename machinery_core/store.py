@@ -207,6 +207,7 @@ class Store:
             created_at=datetime.fromisoformat(item["created_at"]["S"]),
             updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
             definition=service,
+            used_by=sorted(item.get("used_by", {}).get("SS", [])),
         )
 
     # --- workflows -----------------------------------------------------------------

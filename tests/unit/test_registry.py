@@ -1,0 +1,73 @@
+"""Registry rules that span several items: a service change must not break its workflows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import requests
+
+from machinery_core import registry
+from machinery_core.dependencies import Dependencies
+from machinery_core.errors import Conflict
+from machinery_core.invoker import ServiceInvoker
+from machinery_core.models import Service, Workflow
+from machinery_core.store import Store
+
+DEFINITIONS = Path(__file__).resolve().parents[2] / "examples" / "definitions"
+
+
+@pytest.fixture
+def deps(store: Store) -> Dependencies:
+    # The registry never starts executions: no Step Functions client is needed here.
+    return Dependencies(
+        store=store,
+        stepfunctions=None,  # type: ignore[arg-type]
+        state_machine_arn="",
+        invoker=ServiceInvoker(requests.Session()),
+    )
+
+
+@pytest.fixture
+def example(deps: Dependencies) -> Dependencies:
+    for name in ("upper", "reverse", "space-counter"):
+        service = Service.model_validate(
+            json.loads((DEFINITIONS / f"service-{name}.json").read_text())
+        )
+        registry.save_service(deps, service, create_only=True)
+    workflow = Workflow.model_validate(
+        json.loads((DEFINITIONS / "workflow-process-text.json").read_text())
+    )
+    registry.save_workflow(deps, workflow, create_only=True)
+    return deps
+
+
+def test_a_service_update_that_breaks_a_workflow_is_refused(example: Dependencies) -> None:
+    # Given space-counter now answering a string instead of the integer the workflow outputs
+    changed = example.store.get_service("space-counter").definition.model_copy(deep=True)
+    changed.spec.outputs["space_count"].type = "string"
+
+    # When it is PUT, then it is refused naming the workflow and the field
+    with pytest.raises(Conflict) as refusal:
+        registry.save_service(example, changed, create_only=False)
+    assert "process-text" in refusal.value.message
+    assert refusal.value.details[0]["path"] == "spec.outputs.space_count"
+    # and the stored service is unchanged
+    stored = example.store.get_service("space-counter")
+    assert stored.definition.spec.outputs["space_count"].type == "integer"
+    assert stored.version == 1
+
+
+def test_a_compatible_service_update_is_saved_with_a_new_version(example: Dependencies) -> None:
+    # Given a change that keeps the data flow whole (a longer timeout)
+    changed = example.store.get_service("upper").definition.model_copy(
+        update={"timeout_seconds": 30.0}
+    )
+
+    # When it is PUT, then it is saved and the workflow that uses it is listed
+    accepted, created = registry.save_service(example, changed, create_only=False)
+    assert (accepted.version, created) == (2, False)
+    stored = example.store.get_service("upper")
+    assert stored.definition.timeout_seconds == 30.0
+    assert stored.used_by == ["process-text"]
