@@ -30,6 +30,8 @@ def _sam_env() -> dict[str, str]:
     return {
         **os.environ,
         "SAM_CLI_TELEMETRY": "0",
+        # expand AWS::LanguageExtensions (the ApiAuthorization switch) as CloudFormation does
+        "SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS": "1",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -71,9 +73,11 @@ def test_the_state_machine_loops_run_route_and_waits_in_backoff() -> None:
 
 
 @pytest.mark.sam
-def test_sam_validates_the_template_with_lint() -> None:
+@pytest.mark.parametrize("extra", [["--lint"], []], ids=["cfn-lint", "sam-transform"])
+def test_sam_validates_the_template(extra: list[str]) -> None:
+    # --lint runs cfn-lint only; the plain run applies the SAM transform as a deploy would
     result = subprocess.run(
-        [_sam(), "validate", "--lint", "--template-file", str(TEMPLATE)],
+        [_sam(), "validate", *extra, "--template-file", str(TEMPLATE)],
         cwd=ROOT,
         env=_sam_env(),
         capture_output=True,
