@@ -36,6 +36,10 @@ class PayloadTooLarge(MachineryError):
     status_code = 413
 
 
+class ItemTooLarge(PayloadTooLarge):
+    """A write would make its DynamoDB item exceed the 400 KB item size limit."""
+
+
 class InvalidDefinition(MachineryError):
     """A definition or event that is well-formed JSON but breaks the contract."""
 

@@ -26,6 +26,7 @@ from machinery_core.errors import (
     BadRequest,
     Conflict,
     InvalidDefinition,
+    ItemTooLarge,
     MachineryError,
     NotFound,
     StaleVersion,
@@ -67,6 +68,10 @@ def conditional(on_failure: Callable[[ClientError], MachineryError]) -> Iterator
                 raise on_failure(error) from error
             if "TransactionConflict" in reasons:
                 raise Conflict("a concurrent change touched the same items; try again") from error
+        if code == "ValidationException" and "maximum allowed size" in str(error):
+            raise ItemTooLarge(
+                "the record would exceed DynamoDB's 400 KB item size limit"
+            ) from error
         raise
 
 
@@ -103,6 +108,18 @@ def decode_cursor(cursor: str | None) -> Item | None:
     if not isinstance(key, dict):
         raise BadRequest("the cursor is not one this API gave out")
     return key
+
+
+def _cursor_fits(key: Item, partition: str) -> bool:
+    """Whether a decoded cursor is a GSI1 key of the listing it is used on."""
+    return (
+        set(key) == {"PK", "SK", "GSI1PK", "GSI1SK"}
+        and all(
+            isinstance(value, dict) and list(value) == ["S"] and isinstance(value["S"], str)
+            for value in key.values()
+        )
+        and key["GSI1PK"]["S"] == partition
+    )
 
 
 class Store:
@@ -460,6 +477,8 @@ class Store:
             "Limit": limit,
         }
         start = decode_cursor(cursor)
+        if start is not None and not _cursor_fits(start, partition):
+            raise BadRequest("the cursor is not one this API gave out")
         if start:
             params["ExclusiveStartKey"] = start
         if status is not None:

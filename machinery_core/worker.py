@@ -14,7 +14,8 @@ from typing import Any
 
 from machinery_core import engine
 from machinery_core.dependencies import Dependencies
-from machinery_core.models import ErrorInfo
+from machinery_core.errors import ItemTooLarge
+from machinery_core.models import ErrorInfo, Event
 from machinery_core.observability import logger, metrics
 
 # Left for the checkpoint write and the answer after the last call of an invocation.
@@ -55,7 +56,11 @@ def advance(deps: Dependencies, event_id: str, remaining_ms: Callable[[], int]) 
         )
         calls += 1
         transition = engine.record_call(event, plan, payload, outcome)
-        event = deps.store.save_event(transition.event)
+        try:
+            event = deps.store.save_event(transition.event)
+        except ItemTooLarge as error:
+            event = _fail_oversized(deps, event, planned.service.name, error)
+            break
         logger.info(
             "step recorded",
             event_id=event_id,
@@ -75,6 +80,24 @@ def advance(deps: Dependencies, event_id: str, remaining_ms: Callable[[], int]) 
         "event ended", event_id=event_id, workflow_id=event.workflow_id, status=event.status.value
     )
     return _answer(event.status.value)
+
+
+def _fail_oversized(deps: Dependencies, event: Event, service: str, error: ItemTooLarge) -> Event:
+    """The step's result cannot be stored: end the event FAILED rather than retry forever.
+
+    `event` is the last state that was stored; if even it plus the error no longer fits, the
+    failure is stored without the running context and the steps' inputs and outputs.
+    """
+    info = ErrorInfo(
+        type="EventTooLarge",
+        message=f"step {event.step_index} ({service}) could not be recorded: {error.message}",
+    )
+    failed = engine.abort(event, info, deps.clock())
+    try:
+        return deps.store.save_event(failed)
+    except ItemTooLarge:
+        slim = [step.model_copy(update={"input": None, "output": None}) for step in failed.steps]
+        return deps.store.save_event(failed.model_copy(update={"context": {}, "steps": slim}))
 
 
 def abort(deps: Dependencies, event_id: str, error: dict[str, Any]) -> dict[str, Any]:

@@ -88,7 +88,17 @@ def local_stack() -> Iterator[LocalStack]:
     """The local runtime as users run it (`machinery local --examples`), with waits scaled to 1%."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "machinery_core.cli", "local", "--examples", "--port", str(port), "--time-scale", "0.01"],
+        [
+            sys.executable,
+            "-m",
+            "machinery_core.cli",
+            "local",
+            "--examples",
+            "--port",
+            str(port),
+            "--time-scale",
+            "0.01",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=sys.stderr,

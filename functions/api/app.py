@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
@@ -15,7 +16,7 @@ from pydantic import BaseModel
 
 from machinery_core import __version__, events, registry
 from machinery_core.dependencies import dependencies
-from machinery_core.errors import MachineryError, PayloadTooLarge
+from machinery_core.errors import InvalidDefinition, MachineryError, PayloadTooLarge
 from machinery_core.models import (
     EventAccepted,
     EventRequest,
@@ -48,22 +49,6 @@ def _json(
     )
 
 
-def _refuse_large_bodies(
-    app: APIGatewayHttpResolver, next_middleware: NextMiddleware
-) -> Response[Any]:
-    body = app.current_event.body
-    if (
-        body
-        and len(body) > MAX_BODY_BYTES * 4 // 3 + 4
-        or len(app.current_event.decoded_body or "") > MAX_BODY_BYTES
-    ):
-        raise PayloadTooLarge(f"the request body exceeds {MAX_BODY_BYTES} bytes")
-    return next_middleware(app)
-
-
-app.use(middlewares=[_refuse_large_bodies])
-
-
 @app.exception_handler(MachineryError)  # type: ignore[untyped-decorator]
 def _domain_error(error: MachineryError) -> Response[Any]:
     return _json(HTTPStatus(error.status_code), error.to_body())
@@ -87,6 +72,11 @@ def _invalid_request(error: RequestValidationError) -> Response[Any]:
         HTTPStatus.UNPROCESSABLE_ENTITY,
         {"message": "the request does not match the contract", "details": details},
     )
+
+
+@app.exception_handler(UnicodeDecodeError)  # type: ignore[untyped-decorator]
+def _not_text(_: UnicodeDecodeError) -> Response[Any]:
+    return _json(HTTPStatus.BAD_REQUEST, {"message": "the request body is not UTF-8 JSON"})
 
 
 @app.not_found
@@ -212,7 +202,40 @@ def _same_name(path_name: str, body_name: str) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    refusal = _screen_body(event)
+    if refusal is not None:
+        return {
+            "statusCode": refusal.status_code,
+            "headers": {"Content-Type": content_types.APPLICATION_JSON},
+            "body": json.dumps(refusal.to_body()),
+            "isBase64Encoded": False,
+        }
     return app.resolve(_as_json_request(event), context)
+
+
+def _screen_body(event: dict[str, Any]) -> MachineryError | None:
+    """What must be refused before the resolver sees the body.
+
+    Its request validation runs ahead of any middleware, so an oversized body would answer
+    400 or 422 instead of 413; and it unwraps a JSON array for a parameter that is not a
+    list, quietly taking the first item and dropping the rest.
+    """
+    body: str = event.get("body") or ""
+    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
+    if size > MAX_BODY_BYTES:
+        return PayloadTooLarge(f"the request body exceeds {MAX_BODY_BYTES} bytes")
+    try:
+        if event.get("isBase64Encoded"):
+            body = base64.b64decode(body).decode()
+        if not body.lstrip().startswith("["):
+            return None
+        json.loads(body)
+    except ValueError:
+        return None  # not text, or not JSON: the resolver answers 400
+    return InvalidDefinition(
+        "the request does not match the contract",
+        [{"path": "body", "location": "body", "message": "expected a JSON object, got an array"}],
+    )
 
 
 def _as_json_request(event: dict[str, Any]) -> dict[str, Any]:

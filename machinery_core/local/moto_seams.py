@@ -30,6 +30,7 @@ def install(
     """Patch moto once per process; `on_execution_end(input, status)` hears every end."""
     global _installed
     try:
+        from moto.dynamodb.models.dynamo_type import LimitedSizeDict
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
         from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
@@ -123,6 +124,22 @@ def install(
             on_execution_end(_as_dict(self._evaluation_details.execution_details.inpt), "CRASHED")
 
     ExecutionWorker._execution_logic = execution_logic  # type: ignore[method-assign]
+
+    original_setitem = LimitedSizeDict.__setitem__
+
+    def setitem(self: Any, key: str, value: Any) -> None:
+        # moto counts an attribute it replaces twice (old and new value), so an item over
+        # half of DynamoDB's 400 KB limit could never be updated; DynamoDB limits the result.
+        missing = object()
+        old = dict.pop(self, key, missing)
+        try:
+            original_setitem(self, key, value)
+        except Exception:
+            if old is not missing:
+                dict.__setitem__(self, key, old)
+            raise
+
+    LimitedSizeDict.__setitem__ = setitem  # type: ignore[method-assign]
 
     for noisy in ("moto.stepfunctions.parser", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)

@@ -1,0 +1,84 @@
+"""Helpers of the integration tier: handler loading, a fake Lambda context, wired deps."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from machinery_core.dependencies import Dependencies
+from machinery_core.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "tests" / "events"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+def load_handler_module(name: str, relative: str) -> ModuleType:
+    """Load a Lambda handler module from its file, as the Lambda runtime would."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # pydantic resolves the handlers' generic models through it
+    spec.loader.exec_module(module)
+    return module
+
+
+class FakeLambdaContext:
+    """What powertools and the handlers read of a Lambda context."""
+
+    def __init__(self, function_name: str = "machinery-api", remaining_ms: int = 30_000) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = 512
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "2025/01/01/[$LATEST]0123456789abcdef"
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@dataclass
+class Wired:
+    deps: Dependencies
+    store: Store
+    stepfunctions: Any
+    state_machine_arn: str
+
+
+Behaviour = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
+
+
+@dataclass
+class Services:
+    """Example-like services on 127.0.0.1; `calls` records (path, idempotency key, body)."""
+
+    url: str
+    behaviours: dict[str, Behaviour] = field(default_factory=dict)
+    calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def calls_to(self, path: str) -> list[tuple[str, str, dict[str, Any]]]:
+        with self.lock:
+            return [call for call in self.calls if call[0] == path]
+
+
+def example_behaviours() -> dict[str, Behaviour]:
+    return {
+        "/upper": lambda data: (200, {"message": data["message"].upper()}),
+        "/reverse": lambda data: (200, {"message": data["message"][::-1]}),
+        "/space-counter": lambda data: (200, {"space_count": data["message"].count(" ")}),
+        "/unavailable": lambda data: (503, {"error": "try later"}),
+    }

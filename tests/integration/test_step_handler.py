@@ -1,0 +1,278 @@
+"""The step Lambda handler (functions/step/app.py) against loopback HTTP services."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from integration_kit import FakeLambdaContext, Services, Wired, load_handler_module
+
+from machinery_core.dependencies import configure
+from machinery_core.errors import StaleVersion
+from machinery_core.models import (
+    Event,
+    EventStatus,
+    Plan,
+    PlannedStep,
+    Service,
+    StepStatus,
+    utc_now,
+)
+from machinery_core.store import Store
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
+step = load_handler_module("step_app", "functions/step/app.py")
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+
+
+def make_service(
+    services: Services, name: str, outputs: dict[str, Any], path: str | None = None, **extra: Any
+) -> Service:
+    return Service.model_validate(
+        {
+            "name": name,
+            "address": f"{services.url}{path or '/' + name}",
+            "spec": {"inputs": {"message": STRING}, "outputs": outputs},
+            **extra,
+        }
+    )
+
+
+def process_text(services: Services, **extra: Any) -> list[Service]:
+    """The seed workflow's three services, served on loopback."""
+    return [
+        make_service(services, "upper", {"message": STRING}, **extra),
+        make_service(services, "reverse", {"message": STRING}, **extra),
+        make_service(services, "space-counter", {"space_count": INTEGER}, **extra),
+    ]
+
+
+def stored_event(
+    store: Store,
+    steps: list[Service],
+    status: EventStatus = EventStatus.PENDING,
+    outputs: dict[str, Any] | None = None,
+) -> str:
+    """An accepted event, stored with its plan as the API would store it."""
+    plan = Plan.model_validate(
+        {
+            "workflow_version": 1,
+            "steps": [PlannedStep(service=s).model_dump() for s in steps],
+            "outputs": outputs or {"message": STRING, "space_count": INTEGER},
+        }
+    )
+    now = utc_now()
+    event = Event(
+        event_id=str(uuid.uuid4()),
+        workflow_id="process-text",
+        status=status,
+        data={"message": "hello big world"},
+        context={"message": "hello big world"},
+        acknowledged_at=now,
+        updated_at=now,
+    )
+    store.create_event(event, plan)
+    return event.event_id
+
+
+def advance(event_id: str, remaining_ms: int = 60_000) -> dict[str, Any]:
+    answer: dict[str, Any] = step.handler(
+        {"event_id": event_id}, FakeLambdaContext("machinery-step", remaining_ms)
+    )
+    return answer
+
+
+def test_advance_runs_every_sync_step_in_one_invocation(wired: Wired, services: Services) -> None:
+    # Given an accepted event of the three-step workflow
+    event_id = stored_event(wired.store, process_text(services))
+
+    # When the step function is invoked once
+    answer = advance(event_id)
+
+    # Then it ran all three steps and says so
+    assert answer == {"status": "SUCCEEDED", "wait_seconds": 0}
+    assert [call[0] for call in services.calls] == ["/upper", "/reverse", "/space-counter"]
+    assert [call[1] for call in services.calls] == [f"{event_id}:{n}" for n in range(3)]
+    event = wired.store.get_event(event_id)
+    assert event.status is EventStatus.SUCCEEDED
+    assert event.outputs == {"message": "DLROW GIB OLLEH", "space_count": 2}
+    assert [(s.service, s.status, s.attempts) for s in event.steps] == [
+        ("upper", StepStatus.SUCCEEDED, 1),
+        ("reverse", StepStatus.SUCCEEDED, 1),
+        ("space-counter", StepStatus.SUCCEEDED, 1),
+    ]
+    # One checkpoint per step, plus the start
+    assert event.version == 4
+
+
+def test_a_retryable_failure_hands_back_to_wait(wired: Wired, services: Services) -> None:
+    # Given a first service answering 503, with a 1.5 s retry interval and a rate of 2
+    flaky = make_service(
+        services,
+        "upper",
+        {"message": STRING},
+        path="/unavailable",
+        retry={"max_attempts": 3, "interval_seconds": 1.5, "backoff_rate": 2},
+    )
+    event_id = stored_event(wired.store, [flaky], outputs={"message": STRING})
+
+    # When the step function is invoked
+    first = advance(event_id)
+
+    # Then it asks the state machine to wait, in whole seconds, and records the attempt
+    assert first == {"status": "BACKOFF", "wait_seconds": 2}
+    event = wired.store.get_event(event_id)
+    assert event.status is EventStatus.RUNNING
+    assert (event.steps[0].status, event.steps[0].attempts) == (StepStatus.RETRYING, 1)
+    assert event.steps[0].error is not None and event.steps[0].error.status_code == 503
+
+    # And the next invocation retries the same step, waiting longer after it
+    assert advance(event_id) == {"status": "BACKOFF", "wait_seconds": 3}
+    assert [call[1] for call in services.calls] == [f"{event_id}:0", f"{event_id}:0"]
+
+    # And the last attempt ends the event
+    assert advance(event_id) == {"status": "FAILED", "wait_seconds": 0}
+    assert wired.store.get_event(event_id).steps[0].attempts == 3
+
+
+def test_a_short_deadline_hands_back_after_one_call(wired: Wired, services: Services) -> None:
+    # Given services with a 10 s timeout, and an invocation with 12 s left (9 s after safety)
+    event_id = stored_event(wired.store, process_text(services, timeout_seconds=10))
+
+    # When the step function is invoked
+    answer = advance(event_id, remaining_ms=12_000)
+
+    # Then it made the first call (a fresh invocation always does) and handed back
+    assert answer == {"status": "CONTINUE", "wait_seconds": 0}
+    assert [call[0] for call in services.calls] == ["/upper"]
+    event = wired.store.get_event(event_id)
+    assert (event.status, event.step_index) == (EventStatus.RUNNING, 1)
+    assert event.context["message"] == "HELLO BIG WORLD"
+
+    # And a later invocation with time enough carries on from the checkpoint
+    assert advance(event_id, remaining_ms=60_000) == {"status": "SUCCEEDED", "wait_seconds": 0}
+    assert [call[0] for call in services.calls] == ["/upper", "/reverse", "/space-counter"]
+
+
+def test_abort_fails_a_running_event(wired: Wired, services: Services) -> None:
+    # Given an event waiting to retry its first step
+    flaky = make_service(services, "upper", {"message": STRING}, path="/unavailable")
+    event_id = stored_event(wired.store, [flaky], outputs={"message": STRING})
+    assert advance(event_id)["status"] == "BACKOFF"
+
+    # When the state machine gives up on it
+    answer = step.handler(
+        {"event_id": event_id, "abort": {"Error": "States.Timeout", "Cause": "took too long"}},
+        FakeLambdaContext("machinery-step"),
+    )
+
+    # Then the event and its step are FAILED with the state machine's error
+    assert answer == {"status": "FAILED", "wait_seconds": 0}
+    event = wired.store.get_event(event_id)
+    assert event.status is EventStatus.FAILED
+    assert event.error is not None
+    assert (event.error.type, event.error.message) == ("States.Timeout", "took too long")
+    assert event.steps[0].status is StepStatus.FAILED
+    assert event.ended_at is not None
+
+
+def test_abort_leaves_a_finished_event_alone(wired: Wired, services: Services) -> None:
+    event_id = stored_event(wired.store, process_text(services))
+    advance(event_id)
+    before = wired.store.get_event(event_id)
+
+    answer = step.handler(
+        {"event_id": event_id, "abort": {"Error": "States.Runtime"}},
+        FakeLambdaContext("machinery-step"),
+    )
+
+    assert answer == {"status": "SUCCEEDED", "wait_seconds": 0}
+    assert wired.store.get_event(event_id) == before
+
+
+@pytest.mark.parametrize("status", [EventStatus.SUCCEEDED, EventStatus.FAILED])
+def test_advance_on_a_terminal_event_calls_nothing(
+    wired: Wired, services: Services, status: EventStatus
+) -> None:
+    event_id = stored_event(wired.store, process_text(services), status=status)
+
+    answer = advance(event_id)
+
+    assert answer == {"status": status.value, "wait_seconds": 0}
+    assert services.calls == []
+    assert wired.store.get_event(event_id).version == 0
+
+
+class RendezvousStore(Store):
+    """Both invocations read the event before either writes; writes are serialised.
+
+    moto's conditional writes are check-then-write without a lock, whereas DynamoDB's are
+    atomic: the lock models the real service, so the race the test provokes is the one
+    production can see, not one in moto.
+    """
+
+    def __init__(self, *args: Any, parties: int) -> None:
+        super().__init__(*args)
+        self.barrier = threading.Barrier(parties)
+        self.write_lock = threading.Lock()
+
+    def load_run(self, event_id: str) -> tuple[Event, Plan]:
+        loaded = super().load_run(event_id)
+        self.barrier.wait(timeout=10)
+        return loaded
+
+    def save_event(self, event: Event) -> Event:
+        with self.write_lock:
+            return super().save_event(event)
+
+
+@pytest.mark.parametrize("status", [EventStatus.PENDING, EventStatus.RUNNING])
+def test_two_concurrent_invocations_do_not_both_advance_an_event(
+    wired: Wired, services: Services, dynamodb: Any, status: EventStatus
+) -> None:
+    # Given an event, and two invocations that both read it before either writes
+    event_id = stored_event(wired.store, process_text(services), status=status)
+    racing = RendezvousStore(dynamodb, "machinery-test", timedelta(days=30), parties=2)
+    configure(replace(wired.deps, store=racing))
+    results: list[dict[str, Any] | Exception] = []
+
+    def invoke() -> None:
+        try:
+            results.append(advance(event_id))
+        except Exception as error:  # the handler's failure is what the state machine sees
+            results.append(error)
+
+    # When they run at once
+    threads = [threading.Thread(target=invoke) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert not any(thread.is_alive() for thread in threads)
+
+    # Then one finished the event and the other lost the conditional write
+    assert len(results) == 2
+    assert {"status": "SUCCEEDED", "wait_seconds": 0} in results
+    losers = [r for r in results if isinstance(r, Exception)]
+    assert len(losers) == 1 and isinstance(losers[0], StaleVersion)
+    # And the event holds each step exactly once
+    event = wired.store.get_event(event_id)
+    assert event.status is EventStatus.SUCCEEDED
+    assert [(s.index, s.service, s.attempts, len(s.history)) for s in event.steps] == [
+        (0, "upper", 1, 1),
+        (1, "reverse", 1, 1),
+        (2, "space-counter", 1, 1),
+    ]
+    # Later steps were called once. The first step was called by both invocations only when
+    # both had begun already (RUNNING), and then with the same idempotency key.
+    upper_calls = services.calls_to("/upper")
+    assert len(upper_calls) == (1 if status is EventStatus.PENDING else 2)
+    assert {call[1] for call in upper_calls} == {f"{event_id}:0"}
+    assert len(services.calls_to("/reverse")) == len(services.calls_to("/space-counter")) == 1

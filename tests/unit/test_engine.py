@@ -1,0 +1,363 @@
+"""The pure state transitions of an event (machinery_core.engine)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from machinery_core import engine
+from machinery_core.engine import CallOutcome
+from machinery_core.models import (
+    ErrorInfo,
+    Event,
+    EventStatus,
+    Plan,
+    PlannedStep,
+    Service,
+    StepOperation,
+    StepStatus,
+)
+
+T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def make_service(
+    name: str, inputs: dict[str, Any], outputs: dict[str, Any], **extra: Any
+) -> Service:
+    return Service.model_validate(
+        {
+            "name": name,
+            "address": f"http://127.0.0.1:5000/{name}",
+            "spec": {"inputs": inputs, "outputs": outputs},
+            **extra,
+        }
+    )
+
+
+UPPER = make_service(
+    "upper",
+    {"message": STRING},
+    {"message": STRING},
+    retry={"max_attempts": 3, "interval_seconds": 2, "backoff_rate": 3},
+)
+COUNTER = make_service("space-counter", {"message": STRING}, {"space_count": INTEGER})
+
+
+def make_plan(*steps: Service | PlannedStep, outputs: dict[str, Any] | None = None) -> Plan:
+    planned = [s if isinstance(s, PlannedStep) else PlannedStep(service=s) for s in steps]
+    return Plan.model_validate(
+        {
+            "workflow_version": 1,
+            "steps": [p.model_dump() for p in planned],
+            "outputs": outputs if outputs is not None else {"message": STRING},
+        }
+    )
+
+
+TWO_STEPS = make_plan(UPPER, COUNTER, outputs={"message": STRING, "space_count": INTEGER})
+
+
+def make_event(status: EventStatus = EventStatus.RUNNING, **update: Any) -> Event:
+    data = update.pop("data", {"message": "a b"})
+    return Event(
+        event_id="evt-1",
+        workflow_id="process-text",
+        status=status,
+        data=data,
+        context=update.pop("context", dict(data)),
+        acknowledged_at=T0,
+        updated_at=T0,
+        **update,
+    )
+
+
+def answered(body: dict[str, Any], start: float = 1, end: float = 1.25) -> CallOutcome:
+    return CallOutcome(started_at=at(start), ended_at=at(end), status_code=200, body=body)
+
+
+def failed(
+    error: ErrorInfo, start: float = 1, end: float = 1.5, status: int | None = None
+) -> CallOutcome:
+    return CallOutcome(started_at=at(start), ended_at=at(end), status_code=status, error=error)
+
+
+RETRYABLE = ErrorInfo(type="HttpError", message="503", status_code=503, retryable=True)
+FATAL = ErrorInfo(type="HttpError", message="404", status_code=404, retryable=False)
+
+
+# --- begin -------------------------------------------------------------------------------
+
+
+def test_begin_moves_a_pending_event_to_running() -> None:
+    event = make_event(EventStatus.PENDING)
+
+    started = engine.begin(event, at(1))
+
+    assert started.status is EventStatus.RUNNING
+    assert started.updated_at == at(1)
+    assert event.status is EventStatus.PENDING  # the input is not mutated
+
+
+def test_begin_is_idempotent() -> None:
+    running = engine.begin(make_event(EventStatus.PENDING), at(1))
+
+    # Beginning again hands back the very same event: nothing to persist
+    assert engine.begin(running, at(2)) is running
+    failed_event = make_event(EventStatus.FAILED)
+    assert engine.begin(failed_event, at(2)) is failed_event
+
+
+# --- step_input --------------------------------------------------------------------------
+
+
+def test_step_input_builds_the_payload_from_the_context() -> None:
+    payload, refusal = engine.step_input(make_event(context={"message": "hi", "x": 1}), TWO_STEPS)
+
+    assert payload == {"message": "hi"}
+    assert refusal is None
+
+
+def test_step_input_refuses_input_that_breaks_the_spec() -> None:
+    # Given a context whose `message` is not a string
+    event = make_event(context={"message": 42})
+
+    payload, refusal = engine.step_input(event, TWO_STEPS)
+
+    assert payload == {"message": 42}
+    assert refusal is not None
+    assert refusal.type == "InputInvalid"
+    assert "input.message: expected string, got integer" in refusal.message
+
+
+def test_step_input_refuses_a_missing_required_input() -> None:
+    _, refusal = engine.step_input(make_event(context={}), TWO_STEPS)
+
+    assert refusal is not None and "input.message: required field is missing" in refusal.message
+
+
+def test_refuse_input_fails_the_event_and_the_step() -> None:
+    event = make_event(context={"message": 42})
+    payload, refusal = engine.step_input(event, TWO_STEPS)
+    assert refusal is not None
+
+    ended = engine.refuse_input(event, TWO_STEPS, payload, refusal, at(3))
+
+    assert ended.status is EventStatus.FAILED
+    assert ended.error == refusal
+    assert ended.ended_at == at(3)
+    [step] = ended.steps
+    assert (step.service, step.status, step.attempts) == ("upper", StepStatus.FAILED, 0)
+    assert step.input == {"message": 42}
+    assert step.error == refusal
+
+
+# --- record_call: success ----------------------------------------------------------------
+
+
+def test_a_successful_step_advances_and_merges_its_outputs() -> None:
+    event = make_event(context={"message": "a b", "keep": 1})
+
+    transition = engine.record_call(
+        event, TWO_STEPS, {"message": "a b"}, answered({"message": "A B"})
+    )
+
+    after = transition.event
+    assert transition.wait_seconds == 0
+    assert after.status is EventStatus.RUNNING
+    assert after.step_index == 1
+    assert after.context == {"message": "A B", "keep": 1}
+    [step] = after.steps
+    assert step.status is StepStatus.SUCCEEDED
+    assert step.attempts == 1
+    assert (step.input, step.output) == ({"message": "a b"}, {"message": "A B"})
+    assert (step.started_at, step.ended_at, step.duration_ms) == (at(1), at(1.25), 250.0)
+    assert [a.status_code for a in step.history] == [200]
+
+
+def test_the_last_successful_step_ends_the_event_with_its_outputs() -> None:
+    first = engine.record_call(
+        make_event(context={"message": "a b", "noise": True}),
+        TWO_STEPS,
+        {"message": "a b"},
+        answered({"message": "A B"}),
+    ).event
+
+    last = engine.record_call(
+        first, TWO_STEPS, {"message": "A B"}, answered({"space_count": 1}, 2, 2.5)
+    ).event
+
+    assert last.status is EventStatus.SUCCEEDED
+    assert last.outputs == {"message": "A B", "space_count": 1}  # only the declared outputs
+    assert last.ended_at == at(2.5)
+    assert [s.service for s in last.steps] == ["upper", "space-counter"]
+    assert last.error is None
+
+
+def test_an_operation_maps_the_answer_into_the_context() -> None:
+    counter = PlannedStep(
+        service=make_service("space-counter", {"text": STRING}, {"count": INTEGER}),
+        operation=StepOperation(inputs={"text": "message"}, outputs={"space_count": "count"}),
+    )
+    plan = make_plan(counter, outputs={"space_count": INTEGER})
+
+    payload, refusal = engine.step_input(make_event(), plan)
+    assert (payload, refusal) == ({"text": "a b"}, None)
+    ended = engine.record_call(make_event(), plan, payload, answered({"count": 1})).event
+
+    assert ended.status is EventStatus.SUCCEEDED
+    assert ended.outputs == {"space_count": 1}
+    assert "count" not in ended.context
+
+
+# --- record_call: retries and failures -----------------------------------------------------
+
+
+def test_a_retryable_error_with_attempts_left_retries_after_the_policy_delay() -> None:
+    transition = engine.record_call(make_event(), TWO_STEPS, {"message": "a b"}, failed(RETRYABLE))
+
+    after = transition.event
+    assert transition.wait_seconds == 2.0  # interval_seconds before attempt 2
+    assert after.status is EventStatus.RUNNING
+    assert after.step_index == 0
+    [step] = after.steps
+    assert (step.status, step.attempts, step.error) == (StepStatus.RETRYING, 1, RETRYABLE)
+
+
+def test_retry_waits_grow_by_the_backoff_rate() -> None:
+    first = engine.record_call(make_event(), TWO_STEPS, {"message": "a b"}, failed(RETRYABLE))
+
+    second = engine.record_call(first.event, TWO_STEPS, {"message": "a b"}, failed(RETRYABLE, 4, 5))
+
+    assert second.wait_seconds == 6.0  # 2 s * 3 before attempt 3
+    assert second.event.steps[0].attempts == 2
+
+
+def test_success_on_the_second_attempt_keeps_both_attempts_in_history() -> None:
+    retrying = engine.record_call(
+        make_event(), TWO_STEPS, {"message": "a b"}, failed(RETRYABLE, 1, 1.5)
+    )
+
+    after = engine.record_call(
+        retrying.event, TWO_STEPS, {"message": "a b"}, answered({"message": "A B"}, 4, 4.5)
+    )
+
+    [step] = after.event.steps
+    assert after.wait_seconds == 0
+    assert (step.status, step.attempts, step.error) == (StepStatus.SUCCEEDED, 2, None)
+    assert [(a.attempt, a.status_code) for a in step.history] == [(1, None), (2, 200)]
+    assert step.history[0].error == RETRYABLE
+    assert (step.started_at, step.ended_at) == (at(1), at(4.5))
+    assert after.event.step_index == 1
+
+
+def test_a_retryable_error_on_the_last_attempt_fails_the_event() -> None:
+    transition = engine.record_call(make_event(), TWO_STEPS, {"message": "a b"}, failed(RETRYABLE))
+    for attempt in (2, 3):
+        transition = engine.record_call(
+            transition.event, TWO_STEPS, {"message": "a b"}, failed(RETRYABLE, attempt * 10)
+        )
+
+    assert transition.wait_seconds == 0
+    assert transition.event.status is EventStatus.FAILED
+    assert transition.event.steps[0].attempts == 3
+    assert transition.event.error == RETRYABLE
+
+
+def test_a_non_retryable_error_fails_the_step_and_the_event() -> None:
+    transition = engine.record_call(
+        make_event(), TWO_STEPS, {"message": "a b"}, failed(FATAL, status=404)
+    )
+
+    event = transition.event
+    assert transition.wait_seconds == 0
+    assert event.status is EventStatus.FAILED
+    assert event.error == FATAL
+    assert event.ended_at == at(1.5)
+    [step] = event.steps
+    assert (step.status, step.error, step.attempts) == (StepStatus.FAILED, FATAL, 1)
+    assert event.outputs is None
+
+
+def test_outputs_that_break_the_service_spec_fail_with_output_invalid() -> None:
+    # Given upper answering an integer for its string output
+    transition = engine.record_call(
+        make_event(), TWO_STEPS, {"message": "a b"}, answered({"message": 7})
+    )
+
+    event = transition.event
+    assert event.status is EventStatus.FAILED
+    assert event.error is not None
+    assert event.error.type == "OutputInvalid"
+    assert event.error.status_code == 200
+    assert "output.message: expected string, got integer" in event.error.message
+    assert event.steps[0].status is StepStatus.FAILED
+    assert event.context == {"message": "a b"}  # nothing merged
+
+
+def test_outputs_missing_a_declared_field_fail_with_output_invalid() -> None:
+    transition = engine.record_call(make_event(), TWO_STEPS, {"message": "a b"}, answered({}))
+
+    assert transition.event.error is not None
+    assert transition.event.error.type == "OutputInvalid"
+    assert "output.message: required field is missing" in transition.event.error.message
+
+
+def test_workflow_outputs_that_break_the_spec_fail_with_outputs_invalid() -> None:
+    # Given a plan whose workflow output `space_count` nothing produces
+    plan = make_plan(UPPER, outputs={"message": STRING, "space_count": INTEGER})
+
+    event = engine.record_call(
+        make_event(), plan, {"message": "a b"}, answered({"message": "A B"})
+    ).event
+
+    assert event.status is EventStatus.FAILED
+    assert event.error is not None and event.error.type == "OutputsInvalid"
+    assert "outputs.space_count: required field is missing" in event.error.message
+    assert event.steps[0].status is StepStatus.SUCCEEDED  # the step itself was fine
+    assert event.outputs is None
+
+
+# --- abort -------------------------------------------------------------------------------
+
+GAVE_UP = ErrorInfo(type="States.TaskFailed", message="the step function kept failing")
+
+
+def test_abort_fails_a_running_event_and_its_current_step() -> None:
+    retrying = engine.record_call(
+        make_event(), TWO_STEPS, {"message": "a b"}, failed(RETRYABLE)
+    ).event
+
+    aborted = engine.abort(retrying, GAVE_UP, at(9))
+
+    assert aborted.status is EventStatus.FAILED
+    assert aborted.error == GAVE_UP
+    assert aborted.ended_at == at(9)
+    assert (aborted.steps[0].status, aborted.steps[0].error) == (StepStatus.FAILED, GAVE_UP)
+
+
+def test_abort_leaves_finished_steps_alone() -> None:
+    advanced = engine.record_call(
+        make_event(), TWO_STEPS, {"message": "a b"}, answered({"message": "A"})
+    ).event
+
+    aborted = engine.abort(advanced, GAVE_UP, at(9))
+
+    assert aborted.status is EventStatus.FAILED
+    assert aborted.steps[0].status is StepStatus.SUCCEEDED
+
+
+def test_abort_of_a_pending_event_fails_it() -> None:
+    aborted = engine.abort(make_event(EventStatus.PENDING), GAVE_UP, at(9))
+    assert (aborted.status, aborted.steps) == (EventStatus.FAILED, [])
+
+
+def test_abort_is_a_no_op_on_a_terminal_event() -> None:
+    done = make_event(EventStatus.SUCCEEDED, outputs={"message": "A B"}, ended_at=at(2))
+
+    assert engine.abort(done, GAVE_UP, at(9)) is done

@@ -1,0 +1,201 @@
+"""ServiceInvoker against a loopback server: what a call sends and how answers are classified."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from unit_kit import Loopback, Reply
+
+from machinery_core.engine import CallOutcome
+from machinery_core.invoker import MAX_RESPONSE_BYTES, ServiceInvoker
+from machinery_core.models import Service
+
+
+@pytest.fixture
+def invoker() -> Iterator[ServiceInvoker]:
+    with requests.Session() as session:
+        yield ServiceInvoker(session)
+
+
+def make_service(address: str, **extra: Any) -> Service:
+    return Service.model_validate(
+        {
+            "name": "upper",
+            "address": address,
+            "spec": {"inputs": {"message": {"type": "string"}}, "outputs": {}},
+            **extra,
+        }
+    )
+
+
+def reply(status: int, body: bytes, **headers: str) -> Reply:
+    return status, headers, body
+
+
+def call(invoker: ServiceInvoker, address: str, timeout: float = 5, **extra: Any) -> CallOutcome:
+    return invoker.call(
+        make_service(address, **extra),
+        {"message": "hello"},
+        event_id="evt-1",
+        step_index=2,
+        timeout=timeout,
+    )
+
+
+def test_a_2xx_json_object_is_success_and_the_call_carries_its_headers(
+    invoker: ServiceInvoker, loopback: Loopback
+) -> None:
+    # Given a service with static headers that answers a JSON object
+    loopback.routes["/upper"] = lambda: reply(200, b'{"message": "HELLO"}')
+
+    # When it is called for step 2 of evt-1
+    outcome = call(invoker, loopback.url + "/upper", headers={"X-Api-Version": "7"})
+
+    # Then the outcome is a success with the body
+    assert outcome.error is None
+    assert (outcome.status_code, outcome.body) == (200, {"message": "HELLO"})
+    assert outcome.ended_at >= outcome.started_at
+    # And the server received the payload and every header the contract names
+    [request] = loopback.received
+    assert (request.method, request.path) == ("POST", "/upper")
+    assert json.loads(request.body) == {"message": "hello"}
+    assert request.headers["Idempotency-Key"] == "evt-1:2"
+    assert request.headers["X-Machinery-Event-Id"] == "evt-1"
+    assert request.headers["X-Api-Version"] == "7"
+    assert request.headers["Content-Type"] == "application/json"
+
+
+def test_the_service_method_is_used(invoker: ServiceInvoker, loopback: Loopback) -> None:
+    loopback.routes["/upper"] = lambda: reply(201, b"{}")
+
+    outcome = call(invoker, loopback.url + "/upper", method="PUT")
+
+    assert (outcome.status_code, outcome.body, outcome.error) == (201, {}, None)
+    assert loopback.received[0].method == "PUT"
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+def test_server_errors_and_throttling_are_retryable(
+    invoker: ServiceInvoker, loopback: Loopback, status: int
+) -> None:
+    loopback.routes["/upper"] = lambda: reply(status, b'{"error": "busy"}')
+
+    outcome = call(invoker, loopback.url + "/upper")
+
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.retryable) == ("HttpError", True)
+    assert outcome.error.status_code == outcome.status_code == status
+    assert outcome.body is None
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 422])
+def test_other_client_errors_are_not_retryable(
+    invoker: ServiceInvoker, loopback: Loopback, status: int
+) -> None:
+    loopback.routes["/upper"] = lambda: reply(status, b'{"error": "no"}')
+
+    outcome = call(invoker, loopback.url + "/upper")
+
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.retryable, outcome.error.status_code) == (
+        "HttpError",
+        False,
+        status,
+    )
+
+
+def test_a_redirect_is_not_followed_and_not_success(
+    invoker: ServiceInvoker, loopback: Loopback
+) -> None:
+    loopback.routes["/upper"] = lambda: reply(302, b"", Location="/elsewhere")
+
+    outcome = call(invoker, loopback.url + "/upper")
+
+    assert outcome.error is not None and outcome.error.retryable is False
+    assert [r.path for r in loopback.received] == ["/upper"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"<html>oops</html>", "the answer is not JSON"),
+        (b"", "the answer is not JSON"),
+        (b'["HELLO"]', "the answer is JSON but not an object"),
+        (b'"HELLO"', "the answer is JSON but not an object"),
+    ],
+    ids=["html", "empty", "array", "string"],
+)
+def test_a_2xx_that_is_not_a_json_object_is_not_retryable(
+    invoker: ServiceInvoker, loopback: Loopback, body: bytes, message: str
+) -> None:
+    loopback.routes["/upper"] = lambda: reply(200, body)
+
+    outcome = call(invoker, loopback.url + "/upper")
+
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.message) == ("InvalidResponse", message)
+    assert outcome.error.retryable is False
+    assert outcome.body is None
+
+
+def test_a_read_timeout_is_a_retryable_timeout(invoker: ServiceInvoker, loopback: Loopback) -> None:
+    # Given a service that holds the request until the test releases it
+    def held() -> Reply:
+        loopback.release.wait(timeout=5)
+        return reply(200, b"{}")
+
+    loopback.routes["/upper"] = held
+
+    # When it is called with a 0.2 s timeout
+    outcome = call(invoker, loopback.url + "/upper", timeout=0.2)
+    loopback.release.set()
+
+    # Then the call gives up quickly with a retryable Timeout
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.retryable) == ("Timeout", True)
+    assert outcome.status_code is None
+    assert 0.15 <= outcome.duration_ms / 1000 < 2
+
+
+def test_a_refused_connection_is_retryable(invoker: ServiceInvoker) -> None:
+    # Given a loopback port with nothing listening on it
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    outcome = call(invoker, f"http://127.0.0.1:{port}/upper")
+
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.retryable) == ("ConnectionError", True)
+    assert outcome.status_code is None
+
+
+def test_an_answer_over_256_kib_is_refused(invoker: ServiceInvoker, loopback: Loopback) -> None:
+    big = json.dumps({"message": "x" * MAX_RESPONSE_BYTES}).encode()
+    assert len(big) > 256 * 1024
+    loopback.routes["/upper"] = lambda: reply(200, big)
+
+    outcome = call(invoker, loopback.url + "/upper")
+
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.retryable) == ("ResponseTooLarge", False)
+    assert outcome.body is None
+
+
+def test_an_answer_of_exactly_256_kib_is_accepted(
+    invoker: ServiceInvoker, loopback: Loopback
+) -> None:
+    padding = MAX_RESPONSE_BYTES - len(b'{"message": ""}')
+    exact = json.dumps({"message": "x" * padding}).encode()
+    assert len(exact) == MAX_RESPONSE_BYTES
+    loopback.routes["/upper"] = lambda: reply(200, exact)
+
+    outcome = call(invoker, loopback.url + "/upper")
+
+    assert outcome.error is None
+    assert outcome.body is not None and len(outcome.body["message"]) == padding
