@@ -33,6 +33,7 @@ class CallOutcome:
     status_code: int | None = None
     body: dict[str, Any] | None = None
     error: ErrorInfo | None = None
+    retry_after: float | None = None  # what the service asked for, in seconds
 
     @property
     def duration_ms(self) -> float:
@@ -140,7 +141,7 @@ def record_call(
 
     if error is not None:
         if error.retryable and attempt_number < service.retry.max_attempts:
-            wait = service.retry.delay_before(attempt_number + 1)
+            wait = max(service.retry.delay_before(attempt_number + 1), outcome.retry_after or 0.0)
             step = step.model_copy(
                 update={**step_update, "status": StepStatus.RETRYING, "error": error}
             )

@@ -5,14 +5,33 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+import urllib3
 
 from machinery_core.engine import CallOutcome
 from machinery_core.models import ErrorInfo, Service, utc_now
 
 MAX_RESPONSE_BYTES = 256 * 1024
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def _seconds_until(retry_after: str | None, now: datetime) -> float | None:
+    """A Retry-After header (delay-seconds or an HTTP date) as seconds from `now`."""
+    if not retry_after:
+        return None
+    value = retry_after.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = (moment - now).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 def _error(kind: str, message: str, status: int | None = None, *, retryable: bool) -> ErrorInfo:
@@ -53,13 +72,14 @@ class ServiceInvoker:
                 allow_redirects=False,
             ) as response:
                 status = response.status_code
+                retry_after = _seconds_until(response.headers.get("Retry-After"), started)
                 raw = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
-        except requests.Timeout as exc:
+        except (requests.Timeout, urllib3.exceptions.TimeoutError) as exc:
             return self._outcome(
                 started,
                 error=_error("Timeout", f"no answer within {timeout:g}s: {exc}", retryable=True),
             )
-        except requests.ConnectionError as exc:
+        except (requests.ConnectionError, urllib3.exceptions.HTTPError) as exc:
             return self._outcome(started, error=_error("ConnectionError", str(exc), retryable=True))
         except requests.RequestException as exc:
             return self._outcome(started, error=_error("RequestError", str(exc), retryable=False))
@@ -69,6 +89,7 @@ class ServiceInvoker:
                 started,
                 status,
                 error=_error("HttpError", f"the service answered {status}", status, retryable=True),
+                retry_after=retry_after,
             )
         if not 200 <= status < 300:
             return self._outcome(
@@ -117,7 +138,13 @@ class ServiceInvoker:
         *,
         body: dict[str, Any] | None = None,
         error: ErrorInfo | None = None,
+        retry_after: float | None = None,
     ) -> CallOutcome:
         return CallOutcome(
-            started_at=started, ended_at=self._clock(), status_code=status, body=body, error=error
+            retry_after=retry_after,
+            started_at=started,
+            ended_at=self._clock(),
+            status_code=status,
+            body=body,
+            error=error,
         )

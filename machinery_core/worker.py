@@ -52,7 +52,7 @@ def advance(deps: Dependencies, event_id: str, remaining_ms: Callable[[], int]) 
             payload,
             event_id=event_id,
             step_index=event.step_index,
-            timeout=max(min(planned.service.timeout_seconds, available), 1.0),
+            timeout=min(planned.service.timeout_seconds, max(available, 1.0)),
         )
         calls += 1
         transition = engine.record_call(event, plan, payload, outcome)

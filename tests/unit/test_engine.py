@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from machinery_core import engine
 from machinery_core.engine import CallOutcome
@@ -227,6 +230,18 @@ def test_a_retryable_error_with_attempts_left_retries_after_the_policy_delay() -
     assert after.step_index == 0
     [step] = after.steps
     assert (step.status, step.attempts, step.error) == (StepStatus.RETRYING, 1, RETRYABLE)
+
+
+@pytest.mark.parametrize(("retry_after", "expected"), [(30.0, 30.0), (0.5, 2.0)])
+def test_a_retry_after_longer_than_the_policy_delay_is_honoured(
+    retry_after: float, expected: float
+) -> None:
+    # Given a 503 whose service asked to be left alone for `retry_after` seconds
+    outcome = dataclasses.replace(failed(RETRYABLE, status=503), retry_after=retry_after)
+
+    # When it is recorded, then the wait is the longer of that and the policy's 2 s
+    transition = engine.record_call(make_event(), TWO_STEPS, {"message": "a b"}, outcome)
+    assert transition.wait_seconds == expected
 
 
 def test_retry_waits_grow_by_the_backoff_rate() -> None:

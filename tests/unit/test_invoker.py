@@ -199,3 +199,21 @@ def test_an_answer_of_exactly_256_kib_is_accepted(
 
     assert outcome.error is None
     assert outcome.body is not None and len(outcome.body["message"]) == padding
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("7", 7.0), ("Wed, 21 Oct 2099 07:28:00 GMT", 3600.0), ("soon", None)],
+)
+def test_a_retry_after_header_is_read_on_a_retryable_answer(
+    invoker: ServiceInvoker, loopback: Loopback, header: str, expected: float | None
+) -> None:
+    # Given a service that is unavailable and says when to come back
+    loopback.routes["/busy"] = lambda: reply(503, b"{}", **{"Retry-After": header})
+
+    # When it is called
+    outcome = call(invoker, loopback.url + "/busy")
+
+    # Then the delay is kept for the retry (seconds, a far date capped at an hour, junk ignored)
+    assert outcome.error is not None and outcome.error.retryable
+    assert outcome.retry_after == expected
