@@ -20,6 +20,7 @@ from machinery_core.models import (
     Plan,
     StepRecord,
     StepStatus,
+    milliseconds,
 )
 from machinery_core.validation import check_data
 
@@ -37,7 +38,7 @@ class CallOutcome:
 
     @property
     def duration_ms(self) -> float:
-        return (self.ended_at - self.started_at).total_seconds() * 1000
+        return milliseconds(self.started_at, self.ended_at)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def record_call(
         "attempts": attempt_number,
         "history": [*step.history, attempt],
         "ended_at": now,
-        "duration_ms": (now - step.started_at).total_seconds() * 1000 if step.started_at else None,
+        "duration_ms": milliseconds(step.started_at, now) if step.started_at else None,
     }
 
     if error is not None:

@@ -38,6 +38,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def milliseconds(start: datetime, end: datetime) -> float:
+    return round((end - start).total_seconds() * 1000, 3)
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -327,7 +331,7 @@ class EventView(BaseModel):
     def of(cls, event: Event) -> EventView:
         duration = None
         if event.ended_at is not None:
-            duration = (event.ended_at - event.acknowledged_at).total_seconds() * 1000
+            duration = milliseconds(event.acknowledged_at, event.ended_at)
         return cls(
             event_id=event.event_id,
             workflow_id=event.workflow_id,
