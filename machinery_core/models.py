@@ -363,6 +363,19 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
+class ErrorDetail(BaseModel):
+    path: str
+    message: str
+    location: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer of the API."""
+
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     version: str

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
@@ -18,6 +19,7 @@ from machinery_core import __version__, events, registry
 from machinery_core.dependencies import dependencies
 from machinery_core.errors import InvalidDefinition, MachineryError, PayloadTooLarge
 from machinery_core.models import (
+    ErrorBody,
     EventAccepted,
     EventRequest,
     EventStatus,
@@ -39,6 +41,23 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
 
 app = APIGatewayHttpResolver(enable_validation=True)
+
+
+def _answers(
+    success: int | tuple[int, ...], model: Any, *errors: int
+) -> dict[int, OpenAPIResponse]:
+    """What a route answers, for the OpenAPI document: its successes, then ErrorBody errors."""
+    answers: dict[int, OpenAPIResponse] = {}
+    for code in success if isinstance(success, tuple) else (success,):
+        answers[code] = {"description": HTTPStatus(code).phrase}
+        if model is not None:
+            answers[code]["content"] = {"application/json": {"model": model}}
+    for code in (*errors, 413, 422):
+        answers[code] = {
+            "description": HTTPStatus(code).phrase,
+            "content": {"application/json": {"model": ErrorBody}},
+        }
+    return answers
 
 
 def _json(
@@ -87,30 +106,30 @@ def _no_route(_: Exception) -> Response[Any]:
 # --- services ----------------------------------------------------------------------------
 
 
-@app.post("/services")
+@app.post("/services", status_code=201, responses=_answers(201, ServiceAccepted, 400, 409))
 def create_service(service: Service) -> Response[ServiceAccepted]:
     accepted, _ = registry.save_service(dependencies(), service, create_only=True)
     return _json(HTTPStatus.CREATED, accepted, {"Location": f"/services/{accepted.service_id}"})
 
 
-@app.get("/services")
+@app.get("/services", responses=_answers(200, Page[ServiceRecord], 400))
 def list_services(limit: Limit = 50, cursor: Cursor = None) -> Page[ServiceRecord]:
     return registry.list_services(dependencies(), limit, cursor)
 
 
-@app.get("/services/<name>")
+@app.get("/services/<name>", responses=_answers(200, ServiceRecord, 404))
 def get_service(name: str) -> ServiceRecord:
     return dependencies().store.get_service(name)
 
 
-@app.put("/services/<name>")
+@app.put("/services/<name>", responses=_answers((200, 201), ServiceAccepted, 400, 409))
 def put_service(name: str, service: Service) -> Response[ServiceAccepted]:
     _same_name(name, service.name)
     accepted, created = registry.save_service(dependencies(), service, create_only=False)
     return _json(HTTPStatus.CREATED if created else HTTPStatus.OK, accepted)
 
 
-@app.delete("/services/<name>")
+@app.delete("/services/<name>", status_code=204, responses=_answers(204, None, 404, 409))
 def delete_service(name: str) -> Response[None]:
     dependencies().store.delete_service(name)
     return Response(status_code=HTTPStatus.NO_CONTENT)
@@ -119,36 +138,36 @@ def delete_service(name: str) -> Response[None]:
 # --- workflows ---------------------------------------------------------------------------
 
 
-@app.post("/workflows")
+@app.post("/workflows", status_code=201, responses=_answers(201, WorkflowAccepted, 400, 409))
 def create_workflow(workflow: Workflow) -> Response[WorkflowAccepted]:
     accepted, _ = registry.save_workflow(dependencies(), workflow, create_only=True)
     return _json(HTTPStatus.CREATED, accepted, {"Location": f"/workflows/{accepted.workflow_id}"})
 
 
-@app.get("/workflows")
+@app.get("/workflows", responses=_answers(200, Page[WorkflowRecord], 400))
 def list_workflows(limit: Limit = 50, cursor: Cursor = None) -> Page[WorkflowRecord]:
     return registry.list_workflows(dependencies(), limit, cursor)
 
 
-@app.get("/workflows/<workflow_id>")
+@app.get("/workflows/<workflow_id>", responses=_answers(200, WorkflowRecord, 404))
 def get_workflow(workflow_id: str) -> WorkflowRecord:
     return dependencies().store.get_workflow(workflow_id)
 
 
-@app.put("/workflows/<workflow_id>")
+@app.put("/workflows/<workflow_id>", responses=_answers((200, 201), WorkflowAccepted, 400, 409))
 def put_workflow(workflow_id: str, workflow: Workflow) -> Response[WorkflowAccepted]:
     _same_name(workflow_id, workflow.name)
     accepted, created = registry.save_workflow(dependencies(), workflow, create_only=False)
     return _json(HTTPStatus.CREATED if created else HTTPStatus.OK, accepted)
 
 
-@app.delete("/workflows/<workflow_id>")
+@app.delete("/workflows/<workflow_id>", status_code=204, responses=_answers(204, None, 404, 409))
 def delete_workflow(workflow_id: str) -> Response[None]:
     registry.delete_workflow(dependencies(), workflow_id)
     return Response(status_code=HTTPStatus.NO_CONTENT)
 
 
-@app.get("/workflows/<workflow_id>/events")
+@app.get("/workflows/<workflow_id>/events", responses=_answers(200, Page[EventSummary], 400, 404))
 def list_events(
     workflow_id: str,
     limit: Limit = 50,
@@ -161,13 +180,15 @@ def list_events(
 # --- events ------------------------------------------------------------------------------
 
 
-@app.post("/e/<workflow_id>")
+@app.post(
+    "/e/<workflow_id>", status_code=202, responses=_answers(202, EventAccepted, 400, 404, 409, 503)
+)
 def send_event(workflow_id: str, request: EventRequest) -> Response[EventAccepted]:
     accepted = events.accept_event(dependencies(), workflow_id, request)
     return _json(HTTPStatus.ACCEPTED, accepted, {"Location": f"/events/{accepted.event_id}"})
 
 
-@app.get("/events/<event_id>")
+@app.get("/events/<event_id>", responses=_answers(200, EventView, 404))
 def get_event(event_id: str) -> EventView:
     return events.get_event(dependencies(), event_id)
 

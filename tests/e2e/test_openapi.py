@@ -97,3 +97,31 @@ def test_health_answers_ok(local_stack: Any) -> None:
     body = answer.json()
     assert body["status"] == "ok"
     assert body["version"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "success"),
+    [
+        ("post", "/services", {"201"}),
+        ("put", "/services/{name}", {"200", "201"}),
+        ("delete", "/workflows/{workflow_id}", {"204"}),
+        ("post", "/e/{workflow_id}", {"202"}),
+        ("get", "/events/{event_id}", {"200"}),
+    ],
+)
+def test_openapi_documents_the_status_codes_and_error_body_each_route_answers(
+    local_stack: Any, method: str, path: str, success: set[str]
+) -> None:
+    # Given the served document
+    document = local_stack.get("/openapi.json").json()
+    responses = document["paths"][path][method]["responses"]
+
+    # Then the route's success codes are the ones it really answers
+    assert {code for code in responses if code.startswith("2")} == success
+    # and every error it documents is the API's one error shape
+    for code, answer in responses.items():
+        if code.startswith(("4", "5")):
+            schema = answer["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (code, schema)
+    error_body = document["components"]["schemas"]["ErrorBody"]
+    assert set(error_body["required"]) == {"message"}
