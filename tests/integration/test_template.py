@@ -120,3 +120,28 @@ def test_sam_builds_the_functions_and_a_layer_with_machinery_core(tmp_path: Path
     assert (layer / "machinery_core" / "worker.py").exists()
     assert (layer / "aws_lambda_powertools").is_dir()
     assert (layer / "pydantic").is_dir()
+
+
+@pytest.mark.sam
+def test_the_api_authorization_parameter_switches_iam_on_every_route() -> None:
+    # Given the template transformed as CloudFormation would, once per ApiAuthorization value
+    sam_python = Path(_sam()).parent / "python"
+    result = subprocess.run(
+        [str(sam_python), str(Path(__file__).parent / "sam_auth_probe.py"), str(TEMPLATE)],
+        env=_sam_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    security = json.loads(result.stdout)
+    routes = {
+        route.route_key for route in Template.load(TEMPLATE).functions()["ApiFunction"].routes
+    }
+
+    # Then by default every route requires SigV4, and with NONE no route does
+    assert set(security["AWS_IAM"]) == routes
+    assert all(value == [{"AWS_IAM": []}] for value in security["AWS_IAM"].values())
+    assert set(security["NONE"]) == routes
+    assert all(not value for value in security["NONE"].values())
