@@ -10,16 +10,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from e2e_kit import Call, Registry, Reply, StubService
+from e2e_kit import Registry
+from loopback import Call, LoopbackServer, Reply
 
 
 @pytest.fixture
-def stub_service() -> Iterator[Callable[[Callable[[Call, int], Reply]], StubService]]:
+def stub_service() -> Iterator[Callable[[Callable[[Call, int], Reply]], LoopbackServer]]:
     """Start stub services for one test; every one is shut down afterwards."""
-    started: list[StubService] = []
+    started: list[LoopbackServer] = []
 
-    def start(respond: Callable[[Call, int], Reply]) -> StubService:
-        stub = StubService(respond).start()
+    def start(respond: Callable[[Call, int], Reply]) -> LoopbackServer:
+        stub = LoopbackServer(respond).start()
         started.append(stub)
         return stub
 

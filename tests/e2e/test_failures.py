@@ -7,20 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from e2e_kit import (
-    Call,
-    Registry,
-    Reply,
-    StubService,
-    json_reply,
-    service_definition,
-    text_reply,
-    unique,
-)
+from e2e_kit import Registry, service_definition, text_reply, unique
+from loopback import Call, LoopbackServer, Reply, json_reply
 
 pytestmark = pytest.mark.e2e
 
-StartStub = Callable[[Callable[[Call, int], Reply]], StubService]
+StartStub = Callable[[Callable[[Call, int], Reply]], LoopbackServer]
 RETRY = {"max_attempts": 3, "interval_seconds": 1, "backoff_rate": 2}
 
 

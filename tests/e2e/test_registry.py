@@ -7,20 +7,12 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from e2e_kit import (
-    Call,
-    Registry,
-    Reply,
-    StubService,
-    json_reply,
-    service_definition,
-    unique,
-    workflow_definition,
-)
+from e2e_kit import Registry, service_definition, unique, workflow_definition
+from loopback import Call, LoopbackServer, Reply, json_reply
 
 pytestmark = pytest.mark.e2e
 
-StartStub = Callable[[Callable[[Call, int], Reply]], StubService]
+StartStub = Callable[[Callable[[Call, int], Reply]], LoopbackServer]
 UNUSED_ADDRESS = "http://127.0.0.1:9/"
 
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import boto3
 import pytest
 import requests
 from integration_kit import ACCOUNT, REGION, Services, Wired, example_behaviours
+from loopback import Call, LoopbackServer, Reply, json_reply
 
 from machinery_core.dependencies import Dependencies, configure
 from machinery_core.invoker import ServiceInvoker
@@ -52,39 +50,13 @@ def wired(store: Store) -> Iterator[Wired]:
 @pytest.fixture
 def services() -> Iterator[Services]:
     """The example services' behaviour on a loopback port, recording every call."""
-    state: dict[str, Services] = {}
+    behaviours = example_behaviours()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def respond(call: Call, _: int) -> Reply:
+        behaviour = behaviours.get(call.path)
+        status, answer = behaviour(call.json()) if behaviour else (404, {"error": "no route"})
+        return json_reply(status, answer)
 
-        def do_POST(self) -> None:
-            registry = state["services"]
-            data = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            with registry.lock:
-                registry.calls.append((self.path, self.headers["Idempotency-Key"], data))
-            behaviour = registry.behaviours.get(self.path)
-            status, answer = behaviour(data) if behaviour else (404, {"error": "no route"})
-            body = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Connection", "close")  # no idle handler thread left at teardown
-            self.end_headers()
-            self.wfile.write(body)
-            self.close_connection = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-    )
-    thread.start()
-    state["services"] = Services(
-        url=f"http://127.0.0.1:{server.server_address[1]}", behaviours=example_behaviours()
-    )
-    yield state["services"]
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    server = LoopbackServer(respond).start()
+    yield Services(server=server, behaviours=behaviours)
+    server.stop()

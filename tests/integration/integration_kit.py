@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from loopback import LoopbackServer
 
 from machinery_core.dependencies import Dependencies
 from machinery_core.store import Store
@@ -63,16 +64,24 @@ Behaviour = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
 
 @dataclass
 class Services:
-    """Example-like services on 127.0.0.1; `calls` records (path, idempotency key, body)."""
+    """Example-like services on 127.0.0.1; `calls` lists (path, idempotency key, body)."""
 
-    url: str
+    server: LoopbackServer
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
-    calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def calls(self) -> list[tuple[str, str, dict[str, Any]]]:
+        return [
+            (call.path, call.headers["Idempotency-Key"], call.json())
+            for call in self.server.received()
+        ]
 
     def calls_to(self, path: str) -> list[tuple[str, str, dict[str, Any]]]:
-        with self.lock:
-            return [call for call in self.calls if call[0] == path]
+        return [call for call in self.calls if call[0] == path]
 
 
 def example_behaviours() -> dict[str, Behaviour]:

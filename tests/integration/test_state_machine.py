@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import LoopbackServer, json_reply
 
 from machinery_core.errors import StaleVersion
 from machinery_core.local import moto_seams
@@ -19,29 +18,12 @@ from machinery_core.local.runtime import LocalRuntime
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class _Echo(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:
-        data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        body = json.dumps({"echo": data["text"]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[LocalRuntime]:
     """The local runtime in-process, with a one-step workflow against a loopback echo service."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = LoopbackServer(lambda call, _: json_reply(200, {"echo": call.json()["text"]})).start()
     local = LocalRuntime(ROOT / "template.yaml", time_scale=0.001).start()
-    address = f"http://127.0.0.1:{server.server_address[1]}/"
+    address = server.address
     service = {
         "name": "echo",
         "address": address,
@@ -60,7 +42,7 @@ def runtime() -> Iterator[LocalRuntime]:
         assert answer.status == 201, answer.body
     yield local
     local.stop()
-    server.shutdown()
+    server.stop()
 
 
 def _send(runtime: LocalRuntime) -> str:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 import requests
-from unit_kit import Loopback, Reply
+from loopback import Reply
+from unit_kit import Loopback
 
 from machinery_core.engine import CallOutcome
 from machinery_core.invoker import MAX_RESPONSE_BYTES, ServiceInvoker

@@ -1,4 +1,4 @@
-"""Helpers of the unit tier: a scripted loopback HTTP server's state."""
+"""Helpers of the unit tier: a loopback service whose routes each test scripts."""
 
 from __future__ import annotations
 
@@ -6,22 +6,28 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-Reply = tuple[int, dict[str, str], bytes]
-
-
-@dataclass
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
+from loopback import Call, LoopbackServer, Reply
 
 
 @dataclass
 class Loopback:
-    """A server on 127.0.0.1: `routes[path]` answers, `received` records every request."""
+    """`routes[path]()` answers a request to `path`; `received` lists every request."""
 
-    url: str
+    server: LoopbackServer
     routes: dict[str, Callable[[], Reply]] = field(default_factory=dict)
-    received: list[Received] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def received(self) -> list[Call]:
+        return self.server.received()
+
+    @property
+    def release(self) -> threading.Event:
+        return self.server.release
+
+    def answer(self, call: Call, _: int) -> Reply:
+        route = self.routes.get(call.path)
+        return route() if route else (404, {}, b'{"error":"no route"}')

@@ -1,0 +1,102 @@
+"""A scripted HTTP service on 127.0.0.1 for every test tier: it records each call and
+answers with `respond(call, nth_call)`."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from requests.structures import CaseInsensitiveDict
+
+Reply = tuple[int, dict[str, str], bytes]
+
+
+def json_reply(status: int, body: object, headers: dict[str, str] | None = None) -> Reply:
+    return (
+        status,
+        {"Content-Type": "application/json", **(headers or {})},
+        json.dumps(body).encode(),
+    )
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the service received (header names are case-insensitive)."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class LoopbackServer:
+    respond: Callable[[Call, int], Reply]
+    calls: list[Call] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        """The root, without a trailing slash."""
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def address(self) -> str:
+        return self.url + "/"
+
+    def start(self) -> LoopbackServer:
+        loopback = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                call = Call(
+                    method=self.command,
+                    path=self.path,
+                    headers=CaseInsensitiveDict(self.headers.items()),
+                    body=self.rfile.read(length) if length else b"",
+                )
+                with loopback._lock:
+                    loopback.calls.append(call)
+                    nth = len(loopback.calls)
+                status, headers, body = loopback.respond(call, nth)
+                head = [f"HTTP/1.1 {status} Loopback"]
+                head += [f"{key}: {value}" for key, value in headers.items()]
+                head.append(f"Content-Length: {len(body)}")
+                self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+
+            do_POST = do_PUT = do_PATCH = _serve
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="loopback", daemon=True
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        self.release.set()  # unblock any handler a test made wait
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def received(self) -> list[Call]:
+        with self._lock:
+            return list(self.calls)
