@@ -53,6 +53,7 @@ def local(host: str, port: int, examples: bool, template: Path | None, time_scal
     runtime = LocalRuntime(template_path, time_scale=time_scale).start()
     server = serve(runtime, host, port)
     url = f"http://{host}:{server.server_address[1]}"
+    runtime.serve_at(url)
     services = None
     try:
         if examples:
@@ -61,6 +62,10 @@ def local(host: str, port: int, examples: bool, template: Path | None, time_scal
             registered = example_kit.register_definitions(runtime, examples_dir)
             click.echo(f"Registered the examples: {', '.join(registered)}")
         click.echo(f"Machinery API: {url}")
+        click.echo(
+            "Completion notifications are signed (X-Machinery-Signature) with the key "
+            f"{runtime.signing_key!r}; set MACHINERY_NOTIFICATION_SECRET to choose it."
+        )
         if examples:
             click.echo("Send the example event:")
             click.echo(

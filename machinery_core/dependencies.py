@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from machinery_core.models import utc_now
 from machinery_core.store import Store
 
 if TYPE_CHECKING:
+    from botocore.config import Config
     from mypy_boto3_stepfunctions import SFNClient
 
 
@@ -28,6 +29,10 @@ class Dependencies:
     state_machine_arn: str
     invoker: ServiceInvoker
     clock: Callable[[], datetime] = utc_now
+    # The API's own URL for callback services; None: the URL the request came in on.
+    callback_base_url: str | None = None
+    # The key completion notifications are signed with (HMAC-SHA256).
+    signing_key: Callable[[], bytes] = field(default=lambda: b"")
 
     @classmethod
     def from_environment(cls) -> Dependencies:
@@ -43,7 +48,24 @@ class Dependencies:
             stepfunctions=boto3.client("stepfunctions", config=config),
             state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
             invoker=ServiceInvoker(requests.Session()),
+            callback_base_url=os.environ.get("CALLBACK_BASE_URL") or None,
+            signing_key=secret_reader(os.environ.get("NOTIFICATION_SECRET_ARN", ""), config),
         )
+
+
+def secret_reader(secret_arn: str, config: Config | None = None) -> Callable[[], bytes]:
+    """Read the signing secret on first use (one GetSecretValue per container), not at init."""
+    cached: list[bytes] = []
+
+    def read() -> bytes:
+        if not cached:
+            import boto3
+
+            client = boto3.client("secretsmanager", config=config)
+            cached.append(client.get_secret_value(SecretId=secret_arn)["SecretString"].encode())
+        return cached[0]
+
+    return read
 
 
 _current: Dependencies | None = None

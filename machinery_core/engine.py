@@ -97,6 +97,20 @@ def _fail(event: Event, steps: list[StepRecord], error: ErrorInfo, now: datetime
     )
 
 
+def wait_for_callback(event: Event, plan: Plan, payload: dict[str, Any], now: datetime) -> Event:
+    """The service has the step's input (or is about to): the event waits for its callback."""
+    step = _current_step(event, plan, payload, now).model_copy(
+        update={"status": StepStatus.WAITING, "ended_at": None}
+    )
+    return event.model_copy(
+        update={
+            "status": EventStatus.WAITING,
+            "steps": _replace_step(event.steps, step),
+            "updated_at": now,
+        }
+    )
+
+
 def refuse_input(
     event: Event, plan: Plan, payload: dict[str, Any], error: ErrorInfo, now: datetime
 ) -> Event:
@@ -147,7 +161,11 @@ def record_call(
                 update={**step_update, "status": StepStatus.RETRYING, "error": error}
             )
             updated = event.model_copy(
-                update={"steps": _replace_step(event.steps, step), "updated_at": now}
+                update={
+                    "status": EventStatus.RUNNING,
+                    "steps": _replace_step(event.steps, step),
+                    "updated_at": now,
+                }
             )
             return Transition(updated, wait_seconds=wait)
         step = step.model_copy(update={**step_update, "status": StepStatus.FAILED, "error": error})
@@ -161,6 +179,7 @@ def record_call(
     steps = _replace_step(event.steps, step)
     next_index = event.step_index + 1
     update: dict[str, Any] = {
+        "status": EventStatus.RUNNING,
         "steps": steps,
         "context": context,
         "step_index": next_index,
@@ -195,7 +214,7 @@ def abort(event: Event, error: ErrorInfo, now: datetime) -> Event:
     if event.status.terminal:
         return event
     steps = list(event.steps)
-    if steps and steps[-1].status in (StepStatus.RUNNING, StepStatus.RETRYING):
+    if steps and steps[-1].status in (StepStatus.RUNNING, StepStatus.RETRYING, StepStatus.WAITING):
         steps[-1] = steps[-1].model_copy(
             update={"status": StepStatus.FAILED, "error": error, "ended_at": now}
         )

@@ -54,3 +54,9 @@ class DispatchFailed(MachineryError):
 
 class StaleVersion(Conflict):
     """A conditional write lost the race: someone else advanced the item first."""
+
+
+class NotificationFailed(MachineryError):
+    """A completion notification was not accepted; the Notify state retries on this name."""
+
+    status_code = 502

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections.abc import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -18,6 +20,7 @@ from machinery_core.models import (
     EventStatus,
     EventSummary,
     EventView,
+    Notification,
     Page,
     Plan,
     PlannedStep,
@@ -26,8 +29,14 @@ from machinery_core.observability import logger, metrics
 from machinery_core.validation import check_data
 
 
-def accept_event(deps: Dependencies, workflow_id: str, request: EventRequest) -> EventAccepted:
-    """Store the event, then start its execution: once this returns, the event is durable."""
+def accept_event(
+    deps: Dependencies, workflow_id: str, request: EventRequest, api_url: str
+) -> EventAccepted:
+    """Store the event, then start its execution: once this returns, the event is durable.
+
+    `api_url` is where the request came in; callback services are told to call back there
+    unless the deployment names another base URL.
+    """
     record = deps.store.get_workflow(workflow_id)
     spec = record.definition.spec
     problems = check_data(spec.inputs, request.data, "data")
@@ -44,7 +53,9 @@ def accept_event(deps: Dependencies, workflow_id: str, request: EventRequest) ->
             for i, name in enumerate(spec.services)
         ],
         outputs=spec.outputs,
+        callback_base_url=deps.callback_base_url or api_url,
     )
+    notify = request.notify or spec.notify
     now = deps.clock()
     event = Event(
         event_id=str(uuid.uuid4()),
@@ -54,6 +65,7 @@ def accept_event(deps: Dependencies, workflow_id: str, request: EventRequest) ->
         context=dict(request.data),
         acknowledged_at=now,
         updated_at=now,
+        notification=Notification(url=notify.url) if notify else None,
     )
     deps.store.create_event(event, plan)
     try:
@@ -93,3 +105,20 @@ def list_events(
     deps.store.get_workflow(workflow_id)
     items, next_cursor = deps.store.list_events(workflow_id, limit, cursor, status)
     return Page[EventSummary](items=items, next_cursor=next_cursor)
+
+
+def wait_for_end(
+    deps: Dependencies, event_id: str, seconds: float, sleep: Callable[[float], None] = time.sleep
+) -> EventView | None:
+    """The event once it has ended, or None if it is still going after `seconds`."""
+    deadline = time.monotonic() + seconds
+    pause = 0.05
+    while True:
+        event = deps.store.get_event(event_id)
+        if event.status.terminal:
+            return EventView.of(event)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.5)

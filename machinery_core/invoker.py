@@ -51,9 +51,13 @@ class ServiceInvoker:
         event_id: str,
         step_index: int,
         timeout: float,
+        extra_headers: dict[str, str] | None = None,
+        expect_body: bool = True,
     ) -> CallOutcome:
+        """One call; `expect_body=False` (a callback dispatch) takes any 2xx as accepted."""
         headers = {
             **service.headers,
+            **(extra_headers or {}),
             "Content-Type": "application/json",
             "Accept": "application/json",
             "Idempotency-Key": f"{event_id}:{step_index}",
@@ -99,6 +103,8 @@ class ServiceInvoker:
                     "HttpError", f"the service answered {status}", status, retryable=False
                 ),
             )
+        if not expect_body:
+            return self._outcome(started, status)
         if len(raw) > MAX_RESPONSE_BYTES:
             return self._outcome(
                 started,
@@ -148,3 +154,17 @@ class ServiceInvoker:
             body=body,
             error=error,
         )
+
+    def deliver(
+        self, url: str, body: bytes, headers: dict[str, str], timeout: float = 10.0
+    ) -> tuple[int | None, str | None]:
+        """POST a notification: (status code, None) when a 2xx took it, else what went wrong."""
+        try:
+            with self._session.post(
+                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            ) as response:
+                if 200 <= response.status_code < 300:
+                    return response.status_code, None
+                return response.status_code, f"the receiver answered {response.status_code}"
+        except requests.RequestException as exc:
+            return None, f"{type(exc).__name__}: {exc}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -12,6 +13,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +23,16 @@ from pydantic import (
 )
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    return value
+
+
+HttpUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
 FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")]
 FieldType = Literal["string", "integer", "number", "boolean", "object", "array", "any"]
 
@@ -100,13 +112,15 @@ class RetryPolicy(Model):
 
 class Service(Model):
     name: Slug
-    address: str = Field(max_length=2048)
+    address: HttpUrl
     description: str | None = Field(None, max_length=1024)
     spec: Spec = Field(default_factory=Spec)
     method: Literal["POST", "PUT", "PATCH"] = "POST"
     timeout_seconds: float = Field(10.0, gt=0, le=900)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    mode: Literal["sync"] = "sync"
+    # callback: the service answers 202 at once and POSTs its outputs to the callback URL
+    # later; `timeout_seconds` is then how long Machinery waits for that callback.
+    mode: Literal["sync", "callback"] = "sync"
     headers: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
         default_factory=dict, max_length=32
     )
@@ -122,14 +136,6 @@ class Service(Model):
             data = dict(data)
             data["spec"] = {"inputs": data.pop("inputs", {}), "outputs": data.pop("outputs", {})}
         return data
-
-    @field_validator("address")
-    @classmethod
-    def _http_address(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an absolute http:// or https:// URL")
-        return value
 
 
 @lru_cache(maxsize=1024)
@@ -157,11 +163,18 @@ class StepOperation(Model):
         return mappings
 
 
+class Notify(Model):
+    """Where to POST an event's summary when it ends."""
+
+    url: HttpUrl
+
+
 class WorkflowSpec(Model):
     services: list[Slug] = Field(min_length=1, max_length=50)
     inputs: Fields = Field(default_factory=dict)
     outputs: Fields = Field(default_factory=dict)
     operations: dict[str, StepOperation] = Field(default_factory=dict)
+    notify: Notify | None = None  # the default for the workflow's events
 
     @field_validator("inputs", "outputs", mode="before")
     @classmethod
@@ -206,6 +219,7 @@ class EventStatus(StrEnum):
 class StepStatus(StrEnum):
     RUNNING = "RUNNING"
     RETRYING = "RETRYING"
+    WAITING = "WAITING"  # for a callback
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
 
@@ -251,6 +265,38 @@ class Plan(Model):
     workflow_version: int
     steps: list[PlannedStep]
     outputs: Fields
+    callback_base_url: str | None = None  # the API's own URL, for callback services
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A callback service's pending answer: its single-use token's record."""
+
+    token_hash: str
+    event_id: str
+    step: int
+    attempt: int  # the step attempt that dispatched it: only that attempt may be completed
+    task_token: str  # the state machine's; it never leaves AWS
+    dispatched_at: datetime
+    expires_at: datetime
+    used: bool = False
+
+
+class NotificationStatus(StrEnum):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+
+
+class Notification(Model):
+    """The delivery of an event's completion notification."""
+
+    url: str
+    status: NotificationStatus = NotificationStatus.PENDING
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None
 
 
 class Event(Model):
@@ -269,6 +315,7 @@ class Event(Model):
     acknowledged_at: datetime
     updated_at: datetime
     ended_at: datetime | None = None
+    notification: Notification | None = None
 
 
 # --- API bodies and answers ------------------------------------------------------------
@@ -276,6 +323,7 @@ class Event(Model):
 
 class EventRequest(Model):
     data: dict[str, Any]
+    notify: Notify | None = None
 
 
 class ServiceAccepted(BaseModel):
@@ -326,6 +374,7 @@ class EventView(BaseModel):
     updated_at: datetime
     ended_at: datetime | None
     duration_ms: float | None
+    notification: Notification | None = None
 
     @classmethod
     def of(cls, event: Event) -> EventView:
@@ -344,7 +393,26 @@ class EventView(BaseModel):
             updated_at=event.updated_at,
             ended_at=event.ended_at,
             duration_ms=duration,
+            notification=event.notification,
         )
+
+
+class CompletionNotice(BaseModel):
+    """What a completion notification POSTs (signed: X-Machinery-Signature)."""
+
+    event_id: str
+    workflow_id: str
+    status: EventStatus
+    outputs: dict[str, Any] | None
+    error: ErrorInfo | None
+    acknowledged_at: datetime
+    ended_at: datetime | None
+
+
+class CallbackAccepted(BaseModel):
+    event_id: str
+    step: int
+    status: EventStatus
 
 
 class EventSummary(BaseModel):

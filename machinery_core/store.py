@@ -4,6 +4,7 @@ Keys (PK / SK, and GSI1 for listings, newest first for events):
   SERVICE#{name}   / DEFINITION   GSI1: SERVICES         / {name}
   WORKFLOW#{id}    / DEFINITION   GSI1: WORKFLOWS        / {id}
   EVENT#{id}       / EVENT        GSI1: EVENTS#{workflow} / {acknowledged_at}#{id}
+  CALLBACK#{sha256 of the token} / CALLBACK  (the raw token is never stored)
 
 A service item keeps `used_by`, the set of workflows that reference it; registering a
 workflow adds itself there in the same transaction that checks every service exists,
@@ -17,7 +18,7 @@ import binascii
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -32,6 +33,7 @@ from machinery_core.errors import (
     StaleVersion,
 )
 from machinery_core.models import (
+    Callback,
     Event,
     EventStatus,
     EventSummary,
@@ -402,27 +404,103 @@ class Store:
         with conditional(
             lambda _: StaleVersion(f"event {event.event_id!r} was advanced concurrently")
         ):
-            self._db.update_item(
-                TableName=self._table,
-                Key={"PK": _s(f"EVENT#{event.event_id}"), "SK": _s("EVENT")},
-                UpdateExpression=(
-                    "SET #state = :state, #status = :status, #version = :next, #updated = :updated"
-                ),
-                ConditionExpression="#version = :expected",
-                ExpressionAttributeNames={
-                    "#state": "state",
-                    "#status": "status",
-                    "#version": "version",
-                    "#updated": "updated_at",
-                },
-                ExpressionAttributeValues={
-                    ":state": _s(saved.model_dump_json()),
-                    ":status": _s(saved.status.value),
-                    ":next": _n(saved.version),
-                    ":expected": _n(event.version),
-                    ":updated": _s(_iso(saved.updated_at)),
-                },
-            )
+            self._db.update_item(**self._event_update(event, saved))
+        return saved
+
+    def _event_update(self, event: Event, saved: Event) -> dict[str, Any]:
+        return {
+            "TableName": self._table,
+            "Key": {"PK": _s(f"EVENT#{event.event_id}"), "SK": _s("EVENT")},
+            "UpdateExpression": (
+                "SET #state = :state, #status = :status, #version = :next, #updated = :updated"
+            ),
+            "ConditionExpression": "#version = :expected",
+            "ExpressionAttributeNames": {
+                "#state": "state",
+                "#status": "status",
+                "#version": "version",
+                "#updated": "updated_at",
+            },
+            "ExpressionAttributeValues": {
+                ":state": _s(saved.model_dump_json()),
+                ":status": _s(saved.status.value),
+                ":next": _n(saved.version),
+                ":expected": _n(event.version),
+                ":updated": _s(_iso(saved.updated_at)),
+            },
+        }
+
+    # --- callbacks -----------------------------------------------------------------
+
+    def open_callback(self, event: Event, callback: Callback) -> Event:
+        """Save the event (now WAITING) and its callback's token record in one transaction."""
+        saved = event.model_copy(update={"version": event.version + 1})
+        item: Item = {
+            "PK": _s(f"CALLBACK#{callback.token_hash}"),
+            "SK": _s("CALLBACK"),
+            "event_id": _s(callback.event_id),
+            "step": _n(callback.step),
+            "attempt": _n(callback.attempt),
+            "task_token": _s(callback.task_token),
+            "state": _s("OPEN"),
+            "dispatched_at": _s(_iso(callback.dispatched_at)),
+            "expires_at": _n(int(callback.expires_at.timestamp())),
+        }
+        actions: list[Item] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+            {"Update": self._event_update(event, saved)},
+        ]
+        with conditional(
+            lambda _: StaleVersion(f"event {event.event_id!r} was advanced concurrently")
+        ):
+            self._db.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
+        return saved
+
+    def get_callback(self, token_hash: str) -> Callback | None:
+        item = self._get(f"CALLBACK#{token_hash}", "CALLBACK")
+        if item is None:
+            return None
+        return Callback(
+            token_hash=token_hash,
+            event_id=item["event_id"]["S"],
+            step=int(item["step"]["N"]),
+            attempt=int(item["attempt"]["N"]),
+            task_token=item["task_token"]["S"],
+            used=item["state"]["S"] != "OPEN",
+            dispatched_at=datetime.fromisoformat(item["dispatched_at"]["S"]),
+            expires_at=datetime.fromtimestamp(int(item["expires_at"]["N"]), UTC),
+        )
+
+    def use_callback(self, callback: Callback, event: Event) -> Event:
+        """Spend the callback's token and save what it brought, both or neither."""
+        saved = event.model_copy(update={"version": event.version + 1})
+        actions: list[Item] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"PK": _s(f"CALLBACK#{callback.token_hash}"), "SK": _s("CALLBACK")},
+                    "UpdateExpression": "SET #state = :used",
+                    "ConditionExpression": "#state = :open",
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": {":used": _s("USED"), ":open": _s("OPEN")},
+                }
+            },
+            {"Update": self._event_update(event, saved)},
+        ]
+
+        def refusal(error: ClientError) -> MachineryError:
+            if 0 in _cancelled_indexes(error):
+                return Conflict("this callback was already used")
+            return StaleVersion(f"event {event.event_id!r} was advanced concurrently")
+
+        with conditional(refusal):
+            self._db.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
         return saved
 
     def list_events(

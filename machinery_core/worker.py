@@ -1,35 +1,76 @@
-"""The state-loop worker behind the state machine's Run state.
+"""The state-loop worker behind the state machine's Task states.
 
-One invocation runs consecutive steps, checkpointing each with one conditional write,
-and hands back to the state machine only to wait (a retry backoff) or to finish. The
-answer drives the Route choice: CONTINUE (run again), BACKOFF (wait `wait_seconds`),
-SUCCEEDED or FAILED.
+One invocation runs consecutive sync steps, checkpointing each with one conditional
+write, and hands back to the state machine only to wait or to finish. Every answer has
+the same keys and drives the Route choice: CONTINUE (run again), BACKOFF (Wait
+`wait_seconds`), AWAIT (AwaitCallback, up to `timeout_seconds`), SUCCEEDED or FAILED
+(through Notify first when `notify`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import math
+import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from machinery_core import engine
 from machinery_core.dependencies import Dependencies
-from machinery_core.errors import ItemTooLarge
-from machinery_core.models import ErrorInfo, Event
+from machinery_core.engine import CallOutcome
+from machinery_core.errors import ItemTooLarge, NotificationFailed
+from machinery_core.models import (
+    Callback,
+    CompletionNotice,
+    ErrorInfo,
+    Event,
+    NotificationStatus,
+    StepStatus,
+)
 from machinery_core.observability import logger, metrics
 
 # Left for the checkpoint write and the answer after the last call of an invocation.
 SAFETY_SECONDS = 3.0
+# A callback token outlives its step's timeout by this much, so a late caller is told
+# 404 by the rules (step no longer waiting) rather than by a vanished record.
+CALLBACK_GRACE = timedelta(days=1)
 
 
-def _answer(status: str, wait_seconds: float = 0) -> dict[str, Any]:
-    return {"status": status, "wait_seconds": math.ceil(wait_seconds)}
+NOTIFY_MAX_ATTEMPTS = 5  # the Notify state's Retry allows NOTIFY_MAX_ATTEMPTS - 1 more
+DISPATCH_TIMEOUT_SECONDS = 30.0  # a callback service only has to accept the work
+
+
+def _answer(
+    status: str, wait_seconds: float = 0, timeout_seconds: float = 0, notify: bool = False
+) -> dict[str, Any]:
+    return {
+        "status": status,
+        "wait_seconds": math.ceil(wait_seconds),
+        "timeout_seconds": math.ceil(timeout_seconds),
+        "notify": notify,
+    }
+
+
+def answer_for(event: Event, wait_seconds: float = 0) -> dict[str, Any]:
+    """What the state machine does next with `event`, as the Route choice reads it."""
+    if wait_seconds > 0:
+        return _answer("BACKOFF", wait_seconds)
+    if event.status.terminal:
+        note = event.notification
+        return _answer(
+            event.status.value,
+            notify=note is not None and note.status is NotificationStatus.PENDING,
+        )
+    return _answer("CONTINUE")
 
 
 def advance(deps: Dependencies, event_id: str, remaining_ms: Callable[[], int]) -> dict[str, Any]:
     event, plan = deps.store.load_run(event_id)
     if event.status.terminal:
-        return _answer(event.status.value)
+        return answer_for(event)
     started = engine.begin(event, deps.clock())
     if started is not event:
         event = deps.store.save_event(started)
@@ -37,6 +78,8 @@ def advance(deps: Dependencies, event_id: str, remaining_ms: Callable[[], int]) 
     calls = 0
     while True:
         planned = plan.steps[event.step_index]
+        if planned.service.mode == "callback":
+            return _answer("AWAIT", timeout_seconds=planned.service.timeout_seconds)
         available = remaining_ms() / 1000 - SAFETY_SECONDS
         if calls and available < planned.service.timeout_seconds:
             # A fresh invocation gets the full timeout; hand back rather than cut the call short.
@@ -71,7 +114,7 @@ def advance(deps: Dependencies, event_id: str, remaining_ms: Callable[[], int]) 
             duration_ms=outcome.duration_ms,
         )
         if transition.wait_seconds > 0:
-            return _answer("BACKOFF", transition.wait_seconds)
+            return answer_for(event, transition.wait_seconds)
         if event.status.terminal:
             break
 
@@ -79,7 +122,7 @@ def advance(deps: Dependencies, event_id: str, remaining_ms: Callable[[], int]) 
     logger.info(
         "event ended", event_id=event_id, workflow_id=event.workflow_id, status=event.status.value
     )
-    return _answer(event.status.value)
+    return answer_for(event)
 
 
 def _fail_oversized(deps: Dependencies, event: Event, service: str, error: ItemTooLarge) -> Event:
@@ -112,4 +155,158 @@ def abort(deps: Dependencies, event_id: str, error: dict[str, Any]) -> dict[str,
         logger.error(
             "event aborted", event_id=event_id, workflow_id=event.workflow_id, error=info.type
         )
-    return _answer(event.status.value)
+    return answer_for(event)
+
+
+# --- callback services -------------------------------------------------------------------
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def dispatch(deps: Dependencies, event_id: str, task_token: str) -> None:
+    """AwaitCallback's task: hand the step to a callback service, then let the task wait.
+
+    The service gets a single-use callback URL; the state machine's task token stays in
+    the table. If the service does not take the work, the task is completed here at once
+    with the answer (a retry backoff or the failure) so the state machine moves on.
+    """
+    event, plan = deps.store.load_run(event_id)
+    if event.status.terminal:
+        _resume(deps, task_token, answer_for(event))
+        return
+    planned = plan.steps[event.step_index]
+    service = planned.service
+    payload, refusal = engine.step_input(event, plan)
+    if refusal is not None:
+        event = deps.store.save_event(
+            engine.refuse_input(event, plan, payload, refusal, deps.clock())
+        )
+        _resume(deps, task_token, answer_for(event))
+        return
+
+    token = secrets.token_urlsafe(32)  # 256 random bits
+    now = deps.clock()
+    attempts = event.steps[event.step_index].attempts if len(event.steps) > event.step_index else 0
+    callback = Callback(
+        token_hash=hash_token(token),
+        event_id=event_id,
+        step=event.step_index,
+        attempt=attempts + 1,
+        task_token=task_token,
+        dispatched_at=now,
+        expires_at=now + timedelta(seconds=service.timeout_seconds) + CALLBACK_GRACE,
+    )
+    event = deps.store.open_callback(engine.wait_for_callback(event, plan, payload, now), callback)
+    base = (plan.callback_base_url or "").rstrip("/")
+    outcome = deps.invoker.call(
+        service,
+        payload,
+        event_id=event_id,
+        step_index=event.step_index,
+        timeout=min(service.timeout_seconds, DISPATCH_TIMEOUT_SECONDS),
+        extra_headers={"X-Machinery-Callback-Url": f"{base}/callbacks/{token}"},
+        expect_body=False,
+    )
+    logger.info(
+        "callback step dispatched",
+        event_id=event_id,
+        workflow_id=event.workflow_id,
+        step=event.step_index,
+        service=service.name,
+        accepted=outcome.error is None,
+    )
+    if outcome.error is None:
+        return  # the task waits for the callback, or for its timeout
+    transition = engine.record_call(event, plan, payload, outcome)
+    event = deps.store.save_event(transition.event)
+    _resume(deps, task_token, answer_for(event, transition.wait_seconds))
+
+
+def callback_timed_out(deps: Dependencies, event_id: str) -> dict[str, Any]:
+    """AwaitCallback timed out: the waiting step fails, unless its callback just won the race."""
+    event, plan = deps.store.load_run(event_id)
+    step = event.steps[event.step_index] if len(event.steps) > event.step_index else None
+    if event.status.terminal or step is None or step.status is not StepStatus.WAITING:
+        return answer_for(event)
+    service = plan.steps[event.step_index].service
+    outcome = CallOutcome(
+        started_at=event.updated_at,
+        ended_at=deps.clock(),
+        error=ErrorInfo(
+            type="CallbackTimeout",
+            message=f"no callback within {service.timeout_seconds:g}s",
+        ),
+    )
+    transition = engine.record_call(event, plan, step.input or {}, outcome)
+    event = deps.store.save_event(transition.event)
+    logger.warning(
+        "callback timed out", event_id=event_id, workflow_id=event.workflow_id, step=step.index
+    )
+    return answer_for(event, transition.wait_seconds)
+
+
+def _resume(deps: Dependencies, task_token: str, answer: dict[str, Any]) -> None:
+    deps.stepfunctions.send_task_success(taskToken=task_token, output=json.dumps(answer))
+
+
+# --- completion notifications ------------------------------------------------------------
+
+
+def sign(key: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def notify(deps: Dependencies, event_id: str) -> dict[str, Any]:
+    """Notify's task: one delivery attempt, recorded; NotificationFailed asks for a retry."""
+    event, _ = deps.store.load_run(event_id)
+    note = event.notification
+    if note is None or note.status is not NotificationStatus.PENDING or not event.status.terminal:
+        return answer_for(event)
+    notice = CompletionNotice(
+        event_id=event.event_id,
+        workflow_id=event.workflow_id,
+        status=event.status,
+        outputs=event.outputs,
+        error=event.error,
+        acknowledged_at=event.acknowledged_at,
+        ended_at=event.ended_at,
+    )
+    body = notice.model_dump_json().encode()
+    status_code, problem = deps.invoker.deliver(
+        note.url,
+        body,
+        {
+            "Content-Type": "application/json",
+            "X-Machinery-Event-Id": event_id,
+            "X-Machinery-Signature": sign(deps.signing_key(), body),
+        },
+    )
+    attempts = note.attempts + 1
+    if problem is None:
+        outcome = NotificationStatus.DELIVERED
+    elif attempts >= NOTIFY_MAX_ATTEMPTS:
+        outcome = NotificationStatus.FAILED
+    else:
+        outcome = NotificationStatus.PENDING
+    note = note.model_copy(
+        update={
+            "status": outcome,
+            "attempts": attempts,
+            "last_status_code": status_code,
+            "last_error": problem,
+            "last_attempt_at": deps.clock(),
+        }
+    )
+    event = deps.store.save_event(event.model_copy(update={"notification": note}))
+    logger.info(
+        "notification attempted",
+        event_id=event_id,
+        workflow_id=event.workflow_id,
+        attempt=attempts,
+        outcome=outcome.value,
+    )
+    if outcome is NotificationStatus.PENDING:
+        raise NotificationFailed(f"attempt {attempts} to {note.url} failed: {problem}")
+    return answer_for(event)

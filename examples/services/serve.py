@@ -1,9 +1,12 @@
 """The example services: each a tiny JSON-over-HTTP service.
 
-    python examples/services/serve.py upper=5001 reverse=5002 space-counter=5003
+    python examples/services/serve.py upper=5001 reverse=5002 space-counter=5003 reverse-later=5004
 
 A service receives its inputs as a JSON object and answers its outputs as one. The
 Idempotency-Key header (`{event_id}:{step}`) lets a real service recognise a retry.
+
+`reverse-later` is a callback service: it answers 202 at once and POSTs its outputs to
+the X-Machinery-Callback-Url it was given a moment later.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ import json
 import socket
 import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,12 +26,24 @@ SERVICES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "upper": lambda data: {"message": data["message"].upper()},
     "reverse": lambda data: {"message": data["message"][::-1]},
     "space-counter": lambda data: {"space_count": data["message"].count(" ")},
+    "reverse-later": lambda data: {"message": data["message"][::-1]},
 }
+CALLBACK_DELAY_SECONDS = {"reverse-later": 0.5}
 
 
-def handler_for(
-    transform: Callable[[dict[str, Any]], dict[str, Any]],
-) -> type[BaseHTTPRequestHandler]:
+def call_back(url: str, outputs: dict[str, Any], delay: float) -> None:
+    time.sleep(delay)  # the work takes a while
+    request = urllib.request.Request(
+        url, data=json.dumps(outputs).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        answer.read()
+
+
+def handler_for(name: str) -> type[BaseHTTPRequestHandler]:
+    transform = SERVICES[name]
+    delay = CALLBACK_DELAY_SECONDS.get(name)
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: Machinery reuses its connections
 
@@ -37,11 +55,15 @@ def handler_for(
             try:
                 data = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 status, answer = 200, transform(data)
+                if delay is not None:
+                    url = self.headers["X-Machinery-Callback-Url"]
+                    threading.Thread(target=call_back, args=(url, answer, delay)).start()
+                    status, answer = 202, {}
             except (ValueError, KeyError, TypeError, AttributeError) as error:
                 status, answer = 400, {"error": f"bad input: {error}"}
             body = json.dumps(answer).encode()
             head = (
-                f"HTTP/1.1 {status} {'OK' if status == 200 else 'Bad Request'}\r\n"
+                f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
             )
             # One write for head and body: two small writes wait on Nagle and delayed ACKs.
@@ -57,7 +79,7 @@ def serve(assignments: list[str]) -> list[ThreadingHTTPServer]:
     servers = []
     for assignment in assignments:
         name, _, port = assignment.partition("=")
-        server = ThreadingHTTPServer(("127.0.0.1", int(port)), handler_for(SERVICES[name]))
+        server = ThreadingHTTPServer(("127.0.0.1", int(port)), handler_for(name))
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -66,5 +88,7 @@ def serve(assignments: list[str]) -> list[ThreadingHTTPServer]:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1:] or ["upper=5001", "reverse=5002", "space-counter=5003"])
+    serve(
+        sys.argv[1:] or ["upper=5001", "reverse=5002", "space-counter=5003", "reverse-later=5004"]
+    )
     threading.Event().wait()

@@ -9,16 +9,17 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from machinery_core import __version__, events, registry
+from machinery_core import __version__, callbacks, events, registry
 from machinery_core.dependencies import dependencies
 from machinery_core.errors import InvalidDefinition, MachineryError, PayloadTooLarge
 from machinery_core.models import (
+    CallbackAccepted,
     ErrorBody,
     EventAccepted,
     EventRequest,
@@ -37,6 +38,7 @@ from machinery_core.models import (
 from machinery_core.observability import logger, metrics, tracer
 
 MAX_BODY_BYTES = 256 * 1024
+MAX_WAIT_SECONDS = 25  # API Gateway answers within 30 s
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
 
@@ -180,17 +182,37 @@ def list_events(
 # --- events ------------------------------------------------------------------------------
 
 
-@app.post(
-    "/e/<workflow_id>", status_code=202, responses=_answers(202, EventAccepted, 400, 404, 409, 503)
-)
-def send_event(workflow_id: str, request: EventRequest) -> Response[EventAccepted]:
-    accepted = events.accept_event(dependencies(), workflow_id, request)
-    return _json(HTTPStatus.ACCEPTED, accepted, {"Location": f"/events/{accepted.event_id}"})
+_SENT = _answers(202, EventAccepted, 400, 404, 409, 503)
+_SENT[200] = {
+    "description": "The event ended within `wait`",
+    "content": {"application/json": {"model": EventView}},
+}
+
+
+@app.post("/e/<workflow_id>", status_code=202, responses=_SENT)
+def send_event(
+    workflow_id: str,
+    request: EventRequest,
+    wait: Annotated[int, Query(ge=0, le=MAX_WAIT_SECONDS)] = 0,
+) -> Response[EventAccepted | EventView]:
+    deps = dependencies()
+    api_url = f"https://{app.current_event.request_context.domain_name}"
+    accepted = events.accept_event(deps, workflow_id, request, api_url)
+    location = {"Location": f"/events/{accepted.event_id}"}
+    ended = events.wait_for_end(deps, accepted.event_id, wait) if wait else None
+    if ended is not None:
+        return _json(HTTPStatus.OK, ended, location)
+    return _json(HTTPStatus.ACCEPTED, accepted, location)
 
 
 @app.get("/events/<event_id>", responses=_answers(200, EventView, 404))
 def get_event(event_id: str) -> EventView:
     return events.get_event(dependencies(), event_id)
+
+
+@app.post("/callbacks/<token>", responses=_answers(200, CallbackAccepted, 400, 404, 409))
+def complete_callback(token: str, body: Annotated[Any, Body()]) -> CallbackAccepted:
+    return callbacks.complete(dependencies(), token, body)
 
 
 # --- meta --------------------------------------------------------------------------------

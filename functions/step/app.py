@@ -1,4 +1,4 @@
-"""The state-loop worker invoked by the state machine's Run (and Abort) states."""
+"""The state-loop worker: every Task state of the state machine invokes it with an action."""
 
 from __future__ import annotations
 
@@ -14,7 +14,18 @@ from machinery_core.observability import logger, metrics, tracer
 @logger.inject_lambda_context(correlation_id_path="event_id")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if "abort" in event:
-        return worker.abort(dependencies(), event["event_id"], event["abort"])
-    return worker.advance(dependencies(), event["event_id"], context.get_remaining_time_in_millis)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | None:
+    deps, event_id = dependencies(), event["event_id"]
+    match event.get("action", "advance"):
+        case "advance":
+            return worker.advance(deps, event_id, context.get_remaining_time_in_millis)
+        case "dispatch":
+            worker.dispatch(deps, event_id, event["task_token"])
+            return None  # AwaitCallback ignores it: it waits for the task token
+        case "callback_timed_out":
+            return worker.callback_timed_out(deps, event_id)
+        case "notify":
+            return worker.notify(deps, event_id)
+        case "abort":
+            return worker.abort(deps, event_id, event["error"])
+    raise ValueError(f"unknown action {event.get('action')!r}")

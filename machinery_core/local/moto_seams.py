@@ -32,6 +32,7 @@ def install(
     try:
         from moto.dynamodb.models.dynamo_type import LimitedSizeDict
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import Timeout
         from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
             WaitFunction,
@@ -47,6 +48,7 @@ def install(
         (ExecutionWorker, "_get_evaluation_entrypoint"),
         (WaitFunction, "_wait_interval"),
         (retrier_decl, "time"),
+        (Timeout, "_eval_body"),
         (BaseExecutionWorkerCommunication, "terminated"),
         (ExecutionWorker, "_execution_logic"),
     ):
@@ -95,6 +97,13 @@ def install(
             env.program_state_event.wait(scaled)
 
     WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
+
+    def scaled_timeout(self: Any, env: Any) -> None:
+        seconds = self._eval_seconds(env=env)
+        env.stack.append(seconds if self.is_default_value() else seconds * time_scale())
+
+    Timeout._eval_body = scaled_timeout  # type: ignore[method-assign]
+
     scaled_time = types.SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * time_scale()))
     retrier_decl.time = scaled_time  # type: ignore[attr-defined,assignment]  # Retry interval sleeps through it
 

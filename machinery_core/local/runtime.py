@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import secrets
 import sys
 import threading
 import time
@@ -88,6 +89,7 @@ class LocalRuntime:
         self.state_machine_arn = ""
         self.table_name = f"{STACK}-table"
         self._mock: Any = None
+        self.signing_key = ""
         self._ended = 0
         self._prune_lock = threading.Lock()
 
@@ -114,12 +116,13 @@ class LocalRuntime:
         import requests
         from requests.adapters import HTTPAdapter
 
-        from machinery_core.dependencies import Dependencies, configure
+        from machinery_core.dependencies import Dependencies, configure, secret_reader
         from machinery_core.invoker import ServiceInvoker
         from machinery_core.store import Store
 
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         stepfunctions = boto3.client("stepfunctions", region_name=REGION)
+        secret_arn = self._create_signing_secret(boto3.client("secretsmanager", region_name=REGION))
         self.template.create_table(dynamodb, self.table_name)
         for spec in self.template.functions().values():
             arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-{spec.logical_id}"
@@ -131,14 +134,14 @@ class LocalRuntime:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         retention = int(self.template.document["Parameters"]["EventRetentionDays"]["Default"])
-        configure(
-            Dependencies(
-                store=Store(dynamodb, self.table_name, timedelta(days=retention)),
-                stepfunctions=stepfunctions,
-                state_machine_arn=self.state_machine_arn,
-                invoker=ServiceInvoker(session),
-            )
+        self.dependencies = Dependencies(
+            store=Store(dynamodb, self.table_name, timedelta(days=retention)),
+            stepfunctions=stepfunctions,
+            state_machine_arn=self.state_machine_arn,
+            invoker=ServiceInvoker(session),
+            signing_key=secret_reader(secret_arn),
         )
+        configure(self.dependencies)
         moto_seams.install(self.invoke, lambda: self.time_scale, self._execution_ended)
         return self
 
@@ -149,6 +152,21 @@ class LocalRuntime:
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
+
+    def serve_at(self, url: str) -> None:
+        """Where the API listens: callback services are told to call back there."""
+        self.dependencies.callback_base_url = url
+
+    def _create_signing_secret(self, secretsmanager: Any) -> str:
+        """The template's notification signing secret; MACHINERY_NOTIFICATION_SECRET sets it."""
+        name, props = self.template.resource_of_type("AWS::SecretsManager::Secret")
+        value = os.environ.get("MACHINERY_NOTIFICATION_SECRET") or secrets.token_urlsafe(36)
+        self.signing_key = value
+        answer = secretsmanager.create_secret(
+            Name=f"{STACK}-{name}", Description=props.get("Description", ""), SecretString=value
+        )
+        arn: str = answer["ARN"]
+        return arn
 
     def _create_state_machine(self, stepfunctions: Any) -> None:
         name, props = self.template.state_machine()
@@ -212,7 +230,8 @@ class LocalRuntime:
                     "StepFunction",
                     {
                         "event_id": event_id,
-                        "abort": {"Error": "States.ExecutionEnded", "Cause": cause},
+                        "action": "abort",
+                        "error": {"Error": "States.ExecutionEnded", "Cause": cause},
                     },
                 )
         with self._prune_lock:

@@ -97,7 +97,12 @@ def test_advance_runs_every_sync_step_in_one_invocation(wired: Wired, services: 
     answer = advance(event_id)
 
     # Then it ran all three steps and says so
-    assert answer == {"status": "SUCCEEDED", "wait_seconds": 0}
+    assert answer == {
+        "status": "SUCCEEDED",
+        "wait_seconds": 0,
+        "timeout_seconds": 0,
+        "notify": False,
+    }
     assert [call[0] for call in services.calls] == ["/upper", "/reverse", "/space-counter"]
     assert [call[1] for call in services.calls] == [f"{event_id}:{n}" for n in range(3)]
     event = wired.store.get_event(event_id)
@@ -127,18 +132,28 @@ def test_a_retryable_failure_hands_back_to_wait(wired: Wired, services: Services
     first = advance(event_id)
 
     # Then it asks the state machine to wait, in whole seconds, and records the attempt
-    assert first == {"status": "BACKOFF", "wait_seconds": 2}
+    assert first == {"status": "BACKOFF", "wait_seconds": 2, "timeout_seconds": 0, "notify": False}
     event = wired.store.get_event(event_id)
     assert event.status is EventStatus.RUNNING
     assert (event.steps[0].status, event.steps[0].attempts) == (StepStatus.RETRYING, 1)
     assert event.steps[0].error is not None and event.steps[0].error.status_code == 503
 
     # And the next invocation retries the same step, waiting longer after it
-    assert advance(event_id) == {"status": "BACKOFF", "wait_seconds": 3}
+    assert advance(event_id) == {
+        "status": "BACKOFF",
+        "wait_seconds": 3,
+        "timeout_seconds": 0,
+        "notify": False,
+    }
     assert [call[1] for call in services.calls] == [f"{event_id}:0", f"{event_id}:0"]
 
     # And the last attempt ends the event
-    assert advance(event_id) == {"status": "FAILED", "wait_seconds": 0}
+    assert advance(event_id) == {
+        "status": "FAILED",
+        "wait_seconds": 0,
+        "timeout_seconds": 0,
+        "notify": False,
+    }
     assert wired.store.get_event(event_id).steps[0].attempts == 3
 
 
@@ -150,14 +165,24 @@ def test_a_short_deadline_hands_back_after_one_call(wired: Wired, services: Serv
     answer = advance(event_id, remaining_ms=12_000)
 
     # Then it made the first call (a fresh invocation always does) and handed back
-    assert answer == {"status": "CONTINUE", "wait_seconds": 0}
+    assert answer == {
+        "status": "CONTINUE",
+        "wait_seconds": 0,
+        "timeout_seconds": 0,
+        "notify": False,
+    }
     assert [call[0] for call in services.calls] == ["/upper"]
     event = wired.store.get_event(event_id)
     assert (event.status, event.step_index) == (EventStatus.RUNNING, 1)
     assert event.context["message"] == "HELLO BIG WORLD"
 
     # And a later invocation with time enough carries on from the checkpoint
-    assert advance(event_id, remaining_ms=60_000) == {"status": "SUCCEEDED", "wait_seconds": 0}
+    assert advance(event_id, remaining_ms=60_000) == {
+        "status": "SUCCEEDED",
+        "wait_seconds": 0,
+        "timeout_seconds": 0,
+        "notify": False,
+    }
     assert [call[0] for call in services.calls] == ["/upper", "/reverse", "/space-counter"]
 
 
@@ -169,12 +194,16 @@ def test_abort_fails_a_running_event(wired: Wired, services: Services) -> None:
 
     # When the state machine gives up on it
     answer = step.handler(
-        {"event_id": event_id, "abort": {"Error": "States.Timeout", "Cause": "took too long"}},
+        {
+            "event_id": event_id,
+            "action": "abort",
+            "error": {"Error": "States.Timeout", "Cause": "took too long"},
+        },
         FakeLambdaContext("machinery-step"),
     )
 
     # Then the event and its step are FAILED with the state machine's error
-    assert answer == {"status": "FAILED", "wait_seconds": 0}
+    assert answer == {"status": "FAILED", "wait_seconds": 0, "timeout_seconds": 0, "notify": False}
     event = wired.store.get_event(event_id)
     assert event.status is EventStatus.FAILED
     assert event.error is not None
@@ -189,11 +218,16 @@ def test_abort_leaves_a_finished_event_alone(wired: Wired, services: Services) -
     before = wired.store.get_event(event_id)
 
     answer = step.handler(
-        {"event_id": event_id, "abort": {"Error": "States.Runtime"}},
+        {"event_id": event_id, "action": "abort", "error": {"Error": "States.Runtime"}},
         FakeLambdaContext("machinery-step"),
     )
 
-    assert answer == {"status": "SUCCEEDED", "wait_seconds": 0}
+    assert answer == {
+        "status": "SUCCEEDED",
+        "wait_seconds": 0,
+        "timeout_seconds": 0,
+        "notify": False,
+    }
     assert wired.store.get_event(event_id) == before
 
 
@@ -205,7 +239,12 @@ def test_advance_on_a_terminal_event_calls_nothing(
 
     answer = advance(event_id)
 
-    assert answer == {"status": status.value, "wait_seconds": 0}
+    assert answer == {
+        "status": status.value,
+        "wait_seconds": 0,
+        "timeout_seconds": 0,
+        "notify": False,
+    }
     assert services.calls == []
     assert wired.store.get_event(event_id).version == 0
 
@@ -259,7 +298,12 @@ def test_two_concurrent_invocations_do_not_both_advance_an_event(
 
     # Then one finished the event and the other lost the conditional write
     assert len(results) == 2
-    assert {"status": "SUCCEEDED", "wait_seconds": 0} in results
+    assert {
+        "status": "SUCCEEDED",
+        "wait_seconds": 0,
+        "timeout_seconds": 0,
+        "notify": False,
+    } in results
     losers = [r for r in results if isinstance(r, Exception)]
     assert len(losers) == 1 and isinstance(losers[0], StaleVersion)
     # And the event holds each step exactly once

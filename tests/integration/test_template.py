@@ -57,19 +57,40 @@ def test_the_state_machine_definition_passes_statelint(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_state_machine_loops_run_route_and_waits_in_backoff() -> None:
+def test_the_state_machine_loops_run_route_and_waits_for_backoffs_and_callbacks() -> None:
     # Given the deployed ASL
     states = json.loads(Template.load(TEMPLATE).asl())["States"]
 
     # Then Run hands its answer to Route, which loops, waits or ends
     assert states["Run"]["Next"] == "Route"
-    targets = {choice["StringEquals"]: choice["Next"] for choice in states["Route"]["Choices"]}
-    assert targets == {"CONTINUE": "Run", "BACKOFF": "Backoff", "SUCCEEDED": "Done"}
+    targets = {
+        choice.get("StringEquals", "notify"): choice["Next"]
+        for choice in states["Route"]["Choices"]
+    }
+    assert targets == {
+        "CONTINUE": "Run",
+        "BACKOFF": "Backoff",
+        "AWAIT": "AwaitCallback",
+        "notify": "Notify",
+        "SUCCEEDED": "Done",
+    }
     assert states["Route"]["Default"] == "Failed"
+    # a callback step waits on its task token, its timeout taken from the worker's answer
+    await_callback = states["AwaitCallback"]
+    assert await_callback["Resource"].endswith(":lambda:invoke.waitForTaskToken")
+    assert await_callback["TimeoutSecondsPath"] == "$.run.timeout_seconds"
+    assert await_callback["Catch"][0] == {
+        "ErrorEquals": ["States.Timeout"],
+        "ResultPath": "$.error",
+        "Next": "CallbackTimedOut",
+    }
+    # and the notification is retried on NotificationFailed, then the event ends either way
+    assert states["Notify"]["Retry"][0]["ErrorEquals"] == ["NotificationFailed"]
+    assert states["Notify"]["Next"] == states["Notify"]["Catch"][0]["Next"] == "Finish"
     assert states["Backoff"] == {"Type": "Wait", "SecondsPath": "$.run.wait_seconds", "Next": "Run"}
     # and whatever Run cannot recover from goes through Abort, which marks the event FAILED
     assert states["Run"]["Catch"][0]["Next"] == "Abort"
-    assert states["Abort"]["Next"] == "Failed"
+    assert states["Abort"]["Next"] == "Route"  # which notifies, if asked, then fails
 
 
 @pytest.mark.sam
@@ -140,8 +161,11 @@ def test_the_api_authorization_parameter_switches_iam_on_every_route() -> None:
         route.route_key for route in Template.load(TEMPLATE).functions()["ApiFunction"].routes
     }
 
-    # Then by default every route requires SigV4, and with NONE no route does
+    # Then by default every route but the callback one requires SigV4 (the callback's
+    # token is its credential), and with NONE no route does
+    callback = "POST /callbacks/{token}"
     assert set(security["AWS_IAM"]) == routes
+    assert security["AWS_IAM"].pop(callback) == [{"NONE": []}]
     assert all(value == [{"AWS_IAM": []}] for value in security["AWS_IAM"].values())
     assert set(security["NONE"]) == routes
     assert all(not value for value in security["NONE"].values())

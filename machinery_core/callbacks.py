@@ -1,0 +1,88 @@
+"""A callback service reporting back: POST /callbacks/{token}.
+
+The token is the credential: single use, at least 256 random bits, stored only as its
+SHA-256. Unknown, expired or superseded tokens are all 404 with no detail.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from machinery_core import engine, worker
+from machinery_core.dependencies import Dependencies
+from machinery_core.engine import CallOutcome
+from machinery_core.errors import Conflict, InvalidDefinition, NotFound
+from machinery_core.models import CallbackAccepted, ErrorInfo, StepStatus
+from machinery_core.observability import logger
+from machinery_core.validation import check_data
+
+MAX_TOKEN_LENGTH = 256
+
+
+def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise NotFound("not found")
+    callback = deps.store.get_callback(worker.hash_token(token))
+    now = deps.clock()
+    if callback is None or callback.expires_at <= now:
+        raise NotFound("not found")
+    if callback.used:
+        raise Conflict("this callback was already used")
+    event, plan = deps.store.load_run(callback.event_id)
+    step = event.steps[callback.step] if len(event.steps) > callback.step else None
+    if (
+        step is None
+        or event.step_index != callback.step
+        or step.status is not StepStatus.WAITING
+        or step.attempts + 1 != callback.attempt
+    ):
+        raise NotFound("not found")  # timed out, ended or superseded: the token has expired
+
+    service = plan.steps[callback.step].service
+    outcome = CallOutcome(started_at=callback.dispatched_at, ended_at=now, body=body)
+    if isinstance(body, dict) and "error" in body:
+        outcome = CallOutcome(
+            started_at=callback.dispatched_at, ended_at=now, error=_reported_error(body["error"])
+        )
+    else:
+        problems = check_data(service.spec.outputs, body, "body")
+        if problems:
+            # The step keeps waiting: the service may call again with correct outputs.
+            raise InvalidDefinition("the outputs do not match the service's spec", problems)
+
+    transition = engine.record_call(event, plan, step.input or {}, outcome)
+    event = deps.store.use_callback(callback, transition.event)
+    answer = worker.answer_for(event, transition.wait_seconds)
+    try:
+        deps.stepfunctions.send_task_success(
+            taskToken=callback.task_token, output=json.dumps(answer)
+        )
+    except ClientError as error:
+        # The task already timed out: the timeout path finds the step no longer waiting
+        # and carries on from what was just recorded.
+        logger.warning(
+            "the state machine no longer waits for this callback",
+            event_id=event.event_id,
+            error=error.response.get("Error", {}).get("Code"),
+        )
+    logger.info(
+        "callback received",
+        event_id=event.event_id,
+        workflow_id=event.workflow_id,
+        step=callback.step,
+        service=service.name,
+        step_status=event.steps[callback.step].status.value,
+    )
+    return CallbackAccepted(event_id=event.event_id, step=callback.step, status=event.status)
+
+
+def _reported_error(report: Any) -> ErrorInfo:
+    if isinstance(report, dict):
+        return ErrorInfo(
+            type=str(report.get("type") or "ServiceError")[:256],
+            message=str(report.get("message") or "the service reported an error")[:4096],
+        )
+    return ErrorInfo(type="ServiceError", message=str(report)[:4096])
