@@ -54,9 +54,10 @@ def free_port() -> int:
 class LocalStack:
     """A `machinery local --examples` process, driven over real HTTP."""
 
-    def __init__(self, url: str, process: subprocess.Popen[str]) -> None:
+    def __init__(self, url: str, process: subprocess.Popen[str], signing_key: str) -> None:
         self.url = url
         self.process = process
+        self.signing_key = signing_key  # what completion notifications are signed with
         self.http = requests.Session()
 
     def post(self, path: str, json: object = None, **kwargs: object) -> requests.Response:
@@ -87,6 +88,7 @@ class LocalStack:
 def local_stack() -> Iterator[LocalStack]:
     """The local runtime as users run it (`machinery local --examples`), with waits scaled to 1%."""
     port = free_port()
+    signing_key = "e2e-notification-signing-key"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -100,6 +102,7 @@ def local_stack() -> Iterator[LocalStack]:
             "0.01",
         ],
         cwd=ROOT,
+        env={**os.environ, "MACHINERY_NOTIFICATION_SECRET": signing_key},
         stdout=subprocess.PIPE,
         stderr=sys.stderr,
         text=True,
@@ -117,7 +120,7 @@ def local_stack() -> Iterator[LocalStack]:
     if url is None:
         process.kill()
         pytest.fail("machinery local did not start")
-    stack = LocalStack(url, process)
+    stack = LocalStack(url, process, signing_key)
     yield stack
     process.terminate()
     process.wait(timeout=10)

@@ -28,7 +28,7 @@ SERVICES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "space-counter": lambda data: {"space_count": data["message"].count(" ")},
     "reverse-later": lambda data: {"message": data["message"][::-1]},
 }
-CALLBACK_DELAY_SECONDS = {"reverse-later": 0.5}
+CALLBACK_DELAY_SECONDS = {"reverse-later": 0.2}
 
 
 def call_back(url: str, outputs: dict[str, Any], delay: float) -> None:
