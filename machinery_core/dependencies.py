@@ -31,6 +31,8 @@ class Dependencies:
     clock: Callable[[], datetime] = utc_now
     # The API's own URL for callback services; None: the URL the request came in on.
     callback_base_url: str | None = None
+    # EXPRESS state machines cannot wait for a task token: no callback services there.
+    state_machine_type: str = "STANDARD"
     # The key completion notifications are signed with (HMAC-SHA256).
     signing_key: Callable[[], bytes] = field(default=lambda: b"")
 
@@ -49,6 +51,7 @@ class Dependencies:
             state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
             invoker=ServiceInvoker(requests.Session()),
             callback_base_url=os.environ.get("CALLBACK_BASE_URL") or None,
+            state_machine_type=os.environ.get("STATE_MACHINE_TYPE", "STANDARD"),
             signing_key=secret_reader(os.environ.get("NOTIFICATION_SECRET_ARN", ""), config),
         )
 

@@ -42,6 +42,7 @@ def _check_dependents(deps: Dependencies, service: Service) -> None:
         services[service.name] = service
         try:
             check_workflow(workflow, services)
+            _check_runnable(deps, workflow, services)
         except InvalidDefinition as broken:
             raise Conflict(
                 f"the change would break workflow {workflow_id!r}: {broken.message}",
@@ -65,12 +66,27 @@ def save_workflow(
             previous = None
     services = deps.store.get_services(set(workflow.spec.services))
     check_workflow(workflow, services)
+    _check_runnable(deps, workflow, services)
     record = deps.store.save_workflow(workflow, deps.clock(), previous)
     logger.info("workflow saved", workflow_id=record.workflow_id, version=record.version)
     accepted = WorkflowAccepted(
         workflow_id=record.workflow_id, acknowledged_at=record.updated_at, version=record.version
     )
     return accepted, previous is None
+
+
+def _check_runnable(deps: Dependencies, workflow: Workflow, services: dict[str, Service]) -> None:
+    if deps.state_machine_type != "EXPRESS":
+        return
+    waiting = [name for name in workflow.spec.services if services[name].mode == "callback"]
+    if waiting:
+        raise InvalidDefinition(
+            "callback services need a STANDARD state machine; this deployment runs EXPRESS",
+            [
+                {"path": f"spec.services[{workflow.spec.services.index(name)}]", "message": name}
+                for name in dict.fromkeys(waiting)
+            ],
+        )
 
 
 def list_workflows(deps: Dependencies, limit: int, cursor: str | None) -> Page[WorkflowRecord]:

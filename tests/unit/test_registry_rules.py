@@ -10,7 +10,7 @@ import requests
 
 from machinery_core import registry
 from machinery_core.dependencies import Dependencies
-from machinery_core.errors import Conflict
+from machinery_core.errors import Conflict, InvalidDefinition
 from machinery_core.invoker import ServiceInvoker
 from machinery_core.models import Service, Workflow
 from machinery_core.store import Store
@@ -71,3 +71,41 @@ def test_a_compatible_service_update_is_saved_with_a_new_version(example: Depend
     stored = example.store.get_service("upper")
     assert stored.definition.timeout_seconds == 30.0
     assert stored.used_by == ["process-text"]
+
+
+def test_an_express_deployment_refuses_workflows_with_callback_services(deps: Dependencies) -> None:
+    # Given a deployment whose state machine is EXPRESS, and a callback service
+    deps.state_machine_type = "EXPRESS"
+    slow = Service.model_validate(
+        {
+            "name": "slow",
+            "address": "http://127.0.0.1:9/",
+            "mode": "callback",
+            "spec": {"inputs": {"message": {"type": "string"}}, "outputs": {}},
+        }
+    )
+    registry.save_service(deps, slow, create_only=True)
+    workflow = Workflow.model_validate(
+        {"name": "waits", "spec": {"services": ["slow"], "inputs": {"message": {"type": "string"}}}}
+    )
+
+    # When a workflow uses it, then it is refused naming the step, and nothing is stored
+    with pytest.raises(InvalidDefinition) as refusal:
+        registry.save_workflow(deps, workflow, create_only=True)
+    assert "STANDARD" in refusal.value.message
+    assert refusal.value.details == [{"path": "spec.services[0]", "message": "slow"}]
+    assert deps.store.get_service("slow").used_by == []
+
+
+def test_an_express_deployment_refuses_turning_a_used_service_into_a_callback(
+    example: Dependencies,
+) -> None:
+    example.state_machine_type = "EXPRESS"
+    changed = example.store.get_service("reverse").definition.model_copy(
+        update={"mode": "callback"}
+    )
+
+    with pytest.raises(Conflict) as refusal:
+        registry.save_service(example, changed, create_only=False)
+    assert "process-text" in refusal.value.message
+    assert example.store.get_service("reverse").definition.mode == "sync"
