@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from machinery_core import engine, worker
 from machinery_core.dependencies import Dependencies
 from machinery_core.engine import CallOutcome
-from machinery_core.errors import Conflict, InvalidDefinition, NotFound
+from machinery_core.errors import Conflict, InvalidDefinition, NotFound, StaleVersion
 from machinery_core.models import CallbackAccepted, ErrorInfo, StepStatus
 from machinery_core.observability import logger
 from machinery_core.validation import check_data
@@ -39,11 +39,15 @@ def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
         or step.status is not StepStatus.WAITING
         or step.attempts + 1 != callback.attempt
     ):
+        again = deps.store.get_callback(callback.token_hash)
+        if again is not None and again.used:
+            # A concurrent call with this token was accepted since it was read above.
+            raise Conflict("this callback was already used")
         raise NotFound("not found")  # timed out, ended or superseded: the token has expired
 
     service = plan.steps[callback.step].service
     outcome = CallOutcome(started_at=callback.dispatched_at, ended_at=now, body=body)
-    if isinstance(body, dict) and "error" in body:
+    if isinstance(body, dict) and body.get("error") is not None:
         outcome = CallOutcome(
             started_at=callback.dispatched_at, ended_at=now, error=_reported_error(body["error"])
         )
@@ -54,7 +58,11 @@ def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
             raise InvalidDefinition("the outputs do not match the service's spec", problems)
 
     transition = engine.record_call(event, plan, step.input or {}, outcome)
-    event = deps.store.use_callback(callback, transition.event)
+    try:
+        event = deps.store.use_callback(callback, transition.event)
+    except StaleVersion:
+        # Only what ends the wait (its timeout, an abort) writes to a waiting event.
+        raise NotFound("not found") from None
     answer = worker.answer_for(event, transition.wait_seconds)
     try:
         deps.stepfunctions.send_task_success(

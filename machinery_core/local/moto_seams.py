@@ -6,6 +6,7 @@ pyproject.toml; `install` fails loudly if a seam has moved, and a test runs it.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -17,6 +18,16 @@ from typing import Any
 LambdaInvoker = Callable[[str, dict[str, Any]], tuple[Any, str | None]]
 """(function name or ARN, payload) -> (result, error type or None)."""
 
+# The DynamoDB backend calls that read or write items (transact_write_items calls the others).
+_DYNAMODB_CALLS = (
+    "get_item",
+    "put_item",
+    "update_item",
+    "delete_item",
+    "query",
+    "scan",
+    "transact_write_items",
+)
 _parse_lock = threading.Lock()
 _programs: dict[str, Any] = {}
 _installed = False
@@ -30,6 +41,7 @@ def install(
     """Patch moto once per process; `on_execution_end(input, status)` hears every end."""
     global _installed
     try:
+        from moto.dynamodb.models import DynamoDBBackend
         from moto.dynamodb.models.dynamo_type import LimitedSizeDict
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
         from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import Timeout
@@ -43,7 +55,7 @@ def install(
         from moto.stepfunctions.parser.utils import TMP_THREADS
     except ImportError as error:  # pragma: no cover - only when moto moves
         raise RuntimeError(f"moto's Step Functions interpreter moved: {error}") from error
-    for owner, attribute in (
+    seams: list[tuple[Any, str]] = [
         (lambda_eval_utils, "_invoke_lambda_function"),
         (ExecutionWorker, "_get_evaluation_entrypoint"),
         (WaitFunction, "_wait_interval"),
@@ -51,7 +63,9 @@ def install(
         (Timeout, "_eval_body"),
         (BaseExecutionWorkerCommunication, "terminated"),
         (ExecutionWorker, "_execution_logic"),
-    ):
+        *((DynamoDBBackend, name) for name in _DYNAMODB_CALLS),
+    ]
+    for owner, attribute in seams:
         if not hasattr(owner, attribute):
             raise RuntimeError(
                 f"moto seam {owner.__name__}.{attribute} is gone; check the pinned moto version"
@@ -150,8 +164,25 @@ def install(
 
     LimitedSizeDict.__setitem__ = setitem  # type: ignore[method-assign]
 
+    # moto's transact_write_items snapshots whole tables and, when a condition fails, puts
+    # the snapshot back, undoing every write another thread made meanwhile (a callback
+    # answered 200 left its event WAITING for good), and its other calls see a transaction
+    # half applied. DynamoDB isolates transactions; here one lock serialises every call.
+    table_lock = threading.RLock()
+    for name in _DYNAMODB_CALLS:
+        setattr(DynamoDBBackend, name, _serialised(getattr(DynamoDBBackend, name), table_lock))
+
     for noisy in ("moto.stepfunctions.parser", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
+
+
+def _serialised(call: Callable[..., Any], lock: threading.RLock) -> Callable[..., Any]:
+    @functools.wraps(call)
+    def serialised(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return call(*args, **kwargs)
+
+    return serialised
 
 
 def _as_dict(document: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from machinery_core.local import moto_seams
+from machinery_core.local import moto_seams, powertools_seams
 from machinery_core.local.template import FunctionSpec, Template
 
 ACCOUNT = "123456789012"
@@ -143,6 +143,7 @@ class LocalRuntime:
         )
         configure(self.dependencies)
         moto_seams.install(self.invoke, lambda: self.time_scale, self._execution_ended)
+        powertools_seams.install()  # the API handler serves concurrent requests here
         return self
 
     def stop(self) -> None:

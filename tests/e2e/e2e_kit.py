@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import queue
+import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from loopback import Reply
+import pytest
+from loopback import Call, Reply, json_reply
 
 if TYPE_CHECKING:
     from conftest import LocalStack
@@ -94,3 +98,41 @@ def workflow_definition(
             "operations": operations or {},
         },
     }
+
+
+class Inbox:
+    """A loopback `respond` that queues every request for the test, answering with `reply`
+    (a fixed reply, or `reply(call, nth)`; 202 by default).
+
+    A callback service's side of a dispatch (answer 202, keep the callback URL) or a
+    notification receiver's: the test takes each request with `next`, waiting on a deadline.
+    """
+
+    def __init__(self, reply: Reply | Callable[[Call, int], Reply] | None = None) -> None:
+        self.reply = reply or json_reply(202, {})
+        self._calls: queue.Queue[Call] = queue.Queue()
+
+    def __call__(self, call: Call, nth: int) -> Reply:
+        self._calls.put(call)
+        return self.reply(call, nth) if callable(self.reply) else self.reply
+
+    def next(self, timeout: float = 10.0) -> Call:
+        try:
+            return self._calls.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no request arrived within {timeout}s")
+
+
+def wait_for_notification(
+    stack: LocalStack, event_id: str, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The event once its completion notification is DELIVERED or FAILED (polled to `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        event: dict[str, Any] = stack.get(f"/events/{event_id}").json()
+        note = event.get("notification")
+        if note is not None and note["status"] != "PENDING":
+            return event
+        if time.monotonic() > deadline:
+            pytest.fail(f"event {event_id}'s notification is still {note} after {timeout}s")
+        time.sleep(0.02)

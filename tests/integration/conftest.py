@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 
 import boto3
 import pytest
 import requests
-from integration_kit import ACCOUNT, REGION, Services, Wired, example_behaviours
+from integration_kit import ACCOUNT, REGION, Services, TaskSpy, Wired, example_behaviours
 from loopback import Call, LoopbackServer, Reply, json_reply
 
 from machinery_core.dependencies import Dependencies, configure
@@ -45,6 +46,15 @@ def wired(store: Store) -> Iterator[Wired]:
             yield Wired(deps, store, stepfunctions, machine["stateMachineArn"])
         finally:
             configure(None)
+
+
+@pytest.fixture
+def tasks(wired: Wired) -> TaskSpy:
+    """`wired` with Step Functions replaced by a TaskSpy (in `wired.deps` and every handler)."""
+    spy = TaskSpy(wired.stepfunctions)
+    wired.deps = replace(wired.deps, stepfunctions=spy)
+    configure(wired.deps)  # `wired` unconfigures it when the test ends
+    return spy
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import uuid
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from botocore.exceptions import ClientError
 from loopback import LoopbackServer
 
 from machinery_core.dependencies import Dependencies
@@ -57,6 +59,41 @@ class Wired:
     store: Store
     stepfunctions: Any
     state_machine_arn: str
+
+
+class TaskSpy:
+    """Step Functions for the callback pattern: records each SendTaskSuccess it is sent.
+
+    Every other call goes to the moto client it wraps. Set `refuse` to make
+    SendTaskSuccess fail the way Step Functions does for a task that already ended.
+    """
+
+    def __init__(self, delegate: Any) -> None:
+        self._delegate = delegate
+        self.successes: list[tuple[str, dict[str, Any]]] = []
+        self.refuse: ClientError | None = None
+
+    def send_task_success(self, *, taskToken: str, output: str) -> dict[str, Any]:
+        if self.refuse is not None:
+            raise self.refuse
+        self.successes.append((taskToken, json.loads(output)))
+        return {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._delegate, name)
+
+
+def task_timed_out() -> ClientError:
+    """What SendTaskSuccess raises once the task's timeout has passed."""
+    return ClientError(
+        {
+            "Error": {
+                "Code": "TaskTimedOut",
+                "Message": "Task Timed Out: 'Provided task does not exist anymore'",
+            }
+        },
+        "SendTaskSuccess",
+    )
 
 
 Behaviour = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]

@@ -218,3 +218,135 @@ def test_a_retry_after_header_is_read_on_a_retryable_answer(
     # Then the delay is kept for the retry (seconds, a far date capped at an hour, junk ignored)
     assert outcome.error is not None and outcome.error.retryable
     assert outcome.retry_after == expected
+
+
+# --- callback dispatch: extra headers, no body expected ----------------------------------
+
+
+def dispatch(invoker: ServiceInvoker, address: str) -> CallOutcome:
+    return invoker.call(
+        make_service(address, headers={"X-Api-Version": "7"}),
+        {"message": "hello"},
+        event_id="evt-1",
+        step_index=0,
+        timeout=5,
+        extra_headers={
+            "X-Machinery-Callback-Url": "https://api.example.test/callbacks/tkn",
+            "Idempotency-Key": "forged",
+        },
+        expect_body=False,
+    )
+
+
+@pytest.mark.parametrize("body", [b"", b"accepted", b'["queued"]'], ids=["empty", "text", "array"])
+def test_a_dispatch_takes_any_2xx_as_accepted_whatever_the_body(
+    invoker: ServiceInvoker, loopback: Loopback, body: bytes
+) -> None:
+    # Given a callback service that answers 202 with a body that is no JSON object
+    loopback.routes["/translate"] = lambda: reply(202, body)
+
+    # When the step is dispatched to it
+    outcome = dispatch(invoker, loopback.url + "/translate")
+
+    # Then the work counts as accepted, with no outputs
+    assert (outcome.status_code, outcome.body, outcome.error) == (202, None, None)
+
+
+def test_a_dispatch_sends_the_extra_headers_but_never_overrides_the_contract_ones(
+    invoker: ServiceInvoker, loopback: Loopback
+) -> None:
+    loopback.routes["/translate"] = lambda: reply(202, b"")
+
+    dispatch(invoker, loopback.url + "/translate")
+
+    [request] = loopback.received
+    assert request.headers["X-Machinery-Callback-Url"] == "https://api.example.test/callbacks/tkn"
+    assert request.headers["X-Api-Version"] == "7"
+    assert request.headers["Idempotency-Key"] == "evt-1:0"
+    assert json.loads(request.body) == {"message": "hello"}
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(500, True), (429, True), (404, False)])
+def test_a_dispatch_refused_is_classified_like_a_call(
+    invoker: ServiceInvoker, loopback: Loopback, status: int, retryable: bool
+) -> None:
+    loopback.routes["/translate"] = lambda: reply(status, b"")
+
+    outcome = dispatch(invoker, loopback.url + "/translate")
+
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.status_code, outcome.error.retryable) == (
+        "HttpError",
+        status,
+        retryable,
+    )
+
+
+def test_without_expect_body_false_an_empty_202_is_not_json(
+    invoker: ServiceInvoker, loopback: Loopback
+) -> None:
+    # The default still insists on a JSON object, so a sync service cannot just answer 202
+    loopback.routes["/upper"] = lambda: reply(202, b"")
+
+    outcome = call(invoker, loopback.url + "/upper")
+
+    assert outcome.error is not None and outcome.error.type == "InvalidResponse"
+
+
+# --- deliver: completion notifications ---------------------------------------------------
+
+
+def test_deliver_posts_the_bytes_and_headers_as_given(
+    invoker: ServiceInvoker, loopback: Loopback
+) -> None:
+    loopback.routes["/hook"] = lambda: reply(204, b"")
+    body = b'{"event_id":"evt-1","status":"SUCCEEDED"}'
+
+    answer = invoker.deliver(
+        loopback.url + "/hook", body, {"Content-Type": "application/json", "X-Sig": "abc"}
+    )
+
+    assert answer == (204, None)
+    [request] = loopback.received
+    assert (request.method, request.path, request.body) == ("POST", "/hook", body)
+    assert (request.headers["Content-Type"], request.headers["X-Sig"]) == (
+        "application/json",
+        "abc",
+    )
+
+
+@pytest.mark.parametrize("status", [500, 404, 302])
+def test_deliver_reports_a_non_2xx_answer(
+    invoker: ServiceInvoker, loopback: Loopback, status: int
+) -> None:
+    loopback.routes["/hook"] = lambda: reply(status, b"", Location="/elsewhere")
+
+    answer = invoker.deliver(loopback.url + "/hook", b"{}", {})
+
+    assert answer == (status, f"the receiver answered {status}")
+    assert [r.path for r in loopback.received] == ["/hook"]  # a redirect is not followed
+
+
+def test_deliver_reports_a_refused_connection(invoker: ServiceInvoker) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    status, problem = invoker.deliver(f"http://127.0.0.1:{port}/hook", b"{}", {})
+
+    assert status is None
+    assert problem is not None and problem.startswith("ConnectionError: ")
+
+
+def test_deliver_gives_up_after_its_timeout(invoker: ServiceInvoker, loopback: Loopback) -> None:
+    def held() -> Reply:
+        loopback.release.wait(timeout=5)
+        return reply(200, b"")
+
+    loopback.routes["/hook"] = held
+
+    status, problem = invoker.deliver(loopback.url + "/hook", b"{}", {}, timeout=0.2)
+    loopback.release.set()
+
+    assert status is None
+    assert problem is not None and "Timeout" in problem
