@@ -408,6 +408,10 @@ class CompletionNotice(BaseModel):
     acknowledged_at: datetime
     ended_at: datetime | None
 
+    @classmethod
+    def of(cls, event: Event) -> CompletionNotice:
+        return cls.model_validate(event.model_dump(include=set(cls.model_fields)))
+
 
 class CallbackAccepted(BaseModel):
     event_id: str

@@ -264,16 +264,7 @@ def notify(deps: Dependencies, event_id: str) -> dict[str, Any]:
     note = event.notification
     if note is None or note.status is not NotificationStatus.PENDING or not event.status.terminal:
         return answer_for(event)
-    notice = CompletionNotice(
-        event_id=event.event_id,
-        workflow_id=event.workflow_id,
-        status=event.status,
-        outputs=event.outputs,
-        error=event.error,
-        acknowledged_at=event.acknowledged_at,
-        ended_at=event.ended_at,
-    )
-    body = notice.model_dump_json().encode()
+    body = CompletionNotice.of(event).model_dump_json().encode()
     status_code, problem = deps.invoker.deliver(
         note.url,
         body,
