@@ -121,9 +121,13 @@ def refuse_input(
 
 
 def record_call(
-    event: Event, plan: Plan, payload: dict[str, Any], outcome: CallOutcome
+    event: Event, plan: Plan, payload: dict[str, Any], outcome: CallOutcome, jitter: float = 1.0
 ) -> Transition:
-    """Fold one service call into the event: next step, retry after a wait, or an end."""
+    """Fold one service call into the event: next step, retry after a wait, or an end.
+
+    `jitter` (in [0, 1], drawn by the caller) scales the retry delay of a policy with
+    full jitter; a Retry-After the service asked for is honoured whatever the draw.
+    """
     planned = plan.steps[event.step_index]
     service = planned.service
     step = _current_step(event, plan, payload, outcome.started_at)
@@ -156,7 +160,8 @@ def record_call(
 
     if error is not None:
         if error.retryable and attempt_number < service.retry.max_attempts:
-            wait = max(service.retry.delay_before(attempt_number + 1), outcome.retry_after or 0.0)
+            delay = service.retry.delay_before(attempt_number + 1, jitter)
+            wait = max(delay, outcome.retry_after or 0.0)
             step = step.model_copy(
                 update={**step_update, "status": StepStatus.RETRYING, "error": error}
             )

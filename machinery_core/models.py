@@ -104,10 +104,16 @@ class RetryPolicy(Model):
     max_attempts: int = Field(3, ge=1, le=10)
     interval_seconds: float = Field(1.0, ge=0, le=3600)
     backoff_rate: float = Field(2.0, ge=1, le=10)
+    max_delay_seconds: float = Field(300.0, gt=0, le=86400)
+    # full: wait a random part of the delay, so the retries of many events spread out
+    # (none by default, as in Step Functions)
+    jitter: Literal["none", "full"] = "none"
 
-    def delay_before(self, attempt: int) -> float:
-        """Seconds to wait before `attempt` (2 for the first retry)."""
-        return float(self.interval_seconds * self.backoff_rate ** max(attempt - 2, 0))
+    def delay_before(self, attempt: int, draw: float = 1.0) -> float:
+        """Seconds to wait before `attempt` (2 for the first retry); `draw` in [0, 1]."""
+        delay = self.interval_seconds * self.backoff_rate ** max(attempt - 2, 0)
+        delay = min(delay, self.max_delay_seconds)
+        return float(delay * draw if self.jitter == "full" else delay)
 
 
 class Service(Model):

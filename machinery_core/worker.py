@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import math
+import random
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
@@ -98,7 +99,7 @@ def advance(deps: Dependencies, event_id: str, remaining_ms: Callable[[], int]) 
             timeout=min(planned.service.timeout_seconds, max(available, 1.0)),
         )
         calls += 1
-        transition = engine.record_call(event, plan, payload, outcome)
+        transition = engine.record_call(event, plan, payload, outcome, random.random())
         try:
             event = deps.store.save_event(transition.event)
         except ItemTooLarge as error:
@@ -219,7 +220,7 @@ def dispatch(deps: Dependencies, event_id: str, task_token: str) -> None:
     )
     if outcome.error is None:
         return  # the task waits for the callback, or for its timeout
-    transition = engine.record_call(event, plan, payload, outcome)
+    transition = engine.record_call(event, plan, payload, outcome, random.random())
     event = deps.store.save_event(transition.event)
     _resume(deps, task_token, answer_for(event, transition.wait_seconds))
 

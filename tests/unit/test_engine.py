@@ -16,6 +16,7 @@ from machinery_core.models import (
     EventStatus,
     Plan,
     PlannedStep,
+    RetryPolicy,
     Service,
     StepOperation,
     StepStatus,
@@ -376,3 +377,28 @@ def test_abort_is_a_no_op_on_a_terminal_event() -> None:
     done = make_event(EventStatus.SUCCEEDED, outputs={"message": "A B"}, ended_at=at(2))
 
     assert engine.abort(done, GAVE_UP, at(9)) is done
+
+
+@pytest.mark.parametrize(
+    ("retry", "draw", "expected"),
+    [
+        ({"interval_seconds": 10, "backoff_rate": 3, "max_delay_seconds": 20}, 1.0, 20.0),
+        ({"interval_seconds": 10, "jitter": "full"}, 0.25, 5.0),
+        ({"interval_seconds": 10, "jitter": "none"}, 0.25, 20.0),
+    ],
+    ids=["capped-by-max-delay", "full-jitter-scales", "no-jitter-ignores-the-draw"],
+)
+def test_retry_delays_are_capped_and_jittered_as_the_policy_says(
+    retry: dict[str, object], draw: float, expected: float
+) -> None:
+    # Given a service whose policy is `retry`, failing a second time (the wait before attempt 3)
+    policy = RetryPolicy.model_validate({"max_attempts": 5, **retry})
+    plan = TWO_STEPS.model_copy(deep=True)
+    plan.steps[0].service.retry = policy
+    first = engine.record_call(make_event(), plan, {"message": "a b"}, failed(RETRYABLE), draw)
+
+    # When it fails again, then the wait follows the policy and the caller's draw
+    second = engine.record_call(
+        first.event, plan, {"message": "a b"}, failed(RETRYABLE, 4, 5), draw
+    )
+    assert second.wait_seconds == pytest.approx(expected)
