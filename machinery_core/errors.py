@@ -60,3 +60,7 @@ class NotificationFailed(MachineryError):
     """A completion notification was not accepted; the Notify state retries on this name."""
 
     status_code = 502
+
+
+class KeyAlreadyUsed(Conflict):
+    """An Idempotency-Key already names an event."""

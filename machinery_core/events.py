@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from machinery_core import engine
 from machinery_core.dependencies import Dependencies
-from machinery_core.errors import Conflict, DispatchFailed, InvalidDefinition
+from machinery_core.errors import Conflict, DispatchFailed, InvalidDefinition, KeyAlreadyUsed
 from machinery_core.models import (
     ErrorInfo,
     Event,
@@ -20,6 +22,7 @@ from machinery_core.models import (
     EventStatus,
     EventSummary,
     EventView,
+    IdempotencyClaim,
     Notification,
     Page,
     Plan,
@@ -28,14 +31,22 @@ from machinery_core.models import (
 from machinery_core.observability import logger, metrics
 from machinery_core.validation import check_data
 
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
 
 def accept_event(
-    deps: Dependencies, workflow_id: str, request: EventRequest, api_url: str
+    deps: Dependencies,
+    workflow_id: str,
+    request: EventRequest,
+    api_url: str,
+    idempotency_key: str | None = None,
 ) -> EventAccepted:
     """Store the event, then start its execution: once this returns, the event is durable.
 
     `api_url` is where the request came in; callback services are told to call back there
-    unless the deployment names another base URL.
+    unless the deployment names another base URL. The same `idempotency_key` with the same
+    request within 24 hours answers the event it first created (`replayed`); with another
+    request it is refused.
     """
     record = deps.store.get_workflow(workflow_id)
     spec = record.definition.spec
@@ -67,7 +78,18 @@ def accept_event(
         updated_at=now,
         notification=Notification(url=notify.url) if notify else None,
     )
-    deps.store.create_event(event, plan)
+    claim = None
+    if idempotency_key:
+        claim = IdempotencyClaim(
+            pk=f"IDEMPOTENCY#{workflow_id}#{_sha256(idempotency_key)}",
+            request_hash=_sha256(request.model_dump_json()),
+            expires_at=now + IDEMPOTENCY_WINDOW,
+        )
+    try:
+        deps.store.create_event(event, plan, claim)
+    except KeyAlreadyUsed:
+        assert claim is not None
+        return _replay(deps, claim)
     try:
         deps.stepfunctions.start_execution(
             stateMachineArn=deps.state_machine_arn,
@@ -93,6 +115,27 @@ def accept_event(
         status=event.status,
         acknowledged_at=event.acknowledged_at,
     )
+
+
+def _replay(deps: Dependencies, claim: IdempotencyClaim) -> EventAccepted:
+    recorded = deps.store.get_idempotency(claim)
+    if recorded is None:  # expired between the write and this read: ask for a retry
+        raise Conflict("the Idempotency-Key is being reused; send the request again")
+    event_id, request_hash = recorded
+    if request_hash != claim.request_hash:
+        raise Conflict("this Idempotency-Key was used with a different request")
+    original = deps.store.get_event(event_id)
+    return EventAccepted(
+        event_id=original.event_id,
+        workflow_id=original.workflow_id,
+        status=original.status,
+        acknowledged_at=original.acknowledged_at,
+        replayed=True,
+    )
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def get_event(deps: Dependencies, event_id: str) -> EventView:

@@ -288,6 +288,15 @@ class Callback:
     used: bool = False
 
 
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """An Idempotency-Key of POST /e/{workflow_id}, as stored."""
+
+    pk: str  # IDEMPOTENCY#{workflow}#{sha256 of the key}
+    request_hash: str  # sha256 of the request: the same key with another body is refused
+    expires_at: datetime
+
+
 class NotificationStatus(StrEnum):
     PENDING = "PENDING"
     DELIVERED = "DELIVERED"
@@ -349,6 +358,7 @@ class EventAccepted(BaseModel):
     workflow_id: str
     status: EventStatus
     acknowledged_at: datetime
+    replayed: bool = False  # an Idempotency-Key named this event already
 
 
 class ServiceRecord(BaseModel):

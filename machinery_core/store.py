@@ -5,6 +5,7 @@ Keys (PK / SK, and GSI1 for listings, newest first for events):
   WORKFLOW#{id}    / DEFINITION   GSI1: WORKFLOWS        / {id}
   EVENT#{id}       / EVENT        GSI1: EVENTS#{workflow} / {acknowledged_at}#{id}
   CALLBACK#{sha256 of the token} / CALLBACK  (the raw token is never stored)
+  IDEMPOTENCY#{workflow}#{sha256 of the key} / IDEMPOTENCY  (kept 24 hours)
 
 A service item keeps `used_by`, the set of workflows that reference it; registering a
 workflow adds itself there in the same transaction that checks every service exists,
@@ -28,6 +29,7 @@ from machinery_core.errors import (
     Conflict,
     InvalidDefinition,
     ItemTooLarge,
+    KeyAlreadyUsed,
     MachineryError,
     NotFound,
     StaleVersion,
@@ -37,6 +39,7 @@ from machinery_core.models import (
     Event,
     EventStatus,
     EventSummary,
+    IdempotencyClaim,
     Plan,
     Service,
     ServiceRecord,
@@ -360,7 +363,8 @@ class Store:
 
     # --- events --------------------------------------------------------------------
 
-    def create_event(self, event: Event, plan: Plan) -> None:
+    def create_event(self, event: Event, plan: Plan, claim: IdempotencyClaim | None = None) -> None:
+        """Store a new event; with `claim`, only if its Idempotency-Key is not on record."""
         expires = int((event.acknowledged_at + self._event_ttl).timestamp())
         item: Item = {
             "PK": _s(f"EVENT#{event.event_id}"),
@@ -376,10 +380,58 @@ class Store:
             "plan": _s(plan.model_dump_json()),
             "state": _s(event.model_dump_json()),
         }
-        with conditional(lambda _: Conflict(f"event {event.event_id!r} already exists")):
-            self._db.put_item(
-                TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(PK)"
-            )
+        if claim is None:
+            with conditional(lambda _: Conflict(f"event {event.event_id!r} already exists")):
+                self._db.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(PK)",
+                )
+            return
+        # The key and the event are written together: a key on record always has its event.
+        key_item: Item = {
+            "PK": _s(claim.pk),
+            "SK": _s("IDEMPOTENCY"),
+            "event_id": _s(event.event_id),
+            "request_hash": _s(claim.request_hash),
+            "expires_at": _n(int(claim.expires_at.timestamp())),
+        }
+        actions: list[Item] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": key_item,
+                    # TTL deletes lazily: a key past its expiry is free again
+                    "ConditionExpression": "attribute_not_exists(PK) OR #expires < :now",
+                    "ExpressionAttributeNames": {"#expires": "expires_at"},
+                    "ExpressionAttributeValues": {
+                        ":now": _n(int(event.acknowledged_at.timestamp()))
+                    },
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+        ]
+
+        def refusal(error: ClientError) -> MachineryError:
+            if 0 in _cancelled_indexes(error):
+                return KeyAlreadyUsed("the Idempotency-Key is already on record")
+            return Conflict(f"event {event.event_id!r} already exists")
+
+        with conditional(refusal):
+            self._db.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
+
+    def get_idempotency(self, claim: IdempotencyClaim) -> tuple[str, str] | None:
+        """(event id, request hash) recorded under the claim's key, if it has not expired."""
+        item = self._get(claim.pk, "IDEMPOTENCY")
+        if item is None:
+            return None
+        return item["event_id"]["S"], item["request_hash"]["S"]
 
     def get_event(self, event_id: str) -> Event:
         item = self._get(

@@ -39,6 +39,7 @@ from machinery_core.observability import logger, metrics, tracer
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_WAIT_SECONDS = 25  # API Gateway answers within 30 s
+MAX_IDEMPOTENCY_KEY = 256
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
 
@@ -197,8 +198,16 @@ def send_event(
 ) -> Response[EventAccepted | EventView]:
     deps = dependencies()
     api_url = f"https://{app.current_event.request_context.domain_name}"
-    accepted = events.accept_event(deps, workflow_id, request, api_url)
+    key = app.current_event.headers.get("idempotency-key")
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise InvalidDefinition(
+            "the Idempotency-Key header is empty or too long",
+            [{"path": "Idempotency-Key", "message": f"1 to {MAX_IDEMPOTENCY_KEY} characters"}],
+        )
+    accepted = events.accept_event(deps, workflow_id, request, api_url, key)
     location = {"Location": f"/events/{accepted.event_id}"}
+    if accepted.replayed:
+        return _json(HTTPStatus.OK, accepted, location)
     ended = events.wait_for_end(deps, accepted.event_id, wait) if wait else None
     if ended is not None:
         return _json(HTTPStatus.OK, ended, location)
