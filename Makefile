@@ -62,5 +62,13 @@ build: sam-install
 deploy: build
 	SAM_CLI_TELEMETRY=0 SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS=1 $(SAM) deploy --guided
 
+# Benchmarks measure; they fail only when an event is lost or wrong, never on speed.
+# `bench` runs every suite; each suite is its own target (BENCH_LOAD_ARGS: e.g. --events 1000).
+.PHONY: bench bench-load
+bench: bench-load
+
+bench-load: install
+	$(BIN)/python benchmarks/load.py $(BENCH_LOAD_ARGS)
+
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

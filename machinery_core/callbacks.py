@@ -15,7 +15,7 @@ from machinery_core import engine, worker
 from machinery_core.dependencies import Dependencies
 from machinery_core.engine import CallOutcome
 from machinery_core.errors import Conflict, InvalidDefinition, NotFound, StaleVersion
-from machinery_core.models import CallbackAccepted, ErrorInfo, StepStatus
+from machinery_core.models import CallbackAccepted, ErrorInfo, EventStatus, StepStatus
 from machinery_core.observability import logger
 from machinery_core.validation import check_data
 
@@ -32,6 +32,10 @@ def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
     if callback.used:
         raise Conflict("this callback was already used")
     event, plan = deps.store.load_run(callback.event_id)
+    if event.status is EventStatus.CANCELLED and event.step_index == callback.step:
+        late = CallOutcome(started_at=callback.dispatched_at, ended_at=now)
+        deps.store.save_event(engine.record_late(event, plan, late))
+        raise Conflict("the event was cancelled; this callback was recorded but not applied")
     step = event.steps[callback.step] if len(event.steps) > callback.step else None
     if (
         step is None
@@ -45,7 +49,7 @@ def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
             raise Conflict("this callback was already used")
         raise NotFound("not found")  # timed out, ended or superseded: the token has expired
 
-    service = plan.steps[callback.step].service
+    service = engine.current_service(event, plan)
     outcome = CallOutcome(started_at=callback.dispatched_at, ended_at=now, body=body)
     if isinstance(body, dict) and body.get("error") is not None:
         outcome = CallOutcome(

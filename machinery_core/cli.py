@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from machinery_core.addresses import LOOPBACK_HOSTS
+
 
 @click.group()
 @click.version_option(package_name="machinery")
@@ -61,6 +63,7 @@ def local(host: str, port: int, examples: bool, template: Path | None, time_scal
             services = example_kit.start_services(examples_dir)
             registered = example_kit.register_definitions(runtime, examples_dir)
             click.echo(f"Registered the examples: {', '.join(registered)}")
+        click.echo(_address_guard_notice(runtime.allowed_service_hosts))
         click.echo(f"Machinery API: {url}")
         click.echo(
             "Completion notifications are signed (X-Machinery-Signature) with the key "
@@ -85,6 +88,24 @@ def local(host: str, port: int, examples: bool, template: Path | None, time_scal
             services.terminate()
             services.wait(timeout=5)
         runtime.stop()
+
+
+def _address_guard_notice(allowed: str) -> str:
+    if allowed == LOOPBACK_HOSTS:
+        return (
+            f"Loopback service addresses ({allowed.replace(',', ', ')}) are allowed because "
+            "this is a development runtime (a deployed stack refuses them); set "
+            "ALLOWED_SERVICE_HOSTS to change it."
+        )
+    if not allowed.strip():
+        return (
+            "ALLOWED_SERVICE_HOSTS is empty: loopback and private service addresses are "
+            "refused, as in a deployed stack."
+        )
+    return (
+        f"ALLOWED_SERVICE_HOSTS={allowed}: of the loopback and private service addresses, "
+        "only these are allowed."
+    )
 
 
 if __name__ == "__main__":

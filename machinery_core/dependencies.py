@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from machinery_core.addresses import PUBLIC_ONLY, AddressPolicy
 from machinery_core.invoker import ServiceInvoker
 from machinery_core.models import utc_now
 from machinery_core.store import Store
@@ -35,6 +36,9 @@ class Dependencies:
     state_machine_type: str = "STANDARD"
     # The key completion notifications are signed with (HMAC-SHA256).
     signing_key: Callable[[], bytes] = field(default=lambda: b"")
+    # Which service and notification addresses registration accepts (the invoker holds
+    # the same policy for call time): by default nothing loopback, private or link-local.
+    address_policy: AddressPolicy = PUBLIC_ONLY
 
     @classmethod
     def from_environment(cls) -> Dependencies:
@@ -45,14 +49,16 @@ class Dependencies:
         config = Config(retries={"mode": "standard", "max_attempts": 3}, tcp_keepalive=True)
         dynamodb = boto3.client("dynamodb", config=config)
         retention = timedelta(days=int(os.environ.get("EVENT_RETENTION_DAYS", "30")))
+        policy = AddressPolicy.parse(os.environ.get("ALLOWED_SERVICE_HOSTS", ""))
         return cls(
             store=Store(dynamodb, os.environ["TABLE_NAME"], retention),
             stepfunctions=boto3.client("stepfunctions", config=config),
             state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
-            invoker=ServiceInvoker(requests.Session()),
+            invoker=ServiceInvoker(requests.Session(), address_policy=policy),
             callback_base_url=os.environ.get("CALLBACK_BASE_URL") or None,
             state_machine_type=os.environ.get("STATE_MACHINE_TYPE", "STANDARD"),
             signing_key=secret_reader(os.environ.get("NOTIFICATION_SECRET_ARN", ""), config),
+            address_policy=policy,
         )
 
 

@@ -17,7 +17,10 @@ from machinery_core.models import (
     ErrorInfo,
     Event,
     EventStatus,
+    Notification,
     Plan,
+    RunRecord,
+    Service,
     StepRecord,
     StepStatus,
     milliseconds,
@@ -47,17 +50,32 @@ class Transition:
     wait_seconds: float = 0.0  # > 0: retry the current step after this long
 
 
+def claim(event: Event, owner: str | None, until: datetime | None) -> Event:
+    """Who may advance the event, until when (None, None: nobody holds it)."""
+    return event.model_copy(update={"claimed_by": owner, "claimed_until": until})
+
+
 def begin(event: Event, now: datetime) -> Event:
     if event.status is not EventStatus.PENDING:
         return event
     return event.model_copy(update={"status": EventStatus.RUNNING, "updated_at": now})
 
 
+def current_service(event: Event, plan: Plan) -> Service:
+    """The service the current step runs: its own, or its fallback once that took over."""
+    planned = plan.steps[event.step_index]
+    step = event.steps[event.step_index] if len(event.steps) > event.step_index else None
+    if step is not None and step.fallback_from is not None and planned.fallback is not None:
+        return planned.fallback
+    return planned.service
+
+
 def step_input(event: Event, plan: Plan) -> tuple[dict[str, Any], ErrorInfo | None]:
     """The payload for the next step, or why it cannot be sent."""
     planned = plan.steps[event.step_index]
-    payload = mapping.build_input(planned.service, planned.operation, event.context)
-    problems = check_data(planned.service.spec.inputs, payload, "input")
+    service = current_service(event, plan)
+    payload = mapping.build_input(service, planned.operation, event.context)
+    problems = check_data(service.spec.inputs, payload, "input")
     if problems:
         summary = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
         return payload, ErrorInfo(
@@ -129,7 +147,7 @@ def record_call(
     full jitter; a Retry-After the service asked for is honoured whatever the draw.
     """
     planned = plan.steps[event.step_index]
-    service = planned.service
+    service = current_service(event, plan)
     step = _current_step(event, plan, payload, outcome.started_at)
     attempt_number = step.attempts + 1
     error = outcome.error
@@ -152,6 +170,7 @@ def record_call(
     )
     now = outcome.ended_at
     step_update: dict[str, Any] = {
+        "input": payload,
         "attempts": attempt_number,
         "history": [*step.history, attempt],
         "ended_at": now,
@@ -174,7 +193,7 @@ def record_call(
             )
             return Transition(updated, wait_seconds=wait)
         step = step.model_copy(update={**step_update, "status": StepStatus.FAILED, "error": error})
-        return Transition(_fail(event, _replace_step(event.steps, step), error, now))
+        return Transition(_on_error(event, plan, step, error, now))
 
     body = outcome.body or {}
     step = step.model_copy(
@@ -193,6 +212,39 @@ def record_call(
     if next_index < len(plan.steps):
         return Transition(event.model_copy(update=update))
     return Transition(_finish(event.model_copy(update=update), plan, now))
+
+
+def _on_error(event: Event, plan: Plan, step: StepRecord, error: ErrorInfo, now: datetime) -> Event:
+    """A step failed for good: the workflow's on_error policy for it says what comes next."""
+    planned = plan.steps[event.step_index]
+    if planned.on_error == "fallback" and planned.fallback and step.fallback_from is None:
+        # The fallback takes the step over, with its own attempts and retry policy; the
+        # history keeps the failed service's attempts before its own.
+        taken = step.model_copy(
+            update={
+                "service": planned.fallback.name,
+                "status": StepStatus.RUNNING,
+                "attempts": 0,
+                "ended_at": None,
+                "fallback_from": step.service,
+            }
+        )
+        update = {"status": EventStatus.RUNNING, "steps": _replace_step(event.steps, taken)}
+        return event.model_copy(update={**update, "updated_at": now})
+    if planned.on_error == "continue":
+        steps = _replace_step(event.steps, step)
+        going_on = event.model_copy(
+            update={
+                "status": EventStatus.RUNNING,
+                "steps": steps,
+                "step_index": event.step_index + 1,
+                "updated_at": now,
+            }
+        )
+        if going_on.step_index < len(plan.steps):
+            return going_on
+        return _finish(going_on, plan, now)
+    return _fail(event, _replace_step(event.steps, step), error, now)
 
 
 def _finish(event: Event, plan: Plan, now: datetime) -> Event:
@@ -219,8 +271,86 @@ def abort(event: Event, error: ErrorInfo, now: datetime) -> Event:
     if event.status.terminal:
         return event
     steps = list(event.steps)
-    if steps and steps[-1].status in (StepStatus.RUNNING, StepStatus.RETRYING, StepStatus.WAITING):
+    if steps and steps[-1].status in _UNFINISHED:
         steps[-1] = steps[-1].model_copy(
             update={"status": StepStatus.FAILED, "error": error, "ended_at": now}
         )
     return _fail(event, steps, error, now)
+
+
+_UNFINISHED = (StepStatus.RUNNING, StepStatus.RETRYING, StepStatus.WAITING)
+
+
+def cancel(event: Event, now: datetime) -> Event:
+    """Cancelled by request: the step under way is cancelled with the event."""
+    steps = list(event.steps)
+    if steps and steps[-1].status in _UNFINISHED:
+        steps[-1] = steps[-1].model_copy(update={"status": StepStatus.CANCELLED, "ended_at": now})
+    return event.model_copy(
+        update={
+            "status": EventStatus.CANCELLED,
+            "steps": steps,
+            "updated_at": now,
+            "ended_at": now,
+        }
+    )
+
+
+def record_late(event: Event, plan: Plan, outcome: CallOutcome) -> Event:
+    """An answer that came after the event was cancelled: kept on its step, never applied."""
+    index = event.step_index
+    step = (
+        event.steps[index]
+        if len(event.steps) > index
+        else StepRecord(
+            index=index,
+            service=current_service(event, plan).name,
+            status=StepStatus.CANCELLED,
+            started_at=outcome.started_at,
+        )
+    )
+    late = Attempt(
+        attempt=step.attempts + 1,
+        started_at=outcome.started_at,
+        ended_at=outcome.ended_at,
+        duration_ms=outcome.duration_ms,
+        status_code=outcome.status_code,
+        error=ErrorInfo(
+            type="ArrivedAfterCancel",
+            message="the answer came after the event was cancelled and was not applied",
+            status_code=outcome.status_code,
+        ),
+    )
+    step = step.model_copy(update={"history": [*step.history, late]})
+    return event.model_copy(
+        update={"steps": _replace_step(event.steps, step), "updated_at": outcome.ended_at}
+    )
+
+
+def redrive(event: Event, now: datetime) -> Event:
+    """A FAILED event runs again from its failed step, keeping what the steps before it gave.
+
+    The failed run is kept in `runs` with the steps it did not complete.
+    """
+    earlier = RunRecord(
+        run=event.run,
+        status=event.status,
+        error=event.error,
+        ended_at=event.ended_at,
+        steps=event.steps[event.step_index :],
+    )
+    notification = event.notification
+    if notification is not None:
+        notification = Notification(url=notification.url)  # the new end is told anew
+    return event.model_copy(
+        update={
+            "status": EventStatus.PENDING,
+            "steps": event.steps[: event.step_index],
+            "error": None,
+            "ended_at": None,
+            "updated_at": now,
+            "run": event.run + 1,
+            "runs": [*event.runs, earlier],
+            "notification": notification,
+        }
+    )

@@ -64,3 +64,7 @@ class NotificationFailed(MachineryError):
 
 class KeyAlreadyUsed(Conflict):
     """An Idempotency-Key already names an event."""
+
+
+class ClaimHeld(StaleVersion):
+    """Another invocation is advancing the event; the state machine retries on this name."""

@@ -13,7 +13,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from machinery_core import engine
 from machinery_core.dependencies import Dependencies
-from machinery_core.errors import Conflict, DispatchFailed, InvalidDefinition, KeyAlreadyUsed
+from machinery_core.errors import (
+    Conflict,
+    DispatchFailed,
+    InvalidDefinition,
+    KeyAlreadyUsed,
+    StaleVersion,
+)
 from machinery_core.models import (
     ErrorInfo,
     Event,
@@ -22,11 +28,15 @@ from machinery_core.models import (
     EventStatus,
     EventSummary,
     EventView,
+    Fallback,
     IdempotencyClaim,
     Notification,
+    OnError,
     Page,
     Plan,
     PlannedStep,
+    Service,
+    StepOperation,
 )
 from machinery_core.observability import logger, metrics
 from machinery_core.validation import check_data
@@ -53,14 +63,16 @@ def accept_event(
     problems = check_data(spec.inputs, request.data, "data")
     if problems:
         raise InvalidDefinition("the event data does not match the workflow inputs", problems)
-    services = deps.store.get_services(set(spec.services))
-    missing = sorted(set(spec.services) - set(services))
+    if request.notify is not None:
+        deps.address_policy.check_registration(request.notify.url, "notify.url")
+    services = deps.store.get_services(spec.all_services())
+    missing = sorted(spec.all_services() - set(services))
     if missing:
         raise Conflict(f"the workflow's services are gone: {', '.join(missing)}")
     plan = Plan(
         workflow_version=record.version,
         steps=[
-            PlannedStep(service=services[name], operation=spec.operation_for(i))
+            _planned(spec.on_error_for(i), services[name], spec.operation_for(i), services)
             for i, name in enumerate(spec.services)
         ],
         outputs=spec.outputs,
@@ -90,15 +102,39 @@ def accept_event(
     except KeyAlreadyUsed:
         assert claim is not None
         return _replay(deps, claim)
+    _start(deps, event)
+    logger.info("event accepted", event_id=event.event_id, workflow_id=workflow_id)
+    metrics.add_metric(name="EventsAccepted", unit="Count", value=1)
+    return EventAccepted(
+        event_id=event.event_id,
+        workflow_id=workflow_id,
+        status=event.status,
+        acknowledged_at=event.acknowledged_at,
+    )
+
+
+def _planned(
+    policy: OnError, service: Service, operation: StepOperation | None, services: dict[str, Service]
+) -> PlannedStep:
+    if isinstance(policy, Fallback):
+        fallback = services[policy.fallback]
+        return PlannedStep(
+            service=service, operation=operation, on_error="fallback", fallback=fallback
+        )
+    return PlannedStep(service=service, operation=operation, on_error=policy)
+
+
+def _start(deps: Dependencies, event: Event) -> None:
+    """Start the event's execution; if that fails, the stored event is marked FAILED."""
     try:
         deps.stepfunctions.start_execution(
             stateMachineArn=deps.state_machine_arn,
-            name=event.event_id,
+            name=event.execution_name,
             input=json.dumps({"event_id": event.event_id}),
         )
     except (ClientError, BotoCoreError) as error:
         logger.exception(
-            "could not start the execution", event_id=event.event_id, workflow_id=workflow_id
+            "could not start the execution", event_id=event.event_id, workflow_id=event.workflow_id
         )
         failure = ErrorInfo(
             type="DispatchFailed", message=f"the execution could not be started: {error}"
@@ -107,11 +143,48 @@ def accept_event(
         raise DispatchFailed(
             "the event was stored but could not be started; it is marked FAILED"
         ) from error
-    logger.info("event accepted", event_id=event.event_id, workflow_id=workflow_id)
-    metrics.add_metric(name="EventsAccepted", unit="Count", value=1)
+
+
+def cancel_event(deps: Dependencies, event_id: str) -> EventView:
+    """Stop the event: CANCELLED first (so late answers are refused), then the execution."""
+    for _ in range(3):
+        event = deps.store.get_event(event_id)
+        if event.status.terminal:
+            raise Conflict(f"the event already ended {event.status.value}")
+        try:
+            event = deps.store.save_event(engine.cancel(event, deps.clock()))
+            break
+        except StaleVersion:
+            continue  # it moved on meanwhile: look again
+    else:
+        raise Conflict("the event keeps changing; try again")
+    execution_arn = deps.state_machine_arn.replace(":stateMachine:", ":execution:", 1)
+    try:
+        deps.stepfunctions.stop_execution(
+            executionArn=f"{execution_arn}:{event.execution_name}",
+            error="Cancelled",
+            cause="cancelled through POST /events/{event_id}/cancel",
+        )
+    except (ClientError, BotoCoreError):
+        # Already ended or never started: the event is CANCELLED either way.
+        logger.warning("could not stop the execution", event_id=event_id)
+    logger.info("event cancelled", event_id=event_id, workflow_id=event.workflow_id)
+    return EventView.of(event)
+
+
+def redrive_event(deps: Dependencies, event_id: str) -> EventAccepted:
+    """Run a FAILED event again from its failed step (POST /events/{event_id}/retry)."""
+    event, plan = deps.store.load_run(event_id)
+    if event.status is not EventStatus.FAILED:
+        raise Conflict(f"only a FAILED event can be retried; this one is {event.status.value}")
+    if event.step_index >= len(plan.steps):
+        raise Conflict("every step succeeded; the workflow outputs failed, so a retry would too")
+    event = deps.store.save_event(engine.redrive(event, deps.clock()))
+    _start(deps, event)
+    logger.info("event retried", event_id=event_id, workflow_id=event.workflow_id, run=event.run)
     return EventAccepted(
         event_id=event.event_id,
-        workflow_id=workflow_id,
+        workflow_id=event.workflow_id,
         status=event.status,
         acknowledged_at=event.acknowledged_at,
     )

@@ -11,6 +11,7 @@ from typing import Any
 import requests
 import urllib3
 
+from machinery_core.addresses import PUBLIC_ONLY, AddressError, AddressPolicy
 from machinery_core.engine import CallOutcome
 from machinery_core.models import ErrorInfo, Service, utc_now
 
@@ -39,9 +40,22 @@ def _error(kind: str, message: str, status: int | None = None, *, retryable: boo
 
 
 class ServiceInvoker:
-    def __init__(self, session: requests.Session, clock: Callable[[], datetime] = utc_now) -> None:
+    """Calls services through `session`; `address_policy` decides which hosts it may reach.
+
+    The default policy refuses loopback, private, link-local and metadata addresses: pass
+    one that allows them (`AddressPolicy.parse(...)`) where they are meant to be called.
+    """
+
+    def __init__(
+        self,
+        session: requests.Session,
+        clock: Callable[[], datetime] = utc_now,
+        *,
+        address_policy: AddressPolicy = PUBLIC_ONLY,
+    ) -> None:
         self._session = session
         self._clock = clock
+        self.address_policy = address_policy
 
     def call(
         self,
@@ -65,6 +79,12 @@ class ServiceInvoker:
         }
         started = self._clock()
         status: int | None = None
+        try:
+            self.address_policy.check_call(service.address)
+        except AddressError as refused:
+            return self._outcome(
+                started, error=_error(refused.kind, str(refused), retryable=refused.retryable)
+            )
         try:
             with self._session.request(
                 service.method,
@@ -159,6 +179,10 @@ class ServiceInvoker:
         self, url: str, body: bytes, headers: dict[str, str], timeout: float = 10.0
     ) -> tuple[int | None, str | None]:
         """POST a notification: (status code, None) when a 2xx took it, else what went wrong."""
+        try:
+            self.address_policy.check_call(url)
+        except AddressError as refused:
+            return None, f"{refused.kind}: {refused}"
         try:
             with self._session.post(
                 url, data=body, headers=headers, timeout=timeout, allow_redirects=False

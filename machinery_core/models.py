@@ -175,11 +175,23 @@ class Notify(Model):
     url: HttpUrl
 
 
+class Fallback(Model):
+    """On failure, run this registered service in the step's place."""
+
+    fallback: Slug
+
+
+# fail: the event fails with the step (default); continue: the step is marked FAILED, its
+# outputs absent, and the event goes on; {"fallback": service}: that service takes over.
+OnError = Literal["fail", "continue"] | Fallback
+
+
 class WorkflowSpec(Model):
     services: list[Slug] = Field(min_length=1, max_length=50)
     inputs: Fields = Field(default_factory=dict)
     outputs: Fields = Field(default_factory=dict)
     operations: dict[str, StepOperation] = Field(default_factory=dict)
+    on_error: dict[str, OnError] = Field(default_factory=dict)  # keyed like operations
     notify: Notify | None = None  # the default for the workflow's events
 
     @field_validator("inputs", "outputs", mode="before")
@@ -188,19 +200,32 @@ class WorkflowSpec(Model):
         return _fields_from_list(value)
 
     @model_validator(mode="after")
-    def _operations_name_steps(self) -> WorkflowSpec:
-        for key in self.operations:
-            if key in self.services:
-                continue
-            if key.isdigit() and int(key) < len(self.services):
-                continue
-            raise ValueError(
-                f"operations key {key!r} names neither a service of the workflow nor a step index"
-            )
+    def _keys_name_steps(self) -> WorkflowSpec:
+        for block, keys in (("operations", self.operations), ("on_error", self.on_error)):
+            for key in keys:
+                if key in self.services:
+                    continue
+                if key.isdigit() and int(key) < len(self.services):
+                    continue
+                raise ValueError(
+                    f"{block} key {key!r} names neither a service of the workflow nor a step index"
+                )
         return self
 
     def operation_for(self, index: int) -> StepOperation | None:
         return self.operations.get(str(index)) or self.operations.get(self.services[index])
+
+    def on_error_for(self, index: int) -> OnError:
+        return self.on_error.get(str(index)) or self.on_error.get(self.services[index]) or "fail"
+
+    def fallback_services(self) -> set[str]:
+        return {
+            policy.fallback for policy in self.on_error.values() if isinstance(policy, Fallback)
+        }
+
+    def all_services(self) -> set[str]:
+        """Every service the workflow may call: its steps' and their fallbacks'."""
+        return set(self.services) | self.fallback_services()
 
 
 class Workflow(Model):
@@ -228,6 +253,7 @@ class StepStatus(StrEnum):
     WAITING = "WAITING"  # for a callback
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
 
 
 class ErrorInfo(Model):
@@ -258,6 +284,17 @@ class StepRecord(Model):
     output: dict[str, Any] | None = None
     error: ErrorInfo | None = None
     history: list[Attempt] = Field(default_factory=list)
+    fallback_from: str | None = None  # the service that failed before `service` took over
+
+
+class RunRecord(Model):
+    """An earlier run of a retried event: how it ended and the steps it did not complete."""
+
+    run: int
+    status: EventStatus
+    error: ErrorInfo | None = None
+    ended_at: datetime | None = None
+    steps: list[StepRecord] = Field(default_factory=list)
 
 
 class PlannedStep(Model):
@@ -265,6 +302,8 @@ class PlannedStep(Model):
 
     service: Service
     operation: StepOperation | None = None
+    on_error: Literal["fail", "continue", "fallback"] = "fail"
+    fallback: Service | None = None
 
 
 class Plan(Model):
@@ -331,6 +370,17 @@ class Event(Model):
     updated_at: datetime
     ended_at: datetime | None = None
     notification: Notification | None = None
+    run: int = 1  # POST /events/{id}/retry starts run 2, 3...
+    runs: list[RunRecord] = Field(default_factory=list)  # the earlier ones
+    # The step function invocation advancing the event, until when: a duplicate or
+    # concurrent invocation must not call the same service for the same attempt.
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
+
+    @property
+    def execution_name(self) -> str:
+        """The state machine execution of the current run."""
+        return self.event_id if self.run == 1 else f"{self.event_id}-run-{self.run}"
 
 
 # --- API bodies and answers ------------------------------------------------------------
@@ -391,6 +441,8 @@ class EventView(BaseModel):
     ended_at: datetime | None
     duration_ms: float | None
     notification: Notification | None = None
+    run: int = 1
+    runs: list[RunRecord] = Field(default_factory=list)
 
     @classmethod
     def of(cls, event: Event) -> EventView:
@@ -410,6 +462,8 @@ class EventView(BaseModel):
             ended_at=event.ended_at,
             duration_ms=duration,
             notification=event.notification,
+            run=event.run,
+            runs=event.runs,
         )
 
 

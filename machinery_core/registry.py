@@ -20,6 +20,7 @@ from machinery_core.validation import check_workflow
 def save_service(
     deps: Dependencies, service: Service, *, create_only: bool
 ) -> tuple[ServiceAccepted, bool]:
+    deps.address_policy.check_registration(service.address, "address")
     if not create_only:
         _check_dependents(deps, service)
     record, created = deps.store.save_service(service, deps.clock(), create_only=create_only)
@@ -38,7 +39,7 @@ def _check_dependents(deps: Dependencies, service: Service) -> None:
         return
     for workflow_id in current.used_by:
         workflow = deps.store.get_workflow(workflow_id).definition
-        services = deps.store.get_services(set(workflow.spec.services) - {service.name})
+        services = deps.store.get_services(workflow.spec.all_services() - {service.name})
         services[service.name] = service
         try:
             check_workflow(workflow, services)
@@ -58,13 +59,15 @@ def list_services(deps: Dependencies, limit: int, cursor: str | None) -> Page[Se
 def save_workflow(
     deps: Dependencies, workflow: Workflow, *, create_only: bool
 ) -> tuple[WorkflowAccepted, bool]:
+    if workflow.spec.notify is not None:
+        deps.address_policy.check_registration(workflow.spec.notify.url, "spec.notify.url")
     previous: WorkflowRecord | None = None
     if not create_only:
         try:
             previous = deps.store.get_workflow(workflow.name)
         except NotFound:
             previous = None
-    services = deps.store.get_services(set(workflow.spec.services))
+    services = deps.store.get_services(workflow.spec.all_services())
     check_workflow(workflow, services)
     _check_runnable(deps, workflow, services)
     record = deps.store.save_workflow(workflow, deps.clock(), previous)

@@ -243,8 +243,10 @@ class Store:
         changed (or appeared) since.
         """
         name = workflow.name
-        services = sorted(set(workflow.spec.services))
-        dropped = sorted(set(previous.definition.spec.services) - set(services)) if previous else []
+        services = sorted(workflow.spec.all_services())
+        dropped = (
+            sorted(previous.definition.spec.all_services() - set(services)) if previous else []
+        )
         version = previous.version + 1 if previous else 1
         created_at = previous.created_at if previous else now
         workflow_item: Item = {
@@ -343,7 +345,7 @@ class Store:
             }
         ]
         actions += [
-            self._unmark(service, name) for service in sorted(set(record.definition.spec.services))
+            self._unmark(service, name) for service in sorted(record.definition.spec.all_services())
         ]
         with conditional(
             lambda _: StaleVersion(f"workflow {name!r} changed concurrently; try again")

@@ -7,7 +7,7 @@ from typing import Any
 from machinery_core import mapping
 from machinery_core.errors import InvalidDefinition
 from machinery_core.mapping import Known
-from machinery_core.models import Fields, Service, Workflow
+from machinery_core.models import Fallback, Fields, Service, StepOperation, Workflow
 
 Detail = dict[str, Any]
 
@@ -62,9 +62,14 @@ def compatible(source: str, target: str) -> bool:
 
 
 def check_workflow(workflow: Workflow, services: dict[str, Service]) -> None:
-    """Refuse a workflow whose services are unknown or whose data flow cannot type-check."""
+    """Refuse a workflow whose services are unknown or whose data flow cannot type-check.
+
+    With an on_error policy, a step's outputs are certain only when every way the step
+    can end provides them: `continue` makes them all uncertain; a fallback must take the
+    same inputs and counts only for the outputs both services give.
+    """
     spec = workflow.spec
-    unknown = sorted({name for name in spec.services if name not in services})
+    unknown = sorted(name for name in spec.all_services() if name not in services)
     if unknown:
         raise InvalidDefinition(
             f"the workflow references unknown services: {', '.join(unknown)}",
@@ -74,39 +79,27 @@ def check_workflow(workflow: Workflow, services: dict[str, Service]) -> None:
     context = {name: Known(field.type, field.required) for name, field in spec.inputs.items()}
     details: list[Detail] = []
     for index, service_name in enumerate(spec.services):
-        service = services[service_name]
         operation = spec.operation_for(index)
-        step_path = f"spec.services[{index}] ({service_name})"
-        input_sources = mapping.input_sources(service, operation)
-        for name, field in service.spec.inputs.items():
-            source = mapping.static_source(input_sources[name], context)
-            if source is None or (field.required and not source.definite):
-                if field.required:
-                    details.append(
-                        {
-                            "path": f"{step_path}.inputs.{name}",
-                            "message": f"required input {name!r} is not available from the "
-                            "workflow inputs or an earlier step",
-                        }
-                    )
-                continue
-            if not compatible(source.type, field.type):
-                details.append(
-                    {
-                        "path": f"{step_path}.inputs.{name}",
-                        "message": f"input {name!r} expects {field.type} "
-                        f"but receives {source.type}",
-                    }
-                )
-        response = {
-            name: Known(field.type, field.required) for name, field in service.spec.outputs.items()
-        }
-        for target, expression in mapping.output_sources(service, operation).items():
-            known = mapping.static_source(expression, response)
-            if known is not None:
-                context[target] = known
-            elif operation is not None and target in operation.outputs:
-                context[target] = Known("any", False)
+        policy = spec.on_error_for(index)
+        candidates = [(services[service_name], f"spec.services[{index}] ({service_name})")]
+        if isinstance(policy, Fallback):
+            fallback_path = f"spec.on_error.{service_name} (fallback {policy.fallback})"
+            candidates.append((services[policy.fallback], fallback_path))
+        produced = []
+        for service, path in candidates:
+            details += _input_problems(service, operation, context, path)
+            produced.append(_outputs(service, operation))
+        for name in set().union(*produced):
+            here = [outputs[name] for outputs in produced if name in outputs]
+            certain = len(here) == len(produced) and all(k.definite for k in here)
+            certain = certain and policy != "continue"
+            types = {k.type for k in here}
+            previous = context.get(name)
+            if not certain and previous is not None:
+                # the step may leave the earlier value in place
+                types.add(previous.type)
+                certain = previous.definite
+            context[name] = Known(types.pop() if len(types) == 1 else "any", certain)
 
     for name, field in spec.outputs.items():
         known = context.get(name)
@@ -127,3 +120,45 @@ def check_workflow(workflow: Workflow, services: dict[str, Service]) -> None:
             )
     if details:
         raise InvalidDefinition("the workflow's data flow does not type-check", details)
+
+
+def _input_problems(
+    service: Service, operation: StepOperation | None, context: dict[str, Known], path: str
+) -> list[Detail]:
+    problems: list[Detail] = []
+    sources = mapping.input_sources(service, operation)
+    for name, field in service.spec.inputs.items():
+        source = mapping.static_source(sources[name], context)
+        if source is None or (field.required and not source.definite):
+            if field.required:
+                problems.append(
+                    {
+                        "path": f"{path}.inputs.{name}",
+                        "message": f"required input {name!r} is not available from the "
+                        "workflow inputs or an earlier step",
+                    }
+                )
+            continue
+        if not compatible(source.type, field.type):
+            problems.append(
+                {
+                    "path": f"{path}.inputs.{name}",
+                    "message": f"input {name!r} expects {field.type} but receives {source.type}",
+                }
+            )
+    return problems
+
+
+def _outputs(service: Service, operation: StepOperation | None) -> dict[str, Known]:
+    """What a successful call of `service` puts into the context."""
+    response = {
+        name: Known(field.type, field.required) for name, field in service.spec.outputs.items()
+    }
+    produced: dict[str, Known] = {}
+    for target, expression in mapping.output_sources(service, operation).items():
+        known = mapping.static_source(expression, response)
+        if known is not None:
+            produced[target] = known
+        elif operation is not None and target in operation.outputs:
+            produced[target] = Known("any", False)
+    return produced

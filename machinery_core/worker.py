@@ -22,13 +22,15 @@ from typing import Any
 from machinery_core import engine
 from machinery_core.dependencies import Dependencies
 from machinery_core.engine import CallOutcome
-from machinery_core.errors import ItemTooLarge, NotificationFailed
+from machinery_core.errors import ClaimHeld, ItemTooLarge, NotificationFailed, StaleVersion
 from machinery_core.models import (
     Callback,
     CompletionNotice,
     ErrorInfo,
     Event,
+    EventStatus,
     NotificationStatus,
+    Plan,
     StepStatus,
 )
 from machinery_core.observability import logger, metrics
@@ -68,22 +70,39 @@ def answer_for(event: Event, wait_seconds: float = 0) -> dict[str, Any]:
     return _answer("CONTINUE")
 
 
-def advance(deps: Dependencies, event_id: str, remaining_ms: Callable[[], int]) -> dict[str, Any]:
+def advance(
+    deps: Dependencies,
+    event_id: str,
+    remaining_ms: Callable[[], int],
+    invocation_id: str = "local",
+) -> dict[str, Any]:
     event, plan = deps.store.load_run(event_id)
     if event.status.terminal:
         return answer_for(event)
-    started = engine.begin(event, deps.clock())
-    if started is not event:
-        event = deps.store.save_event(started)
+    now = deps.clock()
+    holder, until = event.claimed_by, event.claimed_until
+    if holder not in (None, invocation_id) and until is not None and until > now:
+        raise ClaimHeld(f"invocation {holder} is advancing event {event_id!r} until {until}")
 
+    def held(state: Event) -> Event:
+        """`state`, claimed for the next call (each checkpoint renews the claim)."""
+        if state.step_index >= len(plan.steps) or state.status.terminal:
+            return engine.claim(state, None, None)
+        timeout = engine.current_service(state, plan).timeout_seconds
+        return engine.claim(state, invocation_id, deps.clock() + _seconds(timeout))
+
+    # The claim's conditional write is what stops a concurrent duplicate here.
+    event = deps.store.save_event(held(engine.begin(event, now)))
     calls = 0
     while True:
-        planned = plan.steps[event.step_index]
-        if planned.service.mode == "callback":
-            return _answer("AWAIT", timeout_seconds=planned.service.timeout_seconds)
+        service = engine.current_service(event, plan)
+        if service.mode == "callback":
+            deps.store.save_event(engine.claim(event, None, None))
+            return _answer("AWAIT", timeout_seconds=service.timeout_seconds)
         available = remaining_ms() / 1000 - SAFETY_SECONDS
-        if calls and available < planned.service.timeout_seconds:
+        if calls and available < service.timeout_seconds:
             # A fresh invocation gets the full timeout; hand back rather than cut the call short.
+            deps.store.save_event(engine.claim(event, None, None))
             return _answer("CONTINUE")
         payload, refusal = engine.step_input(event, plan)
         if refusal is not None:
@@ -92,25 +111,29 @@ def advance(deps: Dependencies, event_id: str, remaining_ms: Callable[[], int]) 
             )
             break
         outcome = deps.invoker.call(
-            planned.service,
+            service,
             payload,
             event_id=event_id,
             step_index=event.step_index,
-            timeout=min(planned.service.timeout_seconds, max(available, 1.0)),
+            timeout=min(service.timeout_seconds, max(available, 1.0)),
         )
         calls += 1
         transition = engine.record_call(event, plan, payload, outcome, random.random())
+        after = transition.event
+        after = engine.claim(after, None, None) if transition.wait_seconds > 0 else held(after)
         try:
-            event = deps.store.save_event(transition.event)
+            event = deps.store.save_event(after)
         except ItemTooLarge as error:
-            event = _fail_oversized(deps, event, planned.service.name, error)
+            event = _fail_oversized(deps, event, service.name, error)
             break
+        except StaleVersion:
+            return _refuse_late(deps, event, plan, outcome)
         logger.info(
             "step recorded",
             event_id=event_id,
             workflow_id=event.workflow_id,
             step=len(event.steps) - 1,
-            service=planned.service.name,
+            service=service.name,
             step_status=event.steps[-1].status.value,
             duration_ms=outcome.duration_ms,
         )
@@ -124,6 +147,24 @@ def advance(deps: Dependencies, event_id: str, remaining_ms: Callable[[], int]) 
         "event ended", event_id=event_id, workflow_id=event.workflow_id, status=event.status.value
     )
     return answer_for(event)
+
+
+def _seconds(timeout: float) -> timedelta:
+    return timedelta(seconds=timeout + SAFETY_SECONDS)
+
+
+def _refuse_late(
+    deps: Dependencies, event: Event, plan: Plan, outcome: CallOutcome
+) -> dict[str, Any]:
+    """Someone else moved the event on during the call: if it was cancelled, the answer is
+    recorded as late and not applied; anything else is a real race, for the state machine's
+    retry to sort out."""
+    current, _ = deps.store.load_run(event.event_id)
+    if current.status is not EventStatus.CANCELLED:
+        raise StaleVersion(f"event {event.event_id!r} was advanced concurrently")
+    deps.store.save_event(engine.record_late(current, plan, outcome))
+    logger.info("late answer refused", event_id=event.event_id, step=event.step_index)
+    return answer_for(current)
 
 
 def _fail_oversized(deps: Dependencies, event: Event, service: str, error: ItemTooLarge) -> Event:
@@ -177,8 +218,7 @@ def dispatch(deps: Dependencies, event_id: str, task_token: str) -> None:
     if event.status.terminal:
         _resume(deps, task_token, answer_for(event))
         return
-    planned = plan.steps[event.step_index]
-    service = planned.service
+    service = engine.current_service(event, plan)
     payload, refusal = engine.step_input(event, plan)
     if refusal is not None:
         event = deps.store.save_event(
@@ -221,7 +261,11 @@ def dispatch(deps: Dependencies, event_id: str, task_token: str) -> None:
     if outcome.error is None:
         return  # the task waits for the callback, or for its timeout
     transition = engine.record_call(event, plan, payload, outcome, random.random())
-    event = deps.store.save_event(transition.event)
+    try:
+        event = deps.store.save_event(transition.event)
+    except StaleVersion:
+        _resume(deps, task_token, _refuse_late(deps, event, plan, outcome))
+        return
     _resume(deps, task_token, answer_for(event, transition.wait_seconds))
 
 
@@ -231,7 +275,7 @@ def callback_timed_out(deps: Dependencies, event_id: str) -> dict[str, Any]:
     step = event.steps[event.step_index] if len(event.steps) > event.step_index else None
     if event.status.terminal or step is None or step.status is not StepStatus.WAITING:
         return answer_for(event)
-    service = plan.steps[event.step_index].service
+    service = engine.current_service(event, plan)
     outcome = CallOutcome(
         started_at=event.updated_at,
         ended_at=deps.clock(),

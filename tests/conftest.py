@@ -54,10 +54,13 @@ def free_port() -> int:
 class LocalStack:
     """A `machinery local --examples` process, driven over real HTTP."""
 
-    def __init__(self, url: str, process: subprocess.Popen[str], signing_key: str) -> None:
+    def __init__(
+        self, url: str, process: subprocess.Popen[str], signing_key: str, banner: list[str]
+    ) -> None:
         self.url = url
         self.process = process
         self.signing_key = signing_key  # what completion notifications are signed with
+        self.banner = banner  # what it printed up to and including its URL
         self.http = requests.Session()
 
     def post(self, path: str, json: object = None, **kwargs: object) -> requests.Response:
@@ -102,25 +105,31 @@ def local_stack() -> Iterator[LocalStack]:
             "0.01",
         ],
         cwd=ROOT,
-        env={**os.environ, "MACHINERY_NOTIFICATION_SECRET": signing_key},
+        # ALLOWED_SERVICE_HOSTS unset: the local runtime's own default (loopback) applies
+        env={
+            **{k: v for k, v in os.environ.items() if k != "ALLOWED_SERVICE_HOSTS"},
+            "MACHINERY_NOTIFICATION_SECRET": signing_key,
+        },
         stdout=subprocess.PIPE,
         stderr=sys.stderr,
         text=True,
     )
     assert process.stdout is not None
     url = None
+    banner: list[str] = []
     deadline = time.monotonic() + 60
     while url is None and time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
             break
+        banner.append(line.rstrip("\n"))
         found = re.search(r"Machinery API: (http://\S+)", line)
         if found:
             url = found.group(1)
     if url is None:
         process.kill()
         pytest.fail("machinery local did not start")
-    stack = LocalStack(url, process, signing_key)
+    stack = LocalStack(url, process, signing_key, banner)
     yield stack
     process.terminate()
     process.wait(timeout=10)

@@ -4,12 +4,15 @@ answers with `respond(call, nth_call)`."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import requests
+from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -100,3 +103,48 @@ class LoopbackServer:
     def received(self) -> list[Call]:
         with self._lock:
             return list(self.calls)
+
+
+class Unreachable(BaseAdapter):
+    """A transport that records each request it is given and connects nowhere.
+
+    Mount it on a requests.Session where a broken address guard would otherwise reach
+    beyond 127.0.0.1: the request shows in `sent` instead of leaving the machine.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        self.sent.append(str(request.url))
+        raise requests.ConnectionError("the tests let nothing leave the machine")
+
+    def close(self) -> None:
+        pass
+
+
+class FakeResolver:
+    """socket.getaddrinfo over a fixed table, for the address guard: no DNS is queried.
+
+    A name not in the table does not resolve (socket.gaierror); `asked` lists each lookup.
+    """
+
+    def __init__(self, table: Mapping[str, list[str]]) -> None:
+        self.table = table
+        self.asked: list[tuple[str, int | None]] = []
+
+    def __call__(self, host: str, port: int | None) -> list[tuple[Any, ...]]:
+        self.asked.append((host, port))
+        if host not in self.table:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [
+            (
+                socket.AF_INET6 if ":" in ip else socket.AF_INET,
+                socket.SOCK_STREAM,
+                6,
+                "",
+                (ip, port or 0),
+            )
+            for ip in self.table[host]
+        ]

@@ -49,11 +49,17 @@ app = APIGatewayHttpResolver(enable_validation=True)
 def _answers(
     success: int | tuple[int, ...], model: Any, *errors: int
 ) -> dict[int, OpenAPIResponse]:
-    """What a route answers, for the OpenAPI document: its successes, then ErrorBody errors."""
+    """What a route answers, for the OpenAPI document: its successes, then ErrorBody errors.
+
+    `model` is the success body: a pydantic model, a JSON schema, or None for no body.
+    """
     answers: dict[int, OpenAPIResponse] = {}
     for code in success if isinstance(success, tuple) else (success,):
-        answers[code] = {"description": HTTPStatus(code).phrase}
-        if model is not None:
+        # No model: no body (powertools would otherwise document the return annotation's).
+        answers[code] = {"description": HTTPStatus(code).phrase, "content": {}}
+        if isinstance(model, dict):
+            answers[code]["content"] = {"application/json": {"schema": model}}
+        elif model is not None:
             answers[code]["content"] = {"application/json": {"model": model}}
     for code in (*errors, 413, 422):
         answers[code] = {
@@ -219,6 +225,21 @@ def get_event(event_id: str) -> EventView:
     return events.get_event(dependencies(), event_id)
 
 
+@app.post("/events/<event_id>/cancel", responses=_answers(200, EventView, 404, 409))
+def cancel_event(event_id: str) -> EventView:
+    return events.cancel_event(dependencies(), event_id)
+
+
+@app.post(
+    "/events/<event_id>/retry",
+    status_code=202,
+    responses=_answers(202, EventAccepted, 404, 409, 503),
+)
+def retry_event(event_id: str) -> Response[EventAccepted]:
+    accepted = events.redrive_event(dependencies(), event_id)
+    return _json(HTTPStatus.ACCEPTED, accepted, {"Location": f"/events/{accepted.event_id}"})
+
+
 @app.post("/callbacks/<token>", responses=_answers(200, CallbackAccepted, 400, 404, 409))
 def complete_callback(token: str, body: Annotated[Any, Body()]) -> CallbackAccepted:
     return callbacks.complete(dependencies(), token, body)
@@ -227,12 +248,12 @@ def complete_callback(token: str, body: Annotated[Any, Body()]) -> CallbackAccep
 # --- meta --------------------------------------------------------------------------------
 
 
-@app.get("/health")
+@app.get("/health", responses=_answers(200, Health))
 def health() -> Health:
     return Health(version=__version__)
 
 
-@app.get("/openapi.json")
+@app.get("/openapi.json", responses=_answers(200, {"type": "object"}))
 def openapi() -> Response[Any]:
     schema = app.get_openapi_json_schema(title="Machinery", version=__version__)
     return Response(

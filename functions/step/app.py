@@ -18,7 +18,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | N
     deps, event_id = dependencies(), event["event_id"]
     match event.get("action", "advance"):
         case "advance":
-            return worker.advance(deps, event_id, context.get_remaining_time_in_millis)
+            return worker.advance(
+                deps, event_id, context.get_remaining_time_in_millis, context.aws_request_id
+            )
         case "dispatch":
             worker.dispatch(deps, event_id, event["task_token"])
             return None  # AwaitCallback ignores it: it waits for the task token

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from machinery_core.addresses import LOOPBACK_HOSTS, AddressPolicy
 from machinery_core.local import moto_seams, powertools_seams
 from machinery_core.local.template import FunctionSpec, Template
 
@@ -82,7 +83,13 @@ def _load_handler(spec: FunctionSpec) -> Callable[[dict[str, Any], Any], Any]:
 
 
 class LocalRuntime:
-    def __init__(self, template_path: Path, *, time_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        template_path: Path,
+        *,
+        time_scale: float = 1.0,
+        allowed_service_hosts: str | None = None,
+    ) -> None:
         self.template = Template.load(template_path)
         self.time_scale = time_scale
         self.functions: dict[str, DeployedFunction] = {}
@@ -92,6 +99,11 @@ class LocalRuntime:
         self.signing_key = ""
         self._ended = 0
         self._prune_lock = threading.Lock()
+        # A development runtime: services run on this machine, so loopback is allowed
+        # unless ALLOWED_SERVICE_HOSTS says otherwise. The deployed stack allows none.
+        if allowed_service_hosts is None:
+            allowed_service_hosts = os.environ.get("ALLOWED_SERVICE_HOSTS", LOOPBACK_HOSTS)
+        self.allowed_service_hosts = allowed_service_hosts
 
     # --- deployment ----------------------------------------------------------------
 
@@ -134,12 +146,14 @@ class LocalRuntime:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         retention = int(self.template.document["Parameters"]["EventRetentionDays"]["Default"])
+        policy = AddressPolicy.parse(self.allowed_service_hosts)
         self.dependencies = Dependencies(
             store=Store(dynamodb, self.table_name, timedelta(days=retention)),
             stepfunctions=stepfunctions,
             state_machine_arn=self.state_machine_arn,
-            invoker=ServiceInvoker(session),
+            invoker=ServiceInvoker(session, address_policy=policy),
             signing_key=secret_reader(secret_arn),
+            address_policy=policy,
         )
         configure(self.dependencies)
         moto_seams.install(self.invoke, lambda: self.time_scale, self._execution_ended)

@@ -79,9 +79,11 @@ def test_openapi_json_is_an_openapi_3_document_of_every_template_route(local_sta
         assert declared == set(re.findall(r"\{(\w+)\}", path)), f"{method} {path}"
     assert len(set(operation_ids)) == len(operation_ids)
 
-    # And every body-taking route documents its body, and every $ref resolves
+    # And every body-taking route documents its body (the event commands take none), and
+    # every $ref resolves
+    bodiless = {("post", "/events/{event_id}/cancel"), ("post", "/events/{event_id}/retry")}
     for method, path in routes:
-        if method in ("post", "put"):
+        if method in ("post", "put") and (method, path) not in bodiless:
             assert "requestBody" in paths[path][method], f"{method} {path}"
     for ref in set(_refs(document)):
         assert isinstance(_resolve(document, ref), dict), ref

@@ -65,7 +65,13 @@ def test_a_service_is_created_read_listed_updated_and_deleted(
     assert stored["mode"] == "sync"
     assert stored["headers"] == {}
     assert stored["timeout_seconds"] > 0
-    assert set(stored["retry"]) == {"max_attempts", "interval_seconds", "backoff_rate"}
+    assert set(stored["retry"]) == {
+        "max_attempts",
+        "interval_seconds",
+        "backoff_rate",
+        "max_delay_seconds",
+        "jitter",
+    }
     assert stored["spec"]["inputs"]["message"]["type"] == "string"
 
     # And it is listed among the services, next to the examples

@@ -94,7 +94,8 @@ def test_without_a_wait_the_event_is_only_acknowledged(local_stack: Any, wait: i
     # Then it is acknowledged with 202 as usual, and runs to its end
     assert answer.status_code == 202, answer.text
     accepted = answer.json()
-    assert set(accepted) == {"event_id", "workflow_id", "status", "acknowledged_at"}
+    assert set(accepted) == {"event_id", "workflow_id", "status", "acknowledged_at", "replayed"}
+    assert accepted["replayed"] is False
     assert local_stack.wait_for_end(accepted["event_id"])["outputs"] == OUTPUTS
 
 
@@ -129,7 +130,8 @@ def test_an_event_still_running_after_the_wait_is_acknowledged_with_202(
     assert answer.status_code == 202, answer.text
     assert 1.0 <= elapsed < 5.0, elapsed
     accepted = answer.json()
-    assert set(accepted) == {"event_id", "workflow_id", "status", "acknowledged_at"}
+    assert set(accepted) == {"event_id", "workflow_id", "status", "acknowledged_at", "replayed"}
+    assert accepted["replayed"] is False
     event_id = accepted["event_id"]
     assert answer.headers["Location"].endswith(f"/events/{event_id}")
 

@@ -12,6 +12,7 @@ import requests
 from integration_kit import ACCOUNT, REGION, Services, TaskSpy, Wired, example_behaviours
 from loopback import Call, LoopbackServer, Reply, json_reply
 
+from machinery_core.addresses import LOOPBACK_HOSTS, AddressPolicy
 from machinery_core.dependencies import Dependencies, configure
 from machinery_core.invoker import ServiceInvoker
 from machinery_core.store import Store
@@ -34,12 +35,15 @@ def wired(store: Store) -> Iterator[Wired]:
         definition=PASS_MACHINE,
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/machinery-state-machine",
     )
+    # The services run on loopback, so the address guard allows it here (as `machinery local`)
+    policy = AddressPolicy.parse(LOOPBACK_HOSTS)
     with requests.Session() as session:
         deps = Dependencies(
             store=store,
             stepfunctions=stepfunctions,
             state_machine_arn=machine["stateMachineArn"],
-            invoker=ServiceInvoker(session),
+            invoker=ServiceInvoker(session, address_policy=policy),
+            address_policy=policy,
         )
         configure(deps)
         try:

@@ -12,7 +12,7 @@ import pytest
 from integration_kit import FakeLambdaContext, Services, Wired, load_handler_module
 
 from machinery_core.dependencies import configure
-from machinery_core.errors import StaleVersion
+from machinery_core.errors import ClaimHeld, StaleVersion
 from machinery_core.models import (
     Event,
     EventStatus,
@@ -314,9 +314,48 @@ def test_two_concurrent_invocations_do_not_both_advance_an_event(
         (1, "reverse", 1, 1),
         (2, "space-counter", 1, 1),
     ]
-    # Later steps were called once. The first step was called by both invocations only when
-    # both had begun already (RUNNING), and then with the same idempotency key.
+    # And every service was called once: the loser's claim failed before it called anything
     upper_calls = services.calls_to("/upper")
-    assert len(upper_calls) == (1 if status is EventStatus.PENDING else 2)
+    assert len(upper_calls) == 1
     assert {call[1] for call in upper_calls} == {f"{event_id}:0"}
     assert len(services.calls_to("/reverse")) == len(services.calls_to("/space-counter")) == 1
+
+
+def test_an_invocation_finding_the_event_claimed_by_another_calls_nothing(
+    wired: Wired, services: Services
+) -> None:
+    # Given an event another invocation has claimed (its claim still running)
+    event_id = stored_event(wired.store, process_text(services), status=EventStatus.RUNNING)
+    event = wired.store.get_event(event_id)
+    wired.store.save_event(
+        event.model_copy(
+            update={
+                "claimed_by": "other-invocation",
+                "claimed_until": utc_now() + timedelta(minutes=1),
+            }
+        )
+    )
+
+    # When a duplicate invocation arrives, then it stands back (the state machine retries it)
+    with pytest.raises(ClaimHeld):
+        advance(event_id)
+    assert services.calls == []
+
+
+def test_an_expired_claim_is_taken_over(wired: Wired, services: Services) -> None:
+    # Given a claim whose invocation died (its time has run out)
+    event_id = stored_event(wired.store, process_text(services), status=EventStatus.RUNNING)
+    event = wired.store.get_event(event_id)
+    wired.store.save_event(
+        event.model_copy(
+            update={
+                "claimed_by": "dead-invocation",
+                "claimed_until": utc_now() - timedelta(seconds=1),
+            }
+        )
+    )
+
+    # When the state machine's retry invokes again, then it carries the event to the end
+    assert advance(event_id)["status"] == "SUCCEEDED"
+    finished = wired.store.get_event(event_id)
+    assert (finished.claimed_by, finished.claimed_until) == (None, None)

@@ -73,6 +73,7 @@ def test_the_state_machine_loops_run_route_and_waits_for_backoffs_and_callbacks(
         "AWAIT": "AwaitCallback",
         "notify": "Notify",
         "SUCCEEDED": "Done",
+        "CANCELLED": "Done",
     }
     assert states["Route"]["Default"] == "Failed"
     # a callback step waits on its task token, its timeout taken from the worker's answer
@@ -84,6 +85,8 @@ def test_the_state_machine_loops_run_route_and_waits_for_backoffs_and_callbacks(
         "ResultPath": "$.error",
         "Next": "CallbackTimedOut",
     }
+    # a duplicate invocation that found the event claimed by another is retried
+    assert "ClaimHeld" in states["Run"]["Retry"][0]["ErrorEquals"]
     # and the notification is retried on NotificationFailed, then the event ends either way
     assert states["Notify"]["Retry"][0]["ErrorEquals"] == ["NotificationFailed"]
     assert states["Notify"]["Next"] == states["Notify"]["Catch"][0]["Next"] == "Finish"

@@ -12,6 +12,7 @@ import requests
 from loopback import Reply
 from unit_kit import Loopback
 
+from machinery_core.addresses import LOOPBACK_HOSTS, AddressPolicy
 from machinery_core.engine import CallOutcome
 from machinery_core.invoker import MAX_RESPONSE_BYTES, ServiceInvoker
 from machinery_core.models import Service
@@ -20,7 +21,8 @@ from machinery_core.models import Service
 @pytest.fixture
 def invoker() -> Iterator[ServiceInvoker]:
     with requests.Session() as session:
-        yield ServiceInvoker(session)
+        # The scripted services listen on loopback: the address guard must allow it here.
+        yield ServiceInvoker(session, address_policy=AddressPolicy.parse(LOOPBACK_HOSTS))
 
 
 def make_service(address: str, **extra: Any) -> Service:

@@ -138,7 +138,7 @@ def test_a_field_declared_twice_in_the_list_form_is_rejected() -> None:
         service(colour="red"),
         service(spec={"inputs": {}, "outputs": {}, "extra": {}}),
         service(spec={"inputs": {"message": {"type": "string", "format": "email"}}}),
-        service(retry={"max_attempts": 2, "jitter": True}),
+        service(retry={"max_attempts": 2, "spread": True}),
     ],
     ids=["service", "spec", "field", "retry"],
 )

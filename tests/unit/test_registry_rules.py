@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from machinery_core import registry
+from machinery_core.addresses import LOOPBACK_HOSTS, AddressPolicy
 from machinery_core.dependencies import Dependencies
 from machinery_core.errors import Conflict, InvalidDefinition
 from machinery_core.invoker import ServiceInvoker
@@ -21,11 +22,14 @@ DEFINITIONS = Path(__file__).resolve().parents[2] / "examples" / "definitions"
 @pytest.fixture
 def deps(store: Store) -> Dependencies:
     # The registry never starts executions: no Step Functions client is needed here.
+    # The example services listen on loopback: the address guard allows it, as locally.
+    policy = AddressPolicy.parse(LOOPBACK_HOSTS)
     return Dependencies(
         store=store,
         stepfunctions=None,  # type: ignore[arg-type]
         state_machine_arn="",
-        invoker=ServiceInvoker(requests.Session()),
+        invoker=ServiceInvoker(requests.Session(), address_policy=policy),
+        address_policy=policy,
     )
 
 
