@@ -71,6 +71,7 @@ class ServiceInvoker:
         """One call; `expect_body=False` (a callback dispatch) takes any 2xx as accepted."""
         headers = {
             **service.headers,
+            **service.secret_headers,
             **(extra_headers or {}),
             "Content-Type": "application/json",
             "Accept": "application/json",

@@ -36,6 +36,8 @@ HttpUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_htt
 FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")]
 FieldType = Literal["string", "integer", "number", "boolean", "object", "array", "any"]
 
+REDACTED = "<redacted>"
+
 TYPE_ALIASES: dict[str, str] = {
     "str": "string",
     "int": "integer",
@@ -130,6 +132,15 @@ class Service(Model):
     headers: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
         default_factory=dict, max_length=32
     )
+    # Sent like `headers` but write-only: the API shows REDACTED, logs never show them,
+    # and a PUT that sends REDACTED back keeps the stored value.
+    secret_headers: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, max_length=16
+    )
+
+    def redacted(self) -> Service:
+        hidden = dict.fromkeys(self.secret_headers, REDACTED)
+        return self.model_copy(update={"secret_headers": hidden})
 
     @model_validator(mode="before")
     @classmethod
@@ -418,6 +429,10 @@ class ServiceRecord(BaseModel):
     updated_at: datetime
     definition: Service
     used_by: list[str] = Field(default_factory=list)
+
+
+def redact(record: ServiceRecord) -> ServiceRecord:
+    return record.model_copy(update={"definition": record.definition.redacted()})
 
 
 class WorkflowRecord(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from machinery_core.dependencies import Dependencies
 from machinery_core.errors import Conflict, InvalidDefinition, NotFound
 from machinery_core.models import (
+    REDACTED,
     Page,
     Service,
     ServiceAccepted,
@@ -12,6 +13,7 @@ from machinery_core.models import (
     Workflow,
     WorkflowAccepted,
     WorkflowRecord,
+    redact,
 )
 from machinery_core.observability import logger
 from machinery_core.validation import check_workflow
@@ -22,6 +24,7 @@ def save_service(
 ) -> tuple[ServiceAccepted, bool]:
     deps.address_policy.check_registration(service.address, "address")
     if not create_only:
+        service = _keep_secrets(deps, service)
         _check_dependents(deps, service)
     record, created = deps.store.save_service(service, deps.clock(), create_only=create_only)
     logger.info("service saved", service_id=record.service_id, version=record.version, new=created)
@@ -29,6 +32,21 @@ def save_service(
         service_id=record.service_id, acknowledged_at=record.updated_at, version=record.version
     )
     return accepted, created
+
+
+def _keep_secrets(deps: Dependencies, service: Service) -> Service:
+    """A secret header sent back as REDACTED (from a GET) keeps its stored value."""
+    if REDACTED not in service.secret_headers.values():
+        return service
+    try:
+        stored = deps.store.get_service(service.name).definition.secret_headers
+    except NotFound:
+        stored = {}
+    kept = {
+        name: stored.get(name, "") if value == REDACTED else value
+        for name, value in service.secret_headers.items()
+    }
+    return service.model_copy(update={"secret_headers": kept})
 
 
 def _check_dependents(deps: Dependencies, service: Service) -> None:
@@ -51,9 +69,13 @@ def _check_dependents(deps: Dependencies, service: Service) -> None:
             ) from broken
 
 
+def get_service(deps: Dependencies, name: str) -> ServiceRecord:
+    return redact(deps.store.get_service(name))
+
+
 def list_services(deps: Dependencies, limit: int, cursor: str | None) -> Page[ServiceRecord]:
     items, next_cursor = deps.store.list_services(limit, cursor)
-    return Page[ServiceRecord](items=items, next_cursor=next_cursor)
+    return Page[ServiceRecord](items=[redact(item) for item in items], next_cursor=next_cursor)
 
 
 def save_workflow(

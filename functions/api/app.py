@@ -128,7 +128,7 @@ def list_services(limit: Limit = 50, cursor: Cursor = None) -> Page[ServiceRecor
 
 @app.get("/services/<name>", responses=_answers(200, ServiceRecord, 404))
 def get_service(name: str) -> ServiceRecord:
-    return dependencies().store.get_service(name)
+    return registry.get_service(dependencies(), name)
 
 
 @app.put("/services/<name>", responses=_answers((200, 201), ServiceAccepted, 400, 409))

@@ -126,8 +126,17 @@ def test_a_service_that_fails_once_then_answers_succeeds_on_the_second_attempt(
         (json_reply(400, {"error": "bad input"}), "HttpError", 400),
         (text_reply(200, "not json at all"), "InvalidResponse", 200),
         (json_reply(200, ["a", "list"]), "InvalidResponse", 200),
+        (json_reply(200, {"message": "x" * (256 * 1024)}), "ResponseTooLarge", 200),
     ],
-    ids=["wrong-type", "missing-output", "404", "400", "not-json", "json-not-object"],
+    ids=[
+        "wrong-type",
+        "missing-output",
+        "404",
+        "400",
+        "not-json",
+        "json-not-object",
+        "answer-over-256-KiB",
+    ],
 )
 def test_a_service_that_fails_for_good_is_not_retried(
     local_stack: Any,

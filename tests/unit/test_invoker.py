@@ -57,7 +57,12 @@ def test_a_2xx_json_object_is_success_and_the_call_carries_its_headers(
     loopback.routes["/upper"] = lambda: reply(200, b'{"message": "HELLO"}')
 
     # When it is called for step 2 of evt-1
-    outcome = call(invoker, loopback.url + "/upper", headers={"X-Api-Version": "7"})
+    outcome = call(
+        invoker,
+        loopback.url + "/upper",
+        headers={"X-Api-Version": "7"},
+        secret_headers={"Authorization": "Bearer s3cr3t"},
+    )
 
     # Then the outcome is a success with the body
     assert outcome.error is None
@@ -70,6 +75,7 @@ def test_a_2xx_json_object_is_success_and_the_call_carries_its_headers(
     assert request.headers["Idempotency-Key"] == "evt-1:2"
     assert request.headers["X-Machinery-Event-Id"] == "evt-1"
     assert request.headers["X-Api-Version"] == "7"
+    assert request.headers["Authorization"] == "Bearer s3cr3t"
     assert request.headers["Content-Type"] == "application/json"
 
 

@@ -13,7 +13,7 @@ from machinery_core.addresses import LOOPBACK_HOSTS, AddressPolicy
 from machinery_core.dependencies import Dependencies
 from machinery_core.errors import Conflict, InvalidDefinition
 from machinery_core.invoker import ServiceInvoker
-from machinery_core.models import Service, Workflow
+from machinery_core.models import REDACTED, Service, Workflow
 from machinery_core.store import Store
 
 DEFINITIONS = Path(__file__).resolve().parents[2] / "examples" / "definitions"
@@ -113,3 +113,31 @@ def test_an_express_deployment_refuses_turning_a_used_service_into_a_callback(
         registry.save_service(example, changed, create_only=False)
     assert "process-text" in refusal.value.message
     assert example.store.get_service("reverse").definition.mode == "sync"
+
+
+def test_secret_headers_are_write_only(deps: Dependencies) -> None:
+    # Given a service registered with a secret header
+    service = Service.model_validate(
+        {
+            "name": "billing",
+            "address": "http://127.0.0.1:9/",
+            "headers": {"X-Tenant": "acme"},
+            "secret_headers": {"Authorization": "Bearer s3cr3t"},
+        }
+    )
+    registry.save_service(deps, service, create_only=True)
+
+    # When it is read through the API's registry calls, then the secret is redacted
+    shown = registry.get_service(deps, "billing").definition
+    assert shown.secret_headers == {"Authorization": REDACTED}
+    assert shown.headers == {"X-Tenant": "acme"}
+    listed = registry.list_services(deps, 10, None).items[0].definition
+    assert "s3cr3t" not in listed.model_dump_json()
+
+    # and a PUT of what was read back (a longer timeout) keeps the stored secret
+    registry.save_service(
+        deps, shown.model_copy(update={"timeout_seconds": 20.0}), create_only=False
+    )
+    stored = deps.store.get_service("billing").definition
+    assert stored.secret_headers == {"Authorization": "Bearer s3cr3t"}
+    assert stored.timeout_seconds == 20.0
