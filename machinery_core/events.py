@@ -11,13 +11,14 @@ from datetime import timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from machinery_core import engine
+from machinery_core import engine, worker
 from machinery_core.dependencies import Dependencies
 from machinery_core.errors import (
     Conflict,
     DispatchFailed,
     InvalidDefinition,
     KeyAlreadyUsed,
+    NotificationFailed,
     StaleVersion,
 )
 from machinery_core.models import (
@@ -169,6 +170,13 @@ def cancel_event(deps: Dependencies, event_id: str) -> EventView:
         # Already ended or never started: the event is CANCELLED either way.
         logger.warning("could not stop the execution", event_id=event_id)
     logger.info("event cancelled", event_id=event_id, workflow_id=event.workflow_id)
+    if event.notification is not None:
+        # The stopped execution never reaches its Notify state: one attempt from here.
+        try:
+            worker.notify(deps, event_id)
+        except NotificationFailed:
+            logger.warning("the cancellation notice was not accepted", event_id=event_id)
+        event = deps.store.get_event(event_id)
     return EventView.of(event)
 
 

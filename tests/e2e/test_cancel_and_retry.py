@@ -91,7 +91,7 @@ def test_a_sync_answer_that_arrives_after_the_cancel_is_recorded_not_applied(
     deadline = time.monotonic() + 10
     while True:
         event = local_stack.get(f"/events/{event_id}").json()
-        history = event["steps"][0]["history"]
+        history = event["steps"][0]["history"] if event["steps"] else []
         if history and history[-1]["error"]["type"] == "ArrivedAfterCancel":
             break
         assert time.monotonic() < deadline, f"the late answer was not recorded: {event}"
@@ -160,3 +160,27 @@ def test_only_a_failed_event_can_be_retried(local_stack: Any) -> None:
     assert "FAILED" in refused.json()["message"]
     assert local_stack.post("/events/nope/retry").status_code == 404
     assert local_stack.post("/events/nope/cancel").status_code == 404
+
+
+def test_a_cancelled_event_still_sends_its_completion_notification(
+    local_stack: Any, registry: Registry, stub_service: StartStub
+) -> None:
+    # Given an event WAITING on a callback that asked to be notified
+    service_inbox, receiver_inbox = Inbox(), Inbox(json_reply(200, {}))
+    service, receiver = stub_service(service_inbox), stub_service(receiver_inbox)
+    workflow = _one_step_workflow(registry, service.address, mode="callback", timeout_seconds=900)
+    event_id = local_stack.post(
+        f"/e/{workflow}",
+        json={"data": {"text": "hi"}, "notify": {"url": receiver.address}},
+    ).json()["event_id"]
+    service_inbox.next()
+    _wait_for_status(local_stack, event_id, "WAITING")
+
+    # When it is cancelled
+    cancelled = local_stack.post(f"/events/{event_id}/cancel").json()
+
+    # Then the receiver hears of it, and the event records the delivery
+    notice = receiver_inbox.next()
+    assert notice.json()["status"] == "CANCELLED"
+    assert notice.json()["event_id"] == event_id
+    assert cancelled["notification"]["status"] == "DELIVERED"
