@@ -263,8 +263,6 @@ def openapi() -> Response[Any]:
 
 def _same_name(path_name: str, body_name: str) -> None:
     if path_name != body_name:
-        from machinery_core.errors import InvalidDefinition
-
         raise InvalidDefinition(
             "the name in the body differs from the one in the path",
             [{"path": "name", "message": f"expected {path_name!r}, got {body_name!r}"}],
