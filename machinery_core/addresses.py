@@ -236,8 +236,12 @@ class AddressPolicy:
                 "the address is refused by the address guard", [{"path": path, "message": reason}]
             )
 
-    def check_call(self, url: str) -> None:
-        """Before a call: resolve the host; raise AddressError if any address is refused."""
+    def check_call(self, url: str) -> tuple[str, str]:
+        """Before a call: resolve the host; raise AddressError if any address is refused.
+
+        Answers (host, address): the call must connect to that checked address, not to
+        whatever a second resolution would give (DNS rebinding).
+        """
         _, host, port = _hosts_of(url)
         split_refusal = self._literal_refusal(urlsplit(url).hostname or "")
         if split_refusal is not None:
@@ -249,6 +253,7 @@ class AddressPolicy:
             reason = self._refusal(host, address, name_allowed=name_allowed)
             if reason is not None:
                 raise AddressRefused(reason)
+        return host.strip("[]").lower(), str(min(addresses, key=str))
 
     def _resolve(self, host: str, port: int | None) -> set[IPAddress]:
         try:

@@ -3,17 +3,76 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from machinery_core.addresses import PUBLIC_ONLY, AddressError, AddressPolicy
 from machinery_core.engine import CallOutcome
 from machinery_core.models import ErrorInfo, Service, utc_now
+
+_pins = threading.local()
+
+
+@contextmanager
+def _pinned(host: str, address: str) -> Iterator[None]:
+    """While the block runs, this thread's connections to `host` go to `address`."""
+    pins: dict[str, str] = getattr(_pins, "map", {})
+    _pins.map = {**pins, host: address}
+    try:
+        yield
+    finally:
+        _pins.map = pins
+
+
+def _pinned_connection(base: type[HTTPConnection]) -> type[HTTPConnection]:
+    class Pinned(base):  # type: ignore[valid-type,misc]
+        def _new_conn(self) -> socket.socket:
+            # Connect to the address the policy checked; the host name stays for the
+            # Host header, SNI and certificate checks.
+            address = getattr(_pins, "map", {}).get(self.host.strip("[]").lower())
+            if address is None:
+                sock: socket.socket = super()._new_conn()
+                return sock
+            resolved_by_name: str = self._dns_host  # type: ignore[has-type]
+            self._dns_host = address
+            try:
+                sock = super()._new_conn()
+            finally:
+                self._dns_host = resolved_by_name
+            return sock
+
+    return Pinned
+
+
+class _PinnedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _pinned_connection(HTTPConnection)
+
+
+class _PinnedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _pinned_connection(HTTPSConnection)  # type: ignore[assignment]
+
+
+class PinnedAdapter(HTTPAdapter):
+    """A requests adapter whose connections honour `_pinned`."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _PinnedHTTPPool,
+            "https": _PinnedHTTPSPool,
+        }
+
 
 MAX_RESPONSE_BYTES = 256 * 1024
 MAX_RETRY_AFTER_SECONDS = 3600.0
@@ -56,6 +115,10 @@ class ServiceInvoker:
         self._session = session
         self._clock = clock
         self.address_policy = address_policy
+        for scheme in ("http://", "https://"):
+            # Only requests' own adapter is swapped: a transport the caller chose stays.
+            if type(session.get_adapter(scheme)) is HTTPAdapter:
+                session.mount(scheme, PinnedAdapter(pool_connections=32, pool_maxsize=64))
 
     def call(
         self,
@@ -81,21 +144,24 @@ class ServiceInvoker:
         started = self._clock()
         status: int | None = None
         try:
-            self.address_policy.check_call(service.address)
+            pin = self.address_policy.check_call(service.address)
         except AddressError as refused:
             return self._outcome(
                 started, error=_error(refused.kind, str(refused), retryable=refused.retryable)
             )
         try:
-            with self._session.request(
-                service.method,
-                service.address,
-                data=json.dumps(payload, separators=(",", ":")),
-                headers=headers,
-                timeout=timeout,
-                stream=True,
-                allow_redirects=False,
-            ) as response:
+            with (
+                _pinned(*pin),
+                self._session.request(
+                    service.method,
+                    service.address,
+                    data=json.dumps(payload, separators=(",", ":")),
+                    headers=headers,
+                    timeout=timeout,
+                    stream=True,
+                    allow_redirects=False,
+                ) as response,
+            ):
                 status = response.status_code
                 retry_after = _seconds_until(response.headers.get("Retry-After"), started)
                 raw = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
@@ -181,13 +247,16 @@ class ServiceInvoker:
     ) -> tuple[int | None, str | None]:
         """POST a notification: (status code, None) when a 2xx took it, else what went wrong."""
         try:
-            self.address_policy.check_call(url)
+            pin = self.address_policy.check_call(url)
         except AddressError as refused:
             return None, f"{refused.kind}: {refused}"
         try:
-            with self._session.post(
-                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-            ) as response:
+            with (
+                _pinned(*pin),
+                self._session.post(
+                    url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+                ) as response,
+            ):
                 if 200 <= response.status_code < 300:
                     return response.status_code, None
                 return response.status_code, f"the receiver answered {response.status_code}"

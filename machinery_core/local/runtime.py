@@ -126,7 +126,6 @@ class LocalRuntime:
 
         import boto3
         import requests
-        from requests.adapters import HTTPAdapter
 
         from machinery_core.dependencies import Dependencies, configure, secret_reader
         from machinery_core.invoker import ServiceInvoker
@@ -142,9 +141,6 @@ class LocalRuntime:
         self._create_state_machine(stepfunctions)
 
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=32, pool_maxsize=64)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
         retention = int(self.template.document["Parameters"]["EventRetentionDays"]["Default"])
         policy = AddressPolicy.parse(self.allowed_service_hosts)
         self.dependencies = Dependencies(

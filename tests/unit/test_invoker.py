@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 import requests
-from loopback import Reply
+from loopback import FakeResolver, Reply
 from unit_kit import Loopback
 
 from machinery_core.addresses import LOOPBACK_HOSTS, AddressPolicy
@@ -358,3 +359,40 @@ def test_deliver_gives_up_after_its_timeout(invoker: ServiceInvoker, loopback: L
 
     assert status is None
     assert problem is not None and "Timeout" in problem
+
+
+def test_the_call_connects_to_the_address_the_guard_checked(
+    loopback: Loopback, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a name the guard resolves to loopback, and a system resolver that would not
+    # resolve it at all (a second lookup at connect time is the DNS-rebinding window)
+    real_getaddrinfo = socket.getaddrinfo
+
+    def numeric_only(host: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise socket.gaierror(f"{host}: the test allows no DNS lookup") from None
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", numeric_only)
+    port = int(loopback.url.rsplit(":", 1)[1])
+    policy = AddressPolicy.parse(
+        LOOPBACK_HOSTS, resolver=FakeResolver({"pinned.test": ["127.0.0.1"]})
+    )
+    invoker = ServiceInvoker(requests.Session(), address_policy=policy)
+    loopback.routes["/upper"] = lambda: reply(200, b'{"message": "HELLO"}')
+
+    # When it is called by name
+    outcome = invoker.call(
+        make_service(f"http://pinned.test:{port}/upper"),
+        {"message": "hello"},
+        event_id="evt-1",
+        step_index=0,
+        timeout=5,
+    )
+
+    # Then the connection went to the checked address, and the name stayed in the Host header
+    assert outcome.error is None, outcome.error
+    [request] = loopback.received
+    assert request.headers["Host"] == f"pinned.test:{port}"
