@@ -266,6 +266,9 @@ def _finish(event: Event, plan: Plan, now: datetime) -> Event:
     )
 
 
+_UNFINISHED = (StepStatus.RUNNING, StepStatus.RETRYING, StepStatus.WAITING)
+
+
 def abort(event: Event, error: ErrorInfo, now: datetime) -> Event:
     """The state machine gave up on the event (the step function kept failing)."""
     if event.status.terminal:
@@ -276,9 +279,6 @@ def abort(event: Event, error: ErrorInfo, now: datetime) -> Event:
             update={"status": StepStatus.FAILED, "error": error, "ended_at": now}
         )
     return _fail(event, steps, error, now)
-
-
-_UNFINISHED = (StepStatus.RUNNING, StepStatus.RETRYING, StepStatus.WAITING)
 
 
 def cancel(event: Event, now: datetime) -> Event:
