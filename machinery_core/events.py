@@ -106,12 +106,7 @@ def accept_event(
     _start(deps, event)
     logger.info("event accepted", event_id=event.event_id, workflow_id=workflow_id)
     metrics.add_metric(name="EventsAccepted", unit="Count", value=1)
-    return EventAccepted(
-        event_id=event.event_id,
-        workflow_id=workflow_id,
-        status=event.status,
-        acknowledged_at=event.acknowledged_at,
-    )
+    return EventAccepted.of(event)
 
 
 def _planned(
@@ -190,12 +185,7 @@ def redrive_event(deps: Dependencies, event_id: str) -> EventAccepted:
     event = deps.store.save_event(engine.redrive(event, deps.clock()))
     _start(deps, event)
     logger.info("event retried", event_id=event_id, workflow_id=event.workflow_id, run=event.run)
-    return EventAccepted(
-        event_id=event.event_id,
-        workflow_id=event.workflow_id,
-        status=event.status,
-        acknowledged_at=event.acknowledged_at,
-    )
+    return EventAccepted.of(event)
 
 
 def _replay(deps: Dependencies, claim: IdempotencyClaim) -> EventAccepted:
@@ -206,13 +196,7 @@ def _replay(deps: Dependencies, claim: IdempotencyClaim) -> EventAccepted:
     if request_hash != claim.request_hash:
         raise Conflict("this Idempotency-Key was used with a different request")
     original = deps.store.get_event(event_id)
-    return EventAccepted(
-        event_id=original.event_id,
-        workflow_id=original.workflow_id,
-        status=original.status,
-        acknowledged_at=original.acknowledged_at,
-        replayed=True,
-    )
+    return EventAccepted.of(original, replayed=True)
 
 
 def _sha256(text: str) -> str:

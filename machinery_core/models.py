@@ -421,6 +421,16 @@ class EventAccepted(BaseModel):
     acknowledged_at: datetime
     replayed: bool = False  # an Idempotency-Key named this event already
 
+    @classmethod
+    def of(cls, event: Event, replayed: bool = False) -> EventAccepted:
+        return cls(
+            event_id=event.event_id,
+            workflow_id=event.workflow_id,
+            status=event.status,
+            acknowledged_at=event.acknowledged_at,
+            replayed=replayed,
+        )
+
 
 class ServiceRecord(BaseModel):
     service_id: str

@@ -88,8 +88,10 @@ def advance(
         """`state`, claimed for the next call (each checkpoint renews the claim)."""
         if state.step_index >= len(plan.steps) or state.status.terminal:
             return engine.claim(state, None, None)
-        timeout = engine.current_service(state, plan).timeout_seconds
-        return engine.claim(state, invocation_id, deps.clock() + _seconds(timeout))
+        service = engine.current_service(state, plan)
+        if service.mode == "callback":  # this invocation calls nothing more
+            return engine.claim(state, None, None)
+        return engine.claim(state, invocation_id, deps.clock() + _seconds(service.timeout_seconds))
 
     # The claim's conditional write is what stops a concurrent duplicate here.
     event = deps.store.save_event(held(engine.begin(event, now)))
@@ -97,7 +99,7 @@ def advance(
     while True:
         service = engine.current_service(event, plan)
         if service.mode == "callback":
-            deps.store.save_event(engine.claim(event, None, None))
+            # `held` left the event unclaimed: the dispatch is another invocation's work
             return _answer("AWAIT", timeout_seconds=service.timeout_seconds)
         available = remaining_ms() / 1000 - SAFETY_SECONDS
         if calls and available < service.timeout_seconds:
