@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import socket
@@ -88,7 +89,18 @@ class LocalStack:
 
 
 @pytest.fixture(scope="session")
-def local_stack() -> Iterator[LocalStack]:
+def example_ports() -> Iterator[None]:
+    """Held while the example services' fixed ports (5001-5004) are in use by this run.
+
+    A second test run on the same machine waits here instead of failing to bind them.
+    """
+    with open(Path(os.environ.get("TMPDIR", "/tmp")) / "machinery-example-ports.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture(scope="session")
+def local_stack(example_ports: None) -> Iterator[LocalStack]:
     """The local runtime as users run it (`machinery local --examples`), with waits scaled to 1%."""
     port = free_port()
     signing_key = "e2e-notification-signing-key"
