@@ -1,20 +1,73 @@
-"""The `machinery` command."""
+"""The `machinery` command: the local runtime, and a client of the Machinery API.
+
+Exit codes of the API commands: 0 success; 1 the event ended FAILED or CANCELLED (`send
+--wait`, `status`); 2 a usage error, a file that cannot be used or a 4xx answer; 3 the API
+cannot be reached (connection refused, timeout) or answered 5xx.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
 import signal
 import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, ParamSpec
 
 import click
 
 from machinery_core.addresses import LOOPBACK_HOSTS
 
+if TYPE_CHECKING:
+    from machinery_core.apply import Outcome
+    from machinery_core.client import MachineryClient
+    from machinery_core.terminal import Output
+
+DEFAULT_API_URL = "http://127.0.0.1:3000"  # the local runtime's default address
+MAX_WAIT_SECONDS = 25  # the API's longest sync wait (POST /e/{workflow_id}?wait=N)
+STATUSES = ("PENDING", "RUNNING", "WAITING", "SUCCEEDED", "FAILED", "CANCELLED")
+P = ParamSpec("P")
+
+
+@dataclass
+class Settings:
+    """The options every API command takes, set on `machinery` or on the command itself."""
+
+    api_url: str = DEFAULT_API_URL
+    output: str = "text"
+    sign: bool | None = None  # None: sign when the API is not on loopback and credentials exist
+
 
 @click.group()
 @click.version_option(package_name="machinery")
-def main() -> None:
+@click.option(
+    "--api-url",
+    envvar="MACHINERY_API_URL",
+    default=DEFAULT_API_URL,
+    show_default=True,
+    show_envvar=True,
+    help="The Machinery API to talk to.",
+)
+@click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: print only the API's JSON answers on stdout, for scripts.",
+)
+@click.option(
+    "--sign/--no-sign",
+    default=None,
+    help="Sign requests with SigV4 (execute-api) [default: for a non-loopback API, when AWS "
+    "credentials are found].",
+)
+@click.pass_context
+def main(ctx: click.Context, api_url: str, output: str, sign: bool | None) -> None:
     """Machinery: a workflow orchestrator for HTTP microservices."""
+    ctx.obj = Settings(api_url=api_url, output=output, sign=sign)
 
 
 @main.command()
@@ -65,6 +118,7 @@ def local(host: str, port: int, examples: bool, template: Path | None, time_scal
             click.echo(f"Registered the examples: {', '.join(registered)}")
         click.echo(_address_guard_notice(runtime.allowed_service_hosts))
         click.echo(f"Machinery API: {url}")
+        click.echo(f"Dashboard: {url}/ui")
         click.echo(
             "Completion notifications are signed (X-Machinery-Signature) with the key "
             f"{runtime.signing_key!r}; set MACHINERY_NOTIFICATION_SECRET to choose it."
@@ -106,6 +160,375 @@ def _address_guard_notice(allowed: str) -> str:
         f"ALLOWED_SERVICE_HOSTS={allowed}: of the loopback and private service addresses, "
         "only these are allowed."
     )
+
+
+# --- the API commands -----------------------------------------------------------------------
+
+
+def _setting(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def store(ctx: click.Context, _: click.Parameter, value: Any) -> None:
+        if value is not None:
+            setattr(ctx.ensure_object(Settings), name, value)
+
+    return store
+
+
+_API_OPTIONS = (
+    click.option(
+        "--api-url",
+        default=None,
+        expose_value=False,
+        callback=_setting("api_url"),
+        help=f"The Machinery API (default: $MACHINERY_API_URL, else {DEFAULT_API_URL}).",
+    ),
+    click.option(
+        "--output",
+        type=click.Choice(["text", "json"]),
+        default=None,
+        expose_value=False,
+        callback=_setting("output"),
+        help="json: print only the API's JSON answers on stdout.",
+    ),
+    click.option(
+        "--sign/--no-sign",
+        default=None,
+        expose_value=False,
+        callback=_setting("sign"),
+        help="Sign requests with SigV4 (default: a non-loopback API, when credentials exist).",
+    ),
+)
+
+
+def _api_command(command: Callable[P, int]) -> Callable[P, None]:
+    """The shared options, and the exit code: the command's, or the error's (on stderr)."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        from machinery_core.client import ClientError
+        from machinery_core.terminal import report_error
+
+        ctx = click.get_current_context()
+        try:
+            code = command(*args, **kwargs)
+        except ClientError as error:
+            report_error(error, _settings().output == "json")
+            ctx.exit(error.exit_code)
+        ctx.exit(code)
+
+    for option in reversed(_API_OPTIONS):
+        run = option(run)
+    return run
+
+
+def _settings() -> Settings:
+    return click.get_current_context().ensure_object(Settings)
+
+
+def _client() -> MachineryClient:
+    from machinery_core.client import MachineryClient
+
+    settings = _settings()
+    return MachineryClient(settings.api_url, sign=settings.sign)
+
+
+def _output() -> Output:
+    from machinery_core.terminal import Output
+
+    return Output(as_json=_settings().output == "json")
+
+
+def _exit_for(event: dict[str, Any]) -> int:
+    return 1 if event.get("status") in ("FAILED", "CANCELLED") else 0
+
+
+@main.command()
+@click.argument(
+    "paths",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    metavar="PATH...",
+)
+@_api_command
+def apply(paths: tuple[Path, ...]) -> int:
+    """Register the service and workflow definitions in PATH (JSON files, or folders searched
+    for *.json): every service first, then every workflow.
+
+    Each definition is created, updated, or left unchanged when the API already holds it as
+    written, so applying the same files again changes nothing. A JSON file that is neither a
+    service (it has "address") nor a workflow (it has "spec.services"), such as an event, is
+    skipped. Exits 2 if a definition was refused (or a file is not JSON), 3 if the API
+    cannot be reached.
+    """
+    from machinery_core.apply import RESULTS, apply_one, collect, ordered, read
+    from machinery_core.terminal import report_error
+
+    client = _client()
+    out = _output()
+    outcomes = [apply_one(client, definition) for definition in ordered(map(read, collect(paths)))]
+    counts = {result: sum(1 for o in outcomes if o.result == result) for result in RESULTS}
+    if out.as_json:
+        out.json({"results": [outcome.to_json() for outcome in outcomes], "counts": counts})
+    else:
+        rows = [
+            (
+                outcome.result,
+                outcome.kind or "-",
+                outcome.name or "-",
+                "" if outcome.version is None else str(outcome.version),
+                str(outcome.path),
+                outcome.note or (outcome.error.message if outcome.error else ""),
+            )
+            for outcome in outcomes
+        ]
+        out.table(("result", "kind", "name", "version", "file", "note"), rows, status_column=0)
+        out.line(", ".join(f"{count} {result}" for result, count in counts.items() if count))
+    for outcome in outcomes:
+        if outcome.error is not None:
+            click.echo(f"{outcome.path} ({outcome.kind} {outcome.name}):", err=True)
+            report_error(outcome.error, as_json=False)
+        elif outcome.result == "failed":
+            click.secho(f"Error: {outcome.path}: {outcome.note}", err=True, fg="red")
+    return max((_apply_exit(outcome) for outcome in outcomes), default=0)
+
+
+def _apply_exit(outcome: Outcome) -> int:
+    if outcome.result != "failed":
+        return 0
+    return outcome.error.exit_code if outcome.error is not None else 2  # 2: not JSON
+
+
+@main.command()
+@click.argument("workflow")
+@click.argument("file", type=click.File("r", encoding="utf-8"), metavar="FILE|-")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Follow the event until it ends; exit 1 if it ended FAILED or CANCELLED.",
+)
+@click.option(
+    "--idempotency-key",
+    metavar="KEY",
+    help="Sent as Idempotency-Key: resending with the same key answers the same event.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=0.5,
+    show_default=True,
+    help="Seconds between polls while following the event.",
+)
+@_api_command
+def send(
+    workflow: str, file: IO[str], wait: bool, idempotency_key: str | None, interval: float
+) -> int:
+    """Send the event in FILE (JSON; - reads stdin) to WORKFLOW.
+
+    FILE holds either the request, {"data": {...}, "notify": {...}} (only those keys, "data"
+    an object), or the data object itself. With --wait the API's sync wait (25 s) is used,
+    then the event is polled until it ends.
+    """
+    request = _event_request(file)
+    client = _client()
+    out = _output()
+    if not wait:
+        accepted = client.send(workflow, request, idempotency_key=idempotency_key)
+        if out.as_json:
+            out.json(accepted)
+        else:
+            out.line(f"{accepted['event_id']} {accepted['status']}")
+            if out.rich:
+                out.line(f"Follow it with: machinery status {accepted['event_id']} --watch", "dim")
+        return 0
+    if out.rich:
+        with out.console.status(f"Sending to {workflow} and waiting for the event..."):
+            answer = client.send(
+                workflow, request, wait=MAX_WAIT_SECONDS, idempotency_key=idempotency_key
+            )
+    else:
+        answer = client.send(
+            workflow, request, wait=MAX_WAIT_SECONDS, idempotency_key=idempotency_key
+        )
+    # 200 with the ended event; 202 (or a replayed 200) with the acknowledgement only
+    event = answer if "steps" in answer else client.event(answer["event_id"])
+    return _follow_and_show(client, out, event, interval)
+
+
+def _event_request(file: IO[str]) -> dict[str, Any]:
+    name = getattr(file, "name", "FILE")
+    try:
+        document = json.load(file)
+    except ValueError as error:
+        raise click.BadParameter(f"{name} is not JSON: {error}", param_hint="FILE") from error
+    if not isinstance(document, dict):
+        raise click.BadParameter(f"{name} must hold a JSON object", param_hint="FILE")
+    if "data" in document and set(document) <= {"data", "notify"}:
+        if not isinstance(document["data"], dict):
+            raise click.BadParameter(f'{name}: "data" must be a JSON object', param_hint="FILE")
+        return document
+    return {"data": document}
+
+
+def _follow_and_show(
+    client: MachineryClient, out: Output, event: dict[str, Any], interval: float
+) -> int:
+    event_id = str(event["event_id"])
+
+    def steps_in_workflow() -> int | None:
+        from machinery_core.client import ClientError
+
+        try:
+            services = client.workflow(str(event["workflow_id"]))["definition"]["spec"]["services"]
+        except (ClientError, KeyError, TypeError):
+            return None
+        return len(services)
+
+    event, shown = out.follow(event, lambda: client.event(event_id), interval, steps_in_workflow)
+    if not shown:
+        out.event(event)
+    return _exit_for(event)
+
+
+@main.command()
+@click.argument("event_id")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Follow the event until it ends (a live view of its steps on a terminal).",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=0.5,
+    show_default=True,
+    help="Seconds between polls with --watch.",
+)
+@_api_command
+def status(event_id: str, watch: bool, interval: float) -> int:
+    """Show an event: its status and each step's status, attempts, duration and error.
+
+    Exits 1 if the event ended FAILED or CANCELLED, 0 otherwise (with --watch, once it ended).
+    """
+    client = _client()
+    out = _output()
+    event = client.event(event_id)
+    if watch:
+        return _follow_and_show(client, out, event, interval)
+    out.event(event)
+    return _exit_for(event)
+
+
+@main.command()
+@click.argument("workflow")
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(STATUSES, case_sensitive=False),
+    help="Only the events with this status.",
+)
+@click.option(
+    "--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="How many."
+)
+@click.option("--cursor", help="Continue from where an earlier listing stopped (its next_cursor).")
+@_api_command
+def events(workflow: str, status_filter: str | None, limit: int, cursor: str | None) -> int:
+    """List WORKFLOW's recent events, newest first."""
+    client = _client()
+    out = _output()
+    items: list[dict[str, Any]] = []
+    status_value = status_filter.upper() if status_filter else None
+    while True:  # a filtered page can be short or empty: page on while there is more
+        page = client.events(workflow, limit - len(items), cursor, status_value)
+        items += page.get("items") or []
+        cursor = page.get("next_cursor")
+        if not cursor or len(items) >= limit:
+            break
+    if out.as_json:
+        out.json({"items": items, "next_cursor": cursor})
+        return 0
+    rows = [
+        (
+            str(item.get("event_id")),
+            str(item.get("status")),
+            str(item.get("acknowledged_at")),
+            str(item.get("updated_at")),
+        )
+        for item in items
+    ]
+    out.table(("event", "status", "accepted", "updated"), rows, status_column=1)
+    if cursor:
+        click.echo(f"More: machinery events {workflow} --cursor {cursor}", err=True)
+    return 0
+
+
+def is_event_id(target: str) -> bool:
+    """Event ids are UUIDs (8-4-4-4-12 hexadecimal digits); workflow ids are slugs."""
+    try:
+        return str(uuid.UUID(target)) == target.lower() and len(target) == 36
+    except ValueError:
+        return False
+
+
+@main.command()
+@click.argument("target", metavar="WORKFLOW|EVENT_ID")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "svg"]),
+    default="mermaid",
+    show_default=True,
+    help="Mermaid flowchart text, or an SVG image.",
+)
+@click.option(
+    "-o",
+    "--out-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the diagram to this file instead of stdout.",
+)
+@_api_command
+def diagram(target: str, fmt: str, out_file: Path | None) -> int:
+    """Draw a workflow, or an event with the status of each step.
+
+    TARGET is an event when it is an event id (a UUID, as in 6f1c2d3e-...), else a workflow;
+    a UUID that names no event is tried as a workflow.
+    """
+    from machinery_core.client import ApiError
+
+    client = _client()
+    out = _output()
+    kind = "workflow"
+    if is_event_id(target):
+        try:
+            text = client.diagram("event", target, fmt)
+            kind = "event"
+        except ApiError as error:
+            if error.status_code != 404:
+                raise
+            text = client.diagram("workflow", target, fmt)
+    else:
+        text = client.diagram("workflow", target, fmt)
+    body: dict[str, Any] = {"kind": kind, "id": target, "format": fmt}
+    if out_file is not None:
+        out_file.write_text(text, encoding="utf-8")
+        body["file"] = str(out_file)
+        if out.as_json:
+            out.json(body)
+        else:
+            click.echo(f"Wrote the {kind} diagram of {target} to {out_file}", err=True)
+        return 0
+    if out.as_json:
+        out.json({**body, "diagram": text})
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+    return 0
+
+
+@main.command()
+@_api_command
+def openapi() -> int:
+    """Print the API's OpenAPI document (GET /openapi.json)."""
+    _output().json(_client().openapi())
+    return 0
 
 
 if __name__ == "__main__":

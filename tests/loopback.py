@@ -80,7 +80,7 @@ class LoopbackServer:
                 head.append(f"Content-Length: {len(body)}")
                 self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
 
-            do_POST = do_PUT = do_PATCH = _serve
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

@@ -1,0 +1,157 @@
+"""`machinery apply`: register definition files, every service before any workflow.
+
+A file holding one JSON object is a service definition when it has an `address`, a
+workflow definition when it has `spec.services`, and is skipped otherwise (an event, say).
+Each definition is read back first and PUT only when it differs, so applying the same
+files twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from machinery_core.client import ApiError, MachineryClient
+
+Kind = Literal["service", "workflow"]
+Result = Literal["created", "updated", "unchanged", "skipped", "failed"]
+RESULTS: tuple[Result, ...] = ("created", "updated", "unchanged", "skipped", "failed")
+SECRETS_RESENT = "secret headers are write-only and cannot be compared: sent again"
+
+
+@dataclass
+class Definition:
+    path: Path
+    kind: Kind | None  # None: not a definition (`problem` says why)
+    document: Any = None
+    problem: str | None = None
+    unreadable: bool = False  # not JSON at all: a failure, not a skip
+
+    @property
+    def name(self) -> str | None:
+        name = self.document.get("name") if isinstance(self.document, dict) else None
+        return name if isinstance(name, str) else None
+
+
+@dataclass
+class Outcome:
+    path: Path
+    result: Result
+    kind: Kind | None = None
+    name: str | None = None
+    version: int | None = None
+    note: str | None = None
+    error: ApiError | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "file": str(self.path),
+            "kind": self.kind,
+            "name": self.name,
+            "result": self.result,
+        }
+        if self.version is not None:
+            body["version"] = self.version
+        if self.note:
+            body["note"] = self.note
+        if self.error is not None:
+            body["error"] = self.error.to_body()
+        return body
+
+
+def collect(paths: Iterable[Path]) -> list[Path]:
+    """The files named, and every *.json under the folders named (sorted), each once."""
+    files: list[Path] = []
+    for path in paths:
+        found = sorted(p for p in path.rglob("*.json") if p.is_file()) if path.is_dir() else [path]
+        files += [file for file in found if file not in files]
+    return files
+
+
+def kind_of(document: Any) -> Kind | None:
+    if not isinstance(document, dict) or not isinstance(document.get("name"), str):
+        return None
+    spec = document.get("spec")
+    if isinstance(spec, dict) and "services" in spec:
+        return "workflow"
+    if "address" in document:
+        return "service"
+    return None
+
+
+def read(path: Path) -> Definition:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        return Definition(path, None, problem=f"cannot read it as JSON: {error}", unreadable=True)
+    kind = kind_of(document)
+    if kind is None:
+        return Definition(
+            path,
+            None,
+            document,
+            problem='neither a service (no "address") nor a workflow (no "spec.services")',
+        )
+    return Definition(path, kind, document)
+
+
+def ordered(definitions: Iterable[Definition]) -> list[Definition]:
+    """Services, then workflows (each in file order), then what is not a definition."""
+    rank = {"service": 0, "workflow": 1, None: 2}
+    return sorted(definitions, key=lambda definition: rank[definition.kind])
+
+
+def canonical(kind: Kind, document: Any) -> dict[str, Any] | None:
+    """The definition as the API stores it (defaults filled in, aliases resolved), with secret
+    header values masked; None if it does not validate (the API will say why)."""
+    from pydantic import ValidationError
+
+    from machinery_core.models import REDACTED, Service, Workflow
+
+    model = Service if kind == "service" else Workflow
+    try:
+        dumped: dict[str, Any] = model.model_validate(document).model_dump(mode="json")
+    except ValidationError:
+        return None
+    if kind == "service":
+        dumped["secret_headers"] = dict.fromkeys(dumped.get("secret_headers") or {}, REDACTED)
+    return dumped
+
+
+def has_secrets(document: Any) -> bool:
+    from machinery_core.models import REDACTED
+
+    secrets = document.get("secret_headers") if isinstance(document, dict) else None
+    return isinstance(secrets, dict) and any(value != REDACTED for value in secrets.values())
+
+
+def apply_one(client: MachineryClient, definition: Definition) -> Outcome:
+    """Create, update or leave one definition. Unreachable propagates: nothing more can run."""
+    outcome = Outcome(definition.path, "skipped", definition.kind, definition.name)
+    if definition.kind is None:
+        outcome.result = "failed" if definition.unreadable else "skipped"
+        outcome.note = definition.problem
+        return outcome
+    kind, document = definition.kind, definition.document
+    try:
+        current = client.get_definition(kind, str(definition.name))
+        secrets = has_secrets(document)
+        if current is not None and not secrets:
+            wanted = canonical(kind, document)
+            if wanted is not None and wanted == canonical(kind, current.get("definition")):
+                outcome.result = "unchanged"
+                outcome.version = current.get("version")
+                return outcome
+        answer, created = client.put_definition(kind, document)
+    except ApiError as error:
+        outcome.result = "failed"
+        outcome.error = error
+        return outcome
+    outcome.result = "created" if created else "updated"
+    outcome.version = answer.get("version")
+    if secrets and not created:
+        outcome.note = SECRETS_RESENT
+    return outcome

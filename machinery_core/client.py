@@ -1,0 +1,331 @@
+"""The Machinery API over HTTP, for the `machinery` command.
+
+One requests.Session. A request to an API that is not on this machine is signed with
+SigV4 for `execute-api` by botocore's own signer, with the credentials botocore finds
+(environment, profile, SSO, instance role...), as an IAM-authenticated API Gateway needs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.auth import AuthBase
+
+from machinery_core import __version__
+
+DEFAULT_API_URL = "http://127.0.0.1:3000"
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 40.0  # longer than the API's longest sync wait (25 s)
+SIGNING_SERVICE = "execute-api"
+# {api-id}.execute-api.{region}.amazonaws.com (and the .cn partition)
+_EXECUTE_API_HOST = re.compile(
+    r"^[a-z0-9]+\.execute-api\.([a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?$"
+)
+# The headers the signature covers besides host and x-amz-date: the ones that say what the
+# body is. requests adds others (User-Agent, Accept-Encoding...) that a proxy may rewrite.
+_SIGNED_HEADERS = ("content-type", "idempotency-key")
+
+
+class ClientError(Exception):
+    """Why a command could not do what was asked; `exit_code` is the command's exit status."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+    def to_body(self) -> dict[str, Any]:
+        return {"message": self.message, "details": self.details}
+
+
+class ApiError(ClientError):
+    """The API answered 4xx (exit 2) or 5xx (exit 3) with `{"message", "details"}`."""
+
+    def __init__(
+        self, status_code: int, message: str, details: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message, details)
+        self.status_code = status_code
+        self.exit_code = 2 if status_code < 500 else 3
+
+    @classmethod
+    def of(cls, response: requests.Response) -> ApiError:
+        message = f"{response.status_code} {response.reason or ''}".strip()
+        details: list[dict[str, Any]] = []
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            message = str(body.get("message") or body.get("Message") or message)
+            raw = body.get("details")
+            if isinstance(raw, list):
+                details = [item if isinstance(item, dict) else {"message": item} for item in raw]
+        elif response.text.strip():
+            message = f"{message}: {response.text.strip()[:500]}"
+        return cls(response.status_code, message, details)
+
+    def to_body(self) -> dict[str, Any]:
+        return {**super().to_body(), "status_code": self.status_code}
+
+
+class Unreachable(ClientError):
+    """No answer: the connection failed or timed out (exit 3)."""
+
+    exit_code = 3
+
+    def __init__(self, api_url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the Machinery API at {api_url} ({reason})")
+        self.api_url = api_url
+        self.reason = reason
+
+
+class SigningError(ClientError):
+    """A request must be signed but cannot be: no credentials, or no region."""
+
+
+def is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def region_of(url: str) -> str | None:
+    """The region of an execute-api URL, else AWS_REGION or AWS_DEFAULT_REGION."""
+    found = _EXECUTE_API_HOST.match((urlsplit(url).hostname or "").lower())
+    if found:
+        return found.group(1)
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
+def find_credentials() -> Any:
+    """botocore's credential chain (None when it finds nothing)."""
+    from botocore.session import Session
+
+    return Session().get_credentials()
+
+
+class SigV4(AuthBase):
+    """Signs each prepared request with botocore's SigV4Auth."""
+
+    def __init__(self, credentials: Any, region: str, service: str = SIGNING_SERVICE) -> None:
+        self.credentials = credentials
+        self.region = region
+        self.service = service
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        body = request.body
+        if isinstance(body, str):
+            body = body.encode()
+        headers = {
+            name: value
+            for name, value in request.headers.items()
+            if name.lower() in _SIGNED_HEADERS
+        }
+        signed = AWSRequest(method=request.method, url=request.url, data=body, headers=headers)
+        frozen = self.credentials.get_frozen_credentials()
+        SigV4Auth(frozen, self.service, self.region).add_auth(signed)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            if name in signed.headers:
+                request.headers[name] = signed.headers[name]
+        return request
+
+
+def new_session() -> requests.Session:
+    """The HTTP session of a client (tests replace it with one that connects nowhere)."""
+    session = requests.Session()
+    session.headers["User-Agent"] = f"machinery-cli/{__version__}"
+    return session
+
+
+def query_string(params: dict[str, Any] | None) -> str:
+    """`?a=1&b=2`, percent-encoded as SigV4 canonicalizes it (RFC 3986 unreserved kept)."""
+    pairs = [
+        f"{quote(str(key), safe='-_.~')}={quote(str(value), safe='-_.~')}"
+        for key, value in (params or {}).items()
+        if value is not None
+    ]
+    return "?" + "&".join(pairs) if pairs else ""
+
+
+def path_part(value: str) -> str:
+    return quote(value, safe="")
+
+
+class MachineryClient:
+    """The API at `api_url`. `sign`: None signs a non-loopback API when credentials exist."""
+
+    def __init__(
+        self,
+        api_url: str = DEFAULT_API_URL,
+        *,
+        sign: bool | None = None,
+        session: requests.Session | None = None,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        parts = urlsplit(self.api_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ClientError(f"the API URL must be an http:// or https:// URL, got {api_url!r}")
+        self.session = session or new_session()
+        self.read_timeout = read_timeout
+        self.signed = False
+        if sign is False or (sign is None and is_loopback(self.api_url)):
+            return
+        credentials = find_credentials()
+        if credentials is None:
+            if sign:
+                raise SigningError(
+                    "--sign: no AWS credentials found (environment, ~/.aws, SSO or role)"
+                )
+            return
+        region = region_of(self.api_url)
+        if region is None:
+            raise SigningError(
+                f"cannot tell the region of {self.api_url} to sign for: set AWS_REGION"
+            )
+        self.session.auth = SigV4(credentials, region)
+        self.signed = True
+
+    # --- transport ------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """The answer of a 2xx or 3xx; ApiError for 4xx/5xx, Unreachable without one."""
+        url = self.api_url + path + query_string(params)
+        sent = dict(headers or {})
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
+        try:
+            response = self.session.request(
+                method, url, data=data, headers=sent, timeout=(CONNECT_TIMEOUT, self.read_timeout)
+            )
+        except requests.Timeout as error:
+            raise Unreachable(self.api_url, "timed out") from error
+        except requests.ConnectionError as error:
+            raise Unreachable(self.api_url, _reason(error)) from error
+        if response.status_code >= 400:
+            refused = ApiError.of(response)
+            if response.status_code == 403 and not self.signed:
+                refused.details.append(
+                    {
+                        "path": "Authorization",
+                        "message": "the request was not signed: an IAM-protected API needs "
+                        "AWS credentials (or --sign)",
+                    }
+                )
+            raise refused
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError as error:
+            raise ClientError(
+                f"{method} {path} answered {response.status_code} with a body that is not JSON"
+                f" ({response.headers.get('Content-Type', 'no content type')}): is "
+                f"{self.api_url} a Machinery API?"
+            ) from error
+
+    # --- the API --------------------------------------------------------------------
+
+    def get_definition(self, kind: str, name: str) -> dict[str, Any] | None:
+        """GET /services/{name} or /workflows/{name}; None when there is none."""
+        try:
+            record: dict[str, Any] = self.json("GET", f"/{kind}s/{path_part(name)}")
+        except ApiError as error:
+            if error.status_code == 404:
+                return None
+            raise
+        return record
+
+    def put_definition(self, kind: str, definition: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """PUT /services/{name} or /workflows/{name}: (the answer, whether it was created)."""
+        name = str(definition.get("name"))
+        response = self.request("PUT", f"/{kind}s/{path_part(name)}", body=definition)
+        answer: dict[str, Any] = response.json()
+        return answer, response.status_code == 201
+
+    def send(
+        self,
+        workflow_id: str,
+        request: dict[str, Any],
+        *,
+        wait: int = 0,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """POST /e/{workflow_id}: the acknowledgement, or the ended event within `wait` s."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        answer: dict[str, Any] = self.json(
+            "POST",
+            f"/e/{path_part(workflow_id)}",
+            body=request,
+            params={"wait": wait} if wait else None,
+            headers=headers,
+        )
+        return answer
+
+    def event(self, event_id: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self.json("GET", f"/events/{path_part(event_id)}")
+        return answer
+
+    def workflow(self, workflow_id: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self.json("GET", f"/workflows/{path_part(workflow_id)}")
+        return answer
+
+    def events(
+        self, workflow_id: str, limit: int, cursor: str | None = None, status: str | None = None
+    ) -> dict[str, Any]:
+        answer: dict[str, Any] = self.json(
+            "GET",
+            f"/workflows/{path_part(workflow_id)}/events",
+            params={"limit": limit, "cursor": cursor, "status": status},
+        )
+        return answer
+
+    def diagram(self, kind: str, identifier: str, fmt: str) -> str:
+        """GET /{kind}s/{id}/diagram?format=...: the Mermaid text or the SVG document."""
+        response = self.request(
+            "GET", f"/{kind}s/{path_part(identifier)}/diagram", params={"format": fmt}
+        )
+        return response.text
+
+    def openapi(self) -> dict[str, Any]:
+        answer: dict[str, Any] = self.json("GET", "/openapi.json")
+        return answer
+
+
+def _reason(error: requests.ConnectionError) -> str:
+    """`Connection refused` rather than urllib3's whole retry story."""
+    text = str(error)
+    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if found:
+        return found.group(1).strip()
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "the host name does not resolve"
+    return text if len(text) < 200 else type(error).__name__

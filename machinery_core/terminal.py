@@ -1,0 +1,237 @@
+"""What the `machinery` command prints: rich tables and a live view on a terminal, plain
+lines when stdout is not one, and only the API's JSON with `--output json`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from machinery_core.client import ClientError, Unreachable
+
+ENDED = ("SUCCEEDED", "FAILED", "CANCELLED")
+FAILED = ("FAILED", "CANCELLED")
+STEP_HEADERS = ("#", "service", "status", "attempts", "duration", "error")
+STYLES = {
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "CANCELLED": "yellow",
+    "RUNNING": "cyan",
+    "RETRYING": "magenta",
+    "WAITING": "blue",
+    "PENDING": "dim",
+    "created": "green",
+    "updated": "cyan",
+    "unchanged": "dim",
+    "skipped": "yellow",
+    "failed": "red",
+}
+UNREACHABLE_HINT = (
+    "Hint: is the API running? Start the local runtime with `machinery local --examples`, "
+    "or point --api-url (or MACHINERY_API_URL) at your API."
+)
+
+
+def ended(event: dict[str, Any]) -> bool:
+    return event.get("status") in ENDED
+
+
+def duration(milliseconds: Any) -> str:
+    if not isinstance(milliseconds, int | float):
+        return "-"
+    if milliseconds < 1000:
+        return f"{milliseconds:.1f} ms"
+    return f"{milliseconds / 1000:.2f} s"
+
+
+def error_text(error: Any) -> str:
+    if not isinstance(error, dict):
+        return ""
+    text = f"{error.get('type', 'Error')}: {error.get('message', '')}"
+    if error.get("status_code") is not None:
+        text += f" (HTTP {error['status_code']})"
+    return text
+
+
+def summary(event: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [
+        ("event", str(event.get("event_id"))),
+        ("workflow", str(event.get("workflow_id"))),
+        ("status", str(event.get("status"))),
+    ]
+    if (event.get("run") or 1) > 1:
+        rows.append(("run", str(event["run"])))
+    rows.append(("accepted", str(event.get("acknowledged_at"))))
+    if event.get("ended_at"):
+        rows.append(("ended", str(event["ended_at"])))
+        rows.append(("duration", duration(event.get("duration_ms"))))
+    if event.get("error"):
+        rows.append(("error", error_text(event["error"])))
+    if event.get("outputs") is not None:
+        rows.append(("outputs", json.dumps(event["outputs"], ensure_ascii=False)))
+    note = event.get("notification")
+    if isinstance(note, dict):
+        rows.append(("notification", f"{note.get('status')} ({note.get('attempts', 0)} attempts)"))
+    return rows
+
+
+def step_rows(event: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for step in event.get("steps") or []:
+        service = str(step.get("service"))
+        if step.get("fallback_from"):
+            service += f" (fallback for {step['fallback_from']})"
+        rows.append(
+            (
+                str(step.get("index", len(rows))),
+                service,
+                str(step.get("status")),
+                str(step.get("attempts", 0)),
+                duration(step.get("duration_ms")),
+                error_text(step.get("error")),
+            )
+        )
+    return rows
+
+
+def progress(event: dict[str, Any], total: int | None) -> tuple[int, int | None]:
+    """(steps ended, steps in all when known)."""
+    steps = event.get("steps") or []
+    done = sum(1 for step in steps if step.get("status") in ENDED)
+    if total is not None:
+        total = max(total, len(steps))
+    elif ended(event):
+        total = len(steps)
+    return done, total
+
+
+class Output:
+    """Where a command's results go. `rich`: stdout is a terminal and no JSON was asked for."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.console = Console(highlight=False)
+        self.rich = not as_json and self.console.is_terminal
+        self.live = self.rich and self.console.is_interactive
+
+    def json(self, body: Any) -> None:
+        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+
+    def line(self, text: str, style: str = "") -> None:
+        if self.rich:
+            self.console.print(Text(text, style=style))
+        else:
+            click.echo(text)
+
+    def table(
+        self,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        status_column: int | None = None,
+    ) -> None:
+        if self.rich:
+            self.console.print(rich_table(headers, rows, status_column))
+            return
+        click.echo("\t".join(headers))
+        for row in rows:
+            click.echo("\t".join(row))
+
+    def event(self, event: dict[str, Any]) -> None:
+        """An event as `machinery status` shows it (JSON: the API's body)."""
+        if self.as_json:
+            self.json(event)
+        elif self.rich:
+            self.console.print(event_view(event, None))
+        else:
+            for key, value in summary(event):
+                click.echo(f"{key}: {value}")
+            click.echo("steps:")
+            self.table(STEP_HEADERS, step_rows(event))
+
+    def follow(
+        self,
+        event: dict[str, Any],
+        fetch: Callable[[], dict[str, Any]],
+        interval: float,
+        total: Callable[[], int | None],
+    ) -> tuple[dict[str, Any], bool]:
+        """Poll `fetch` every `interval` s until the event ends: (the ended event, whether the
+        live view already shows it). On an interactive terminal a live view of the steps with
+        a progress bar follows it; otherwise nothing is printed meanwhile."""
+        if not self.live:
+            while not ended(event):
+                time.sleep(interval)
+                event = fetch()
+            return event, False
+        steps = total()
+        started = time.monotonic()
+        view = event_view(event, steps, time.monotonic() - started)
+        with Live(view, console=self.console, auto_refresh=False) as live:
+            while not ended(event):
+                time.sleep(interval)
+                event = fetch()
+                live.update(event_view(event, steps, time.monotonic() - started), refresh=True)
+        return event, True
+
+
+def rich_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], status_column: int | None = None
+) -> Table:
+    table = Table(*headers, header_style="bold", show_edge=False)
+    for row in rows:
+        cells = [Text(cell) for cell in row]
+        if status_column is not None:
+            cells[status_column].stylize(STYLES.get(row[status_column], ""))
+        table.add_row(*cells)
+    return table
+
+
+def event_view(
+    event: dict[str, Any], total: int | None, elapsed: float | None = None
+) -> RenderableType:
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    for key, value in summary(event):
+        head.add_row(key, Text(value, style=STYLES.get(value, "") if key == "status" else ""))
+    parts: list[RenderableType] = [head]
+    if elapsed is not None:
+        done, steps = progress(event, total)
+        status = str(event.get("status"))
+        bar = ProgressBar(
+            total=steps or None,
+            completed=done,
+            width=40,
+            pulse=steps is None,
+            finished_style="red" if status in FAILED else "green",
+        )
+        line = Table.grid(padding=(0, 1))
+        line.add_row(
+            bar,
+            Text(f"{done}/{steps if steps is not None else '?'} steps"),
+            Text(status, style=STYLES.get(status, "")),
+            Text(f"{elapsed:.1f} s", style="dim"),
+        )
+        parts.append(line)
+    parts.append(rich_table(STEP_HEADERS, step_rows(event), status_column=2))
+    return Group(*parts)
+
+
+def report_error(error: ClientError, as_json: bool) -> None:
+    """The error on stderr, readably (and as JSON on stdout with --output json)."""
+    if as_json:
+        click.echo(json.dumps(error.to_body(), indent=2, ensure_ascii=False))
+    click.secho(f"Error: {error.message}", err=True, fg="red")
+    for detail in error.details:
+        path = detail.get("path") or detail.get("location") or "-"
+        click.echo(f"  {path}: {detail.get('message', '')}", err=True)
+    if isinstance(error, Unreachable):
+        click.echo(UNREACHABLE_HINT, err=True)

@@ -1,0 +1,799 @@
+"""The `machinery` command against a fake Machinery API on loopback (CliRunner, in-process).
+
+Nothing here connects beyond 127.0.0.1: the SigV4 tests give the client a requests adapter
+that records the prepared request and answers it itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+import requests
+from click.testing import CliRunner, Result
+from loopback import Call, LoopbackServer, Reply, json_reply
+from requests.adapters import BaseAdapter
+
+import machinery_core.client as client_module
+from machinery_core.cli import is_event_id, main
+from machinery_core.client import MachineryClient, SigV4
+from machinery_core.models import Service, Workflow
+
+EVENT_ID = "6f1c2d3e-4b5a-4c6d-8e7f-0123456789ab"
+MOMENT = "2025-01-01T00:00:00Z"
+EXECUTE_API = "https://abc123defg.execute-api.eu-west-1.amazonaws.com"
+
+SERVICE = {
+    "name": "greeter",
+    "address": "http://127.0.0.1:5009/",
+    "spec": {"inputs": {"name": {"type": "string"}}, "outputs": {"greeting": {"type": "string"}}},
+}
+WORKFLOW = {
+    "name": "greet",
+    "spec": {
+        "services": ["greeter"],
+        "inputs": {"name": {"type": "string"}},
+        "outputs": {"greeting": {"type": "string"}},
+    },
+}
+EVENT_FILE = {"data": {"name": "Ada"}}
+
+
+def step(index: int, service: str, status: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "index": index,
+        "service": service,
+        "status": status,
+        "attempts": 1,
+        "duration_ms": 2.5,
+        "error": None,
+        **extra,
+    }
+
+
+def view(status: str, steps: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    """An event as GET /events/{id} answers it."""
+    ended = status in ("SUCCEEDED", "FAILED", "CANCELLED")
+    return {
+        "event_id": EVENT_ID,
+        "workflow_id": "greet",
+        "status": status,
+        "data": {"name": "Ada"},
+        "outputs": None,
+        "error": None,
+        "steps": steps or [],
+        "acknowledged_at": MOMENT,
+        "updated_at": MOMENT,
+        "ended_at": MOMENT if ended else None,
+        "duration_ms": 12.0 if ended else None,
+        "notification": None,
+        "run": 1,
+        "runs": [],
+        **extra,
+    }
+
+
+ACCEPTED = {
+    "event_id": EVENT_ID,
+    "workflow_id": "greet",
+    "status": "PENDING",
+    "acknowledged_at": MOMENT,
+    "replayed": False,
+}
+SUCCEEDED = view("SUCCEEDED", [step(0, "greeter", "SUCCEEDED")], outputs={"greeting": "Hello, Ada"})
+STEP_ERROR = {"type": "HttpError", "message": "answered 400", "status_code": 400}
+FAILED = view(
+    "FAILED",
+    [step(0, "greeter", "FAILED", attempts=3, error=STEP_ERROR)],
+    error=STEP_ERROR,
+)
+
+
+class FakeApi:
+    """The routes the CLI uses, in memory; records are canonical and redacted like the API's."""
+
+    def __init__(self) -> None:
+        self.definitions: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+        self.send_answers: list[Reply] = []  # POST /e/...: in turn, the last one repeating
+        self.event_states: list[dict[str, Any]] = [SUCCEEDED]  # GET /events/{id}: likewise
+        self.event_pages: list[dict[str, Any]] = []  # GET /workflows/{id}/events: in turn
+        self.diagrams: dict[str, Reply] = {}  # path -> answer
+        self._gets = 0
+        self.server = LoopbackServer(self.respond).start()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def calls(self, method: str | None = None) -> list[Call]:
+        return [call for call in self.server.received() if method in (None, call.method)]
+
+    def writes(self) -> list[str]:
+        """`PUT /services/x` for each definition write, in order."""
+        return [f"{call.method} {call.path}" for call in self.calls("PUT")]
+
+    def respond(self, call: Call, _: int) -> Reply:
+        parts = urlsplit(call.path)
+        path = [unquote(part) for part in parts.path.strip("/").split("/")]
+        query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+        if call.method == "GET" and parts.path == "/openapi.json":
+            return json_reply(200, {"openapi": "3.1.0", "info": {"title": "Machinery"}})
+        if parts.path in self.diagrams:
+            return self.diagrams[parts.path]
+        if len(path) == 2 and path[0] in ("services", "workflows"):
+            return self._definition(call, path[0][:-1], path[1])
+        if call.method == "POST" and path[0] == "e":
+            answer = self.send_answers.pop(0) if len(self.send_answers) > 1 else None
+            return answer or (
+                self.send_answers[0] if self.send_answers else json_reply(202, ACCEPTED)
+            )
+        if call.method == "GET" and path[0] == "events" and len(path) == 2:
+            if path[1] != EVENT_ID:
+                return json_reply(404, {"message": f"event {path[1]!r} not found"})
+            state = self.event_states[min(self._gets, len(self.event_states) - 1)]
+            self._gets += 1
+            return json_reply(200, state)
+        if call.method == "GET" and path[0] == "workflows" and path[2:] == ["events"]:
+            page = self.event_pages.pop(0)
+            page["asked"] = query
+            return json_reply(200, {"items": page["items"], "next_cursor": page["next"]})
+        return json_reply(404, {"message": "no such route"})
+
+    def _definition(self, call: Call, kind: str, name: str) -> Reply:
+        model = Service if kind == "service" else Workflow
+        if call.method == "GET":
+            if (kind, name) not in self.definitions:
+                return json_reply(404, {"message": f"{kind} {name!r} not found"})
+            version, document = self.definitions[kind, name]
+            parsed = model.model_validate(document)
+            if isinstance(parsed, Service):
+                parsed = parsed.redacted()
+            record = {
+                f"{kind}_id": name,
+                "version": version,
+                "created_at": MOMENT,
+                "updated_at": MOMENT,
+                "definition": parsed.model_dump(mode="json"),
+            }
+            return json_reply(200, record)
+        document = call.json()
+        if kind == "workflow":
+            unknown = [
+                s for s in document["spec"]["services"] if ("service", s) not in self.definitions
+            ]
+            if unknown:
+                details = [
+                    {"path": "spec.services", "message": f"unknown service {s!r}"} for s in unknown
+                ]
+                return json_reply(422, {"message": "unknown services", "details": details})
+        version = self.definitions.get((kind, name), (0, {}))[0] + 1
+        self.definitions[kind, name] = (version, document)
+        answer = {f"{kind}_id": name, "acknowledged_at": MOMENT, "version": version}
+        return json_reply(201 if version == 1 else 200, answer)
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (as tests/conftest.py's free_port finds one)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Recorder(BaseAdapter):
+    """A transport that keeps each prepared request and answers it itself: it connects nowhere."""
+
+    def __init__(self, body: object) -> None:
+        super().__init__()
+        self.body = body
+        self.sent: list[requests.PreparedRequest] = []
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        self.sent.append(request)
+        response = requests.Response()
+        response.status_code = 200
+        response.reason = "OK"
+        response.headers["Content-Type"] = "application/json"
+        response._content = json.dumps(self.body).encode()
+        response.url = str(request.url)
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def recording_session(recorder: Recorder) -> requests.Session:
+    session = requests.Session()
+    session.mount("https://", recorder)
+    session.mount("http://", recorder)
+    return session
+
+
+@pytest.fixture(autouse=True)
+def plain_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No terminal forced, no API URL, and AWS credentials only when a test sets them."""
+    for name in (
+        "MACHINERY_API_URL",
+        "FORCE_COLOR",
+        "TTY_COMPATIBLE",
+        "TTY_INTERACTIVE",
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    # botocore must find no profile and never ask the instance metadata endpoint
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApi]:
+    fake = FakeApi()
+    yield fake
+    fake.server.stop()
+
+
+def run(
+    api_url: str, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> Result:
+    return CliRunner().invoke(main, ["--api-url", api_url, *args], input=stdin, env=env)
+
+
+def write(folder: Path, name: str, document: object) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document))
+    return path
+
+
+def apply_json(api: FakeApi, *paths: Path) -> dict[str, Any]:
+    result = run(api.url, "apply", *map(str, paths), "--output", "json")
+    assert result.exit_code == 0, result.output
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return summary
+
+
+def results(summary: dict[str, Any]) -> list[tuple[str | None, str | None, str]]:
+    return [(item["kind"], item["name"], item["result"]) for item in summary["results"]]
+
+
+# --- apply -----------------------------------------------------------------------------------
+
+
+def test_apply_registers_every_service_before_any_workflow_whatever_the_file_order(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    # Given a workflow file that sorts (and is named) before the service it needs
+    workflow = write(tmp_path / "defs", "a-workflow.json", WORKFLOW)
+    write(tmp_path / "defs" / "nested", "z-service.json", SERVICE)
+
+    # When the workflow file is named first, then the folder holding both
+    summary = apply_json(api, workflow, tmp_path / "defs")
+
+    # Then the service (found recursively) is written before the workflow, each once
+    assert api.writes() == ["PUT /services/greeter", "PUT /workflows/greet"]
+    assert results(summary) == [("service", "greeter", "created"), ("workflow", "greet", "created")]
+    assert summary["counts"]["created"] == 2
+
+
+def test_apply_reports_created_then_unchanged_then_updated_and_is_idempotent(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    # Given a service in the prototype's list form (stored canonically) and a workflow
+    prototype = {
+        "name": "greeter",
+        "address": "http://127.0.0.1:5009/",
+        "inputs": [{"name": "name", "type": "str"}],
+        "outputs": [{"name": "greeting", "type": "str"}],
+    }
+    write(tmp_path, "service.json", prototype)
+    write(tmp_path, "workflow.json", WORKFLOW)
+
+    # When they are applied twice
+    first = apply_json(api, tmp_path)
+    writes_after_first = len(api.writes())
+    second = apply_json(api, tmp_path)
+
+    # Then the first run creates both and the second changes nothing: no write at all
+    assert results(first) == [("service", "greeter", "created"), ("workflow", "greet", "created")]
+    assert results(second) == [
+        ("service", "greeter", "unchanged"),
+        ("workflow", "greet", "unchanged"),
+    ]
+    assert len(api.writes()) == writes_after_first == 2
+    assert [item["version"] for item in second["results"]] == [1, 1]
+
+    # And when the workflow's description changes, only the workflow is updated
+    write(tmp_path, "workflow.json", {**WORKFLOW, "description": "Greets people"})
+    third = apply_json(api, tmp_path)
+    assert results(third) == [("service", "greeter", "unchanged"), ("workflow", "greet", "updated")]
+    assert third["results"][1]["version"] == 2
+    assert api.writes()[-1] == "PUT /workflows/greet"
+
+
+def test_apply_sends_secret_headers_again_since_they_cannot_be_read_back(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    # Given a service with a secret header, applied once
+    write(tmp_path, "service.json", {**SERVICE, "secret_headers": {"Authorization": "Bearer s3"}})
+    apply_json(api, tmp_path)
+
+    # When it is applied again
+    again = apply_json(api, tmp_path)
+
+    # Then it is sent again (the API shows the value redacted) and says why
+    assert results(again) == [("service", "greeter", "updated")]
+    assert "write-only" in again["results"][0]["note"]
+    assert api.calls("PUT")[-1].json()["secret_headers"] == {"Authorization": "Bearer s3"}
+
+    # And a file that carries the redacted value (as read from the API) compares equal
+    write(tmp_path, "service.json", {**SERVICE, "secret_headers": {"Authorization": "<redacted>"}})
+    assert results(apply_json(api, tmp_path)) == [("service", "greeter", "unchanged")]
+
+
+def test_apply_skips_a_file_that_is_not_a_definition_with_a_note(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    # Given an event file beside a service definition
+    write(tmp_path, "event-text.json", EVENT_FILE)
+    write(tmp_path, "service.json", SERVICE)
+
+    # When the folder is applied (text output)
+    result = run(api.url, "apply", str(tmp_path))
+
+    # Then the service is created and the event file skipped, saying why; nothing failed
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split("\t")[:3] == ["result", "kind", "name"]
+    created = next(line for line in lines if line.startswith("created"))
+    assert "greeter" in created
+    skipped = next(line for line in lines if line.startswith("skipped"))
+    assert "event-text.json" in skipped
+    assert "neither a service" in skipped
+    assert api.writes() == ["PUT /services/greeter"]
+
+
+def test_apply_reports_a_refused_definition_with_its_details_and_exits_2(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    # Given a workflow over a service nobody registered, and a file that is not JSON
+    write(tmp_path, "workflow.json", WORKFLOW)
+    (tmp_path / "broken.json").write_text("{not json")
+
+    # When they are applied
+    result = run(api.url, "apply", str(tmp_path))
+
+    # Then both fail, the API's message and details are on stderr, and it exits 2
+    assert result.exit_code == 2, result.output
+    assert "unknown services" in result.stderr
+    assert "spec.services: unknown service 'greeter'" in result.stderr
+    assert "broken.json" in result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()[1:3]] == [
+        "failed",
+        "failed",
+    ]
+
+
+# --- send ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "document",
+    [{"name": "Ada"}, {"data": {"name": "Ada"}}],
+    ids=["bare-data", "request"],
+)
+def test_send_posts_the_data_whether_the_file_holds_it_bare_or_as_a_request(
+    api: FakeApi, tmp_path: Path, document: dict[str, Any]
+) -> None:
+    # Given an event file
+    path = write(tmp_path, "event.json", document)
+
+    # When it is sent without waiting
+    result = run(api.url, "send", "greet", str(path))
+
+    # Then the body is {"data": ...} and the event id is printed
+    assert result.exit_code == 0, result.output
+    [call] = api.calls("POST")
+    assert call.path == "/e/greet"
+    assert call.json() == {"data": {"name": "Ada"}}
+    assert result.stdout.split() == [EVENT_ID, "PENDING"]
+
+
+def test_send_reads_stdin_and_keeps_notify(api: FakeApi) -> None:
+    # Given a request with a completion notification, on stdin
+    request = {"data": {"name": "Ada"}, "notify": {"url": "https://example.com/hook"}}
+
+    # When it is sent as `-` with --output json
+    result = run(api.url, "send", "greet", "-", "--output", "json", stdin=json.dumps(request))
+
+    # Then the request goes as it is, and stdout is the API's acknowledgement alone
+    assert result.exit_code == 0, result.output
+    assert api.calls("POST")[0].json() == request
+    assert json.loads(result.stdout) == ACCEPTED
+
+
+def test_send_wait_uses_the_sync_wait_then_polls_until_the_event_ends(api: FakeApi) -> None:
+    # Given an event still running when the sync wait ends, then running, then succeeded
+    api.event_states = [view("RUNNING"), view("RUNNING"), SUCCEEDED]
+
+    # When it is sent with --wait
+    result = run(
+        api.url,
+        "send",
+        "greet",
+        "-",
+        "--wait",
+        "--interval",
+        "0.05",
+        "--output",
+        "json",
+        stdin=json.dumps(EVENT_FILE),
+    )
+
+    # Then it asked the API to wait 25 s, polled to the end, and exits 0 with the event
+    assert result.exit_code == 0, result.output
+    assert api.calls("POST")[0].path == "/e/greet?wait=25"
+    assert len(api.calls("GET")) >= 3
+    assert json.loads(result.stdout) == SUCCEEDED
+
+
+def test_send_wait_exits_1_when_the_event_failed(api: FakeApi) -> None:
+    # Given an event that ends FAILED within the sync wait
+    api.send_answers = [json_reply(200, FAILED)]
+
+    # When it is sent with --wait
+    result = run(api.url, "send", "greet", "-", "--wait", stdin=json.dumps(EVENT_FILE))
+
+    # Then it exits 1 and shows the failed step with its error and attempts
+    assert result.exit_code == 1, result.output
+    assert "status: FAILED" in result.stdout
+    step_line = next(line for line in result.stdout.splitlines() if line.startswith("0\t"))
+    assert step_line.split("\t") == [
+        "0",
+        "greeter",
+        "FAILED",
+        "3",
+        "2.5 ms",
+        "HttpError: answered 400 (HTTP 400)",
+    ]
+
+
+def test_a_refused_event_prints_the_api_message_and_details_and_exits_2(api: FakeApi) -> None:
+    # Given an API that refuses the data
+    details = [{"path": "data.name", "location": "body", "message": "Field required"}]
+    api.send_answers = [json_reply(422, {"message": "the data does not match", "details": details})]
+
+    # When an event is sent, once as text and once as JSON
+    text = run(api.url, "send", "greet", "-", stdin="{}")
+    as_json = run(api.url, "send", "greet", "-", "--output", "json", stdin="{}")
+
+    # Then it exits 2, with the message and each detail readable on stderr
+    assert text.exit_code == as_json.exit_code == 2
+    assert "Error: the data does not match" in text.stderr
+    assert "  data.name: Field required" in text.stderr
+    assert text.stdout == ""
+    # And with --output json, stdout is the API's error body and nothing else
+    assert json.loads(as_json.stdout)["details"] == details
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "{oops", '{"data": 3}'])
+def test_send_refuses_a_file_it_cannot_use_with_exit_2(api: FakeApi, content: str) -> None:
+    # When the event file is not a JSON object (or its data is not one)
+    result = run(api.url, "send", "greet", "-", stdin=content)
+
+    # Then it is a usage error and nothing is sent
+    assert result.exit_code == 2
+    assert "FILE" in result.stderr
+    assert api.calls("POST") == []
+
+
+# --- status, events, diagram, openapi ---------------------------------------------------------
+
+
+def test_status_prints_each_step_and_exits_by_the_event_status(api: FakeApi) -> None:
+    # Given a succeeded event, then a cancelled one
+    succeeded = run(api.url, "status", EVENT_ID)
+    api.event_states = [view("CANCELLED", [step(0, "greeter", "CANCELLED")])]
+    api._gets = 0
+    cancelled = run(api.url, "status", EVENT_ID)
+
+    # Then each step shows, and the cancelled event exits 1
+    assert succeeded.exit_code == 0, succeeded.output
+    assert "status: SUCCEEDED" in succeeded.stdout
+    assert 'outputs: {"greeting": "Hello, Ada"}' in succeeded.stdout
+    assert "0\tgreeter\tSUCCEEDED\t1\t2.5 ms\t" in succeeded.stdout
+    assert cancelled.exit_code == 1
+
+
+def test_status_of_an_unknown_event_exits_2(api: FakeApi) -> None:
+    result = run(api.url, "status", "00000000-0000-4000-8000-000000000000")
+    assert result.exit_code == 2
+    assert "not found" in result.stderr
+
+
+def test_status_watch_shows_a_live_view_on_a_terminal_until_the_event_ends(
+    api: FakeApi,
+) -> None:
+    # Given an event that runs a while; the workflow has one step
+    api.definitions["workflow", "greet"] = (1, WORKFLOW)
+    api.definitions["service", "greeter"] = (1, SERVICE)
+    api.event_states = [view("RUNNING", [step(0, "greeter", "RUNNING")])] * 3 + [SUCCEEDED]
+
+    # When it is watched on an (emulated) interactive terminal
+    terminal = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "120"}
+    result = run(api.url, "status", EVENT_ID, "--watch", "--interval", "0.05", env=terminal)
+
+    # Then it polled until the end and the live view shows the finished progress
+    assert result.exit_code == 0, result.output
+    assert len(api.calls("GET")) >= 5
+    assert "1/1 steps" in result.stdout
+    assert "SUCCEEDED" in result.stdout
+
+
+def test_status_watch_without_a_terminal_prints_only_the_ended_event_as_json(
+    api: FakeApi,
+) -> None:
+    api.event_states = [view("WAITING"), FAILED]
+    result = run(api.url, "status", EVENT_ID, "--watch", "--interval", "0.05", "--output", "json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == FAILED
+
+
+def test_events_pages_through_short_filtered_pages_up_to_the_limit(api: FakeApi) -> None:
+    # Given filtered pages that come back short, with an opaque cursor needing encoding
+    summary = {"workflow_id": "greet", "status": "FAILED", "acknowledged_at": MOMENT}
+    item = {**summary, "updated_at": MOMENT}
+    api.event_pages = [
+        {"items": [], "next": "eyJQSyI6IjEifQ=="},
+        {"items": [{**item, "event_id": "e1"}], "next": "eyJQSyI6IjIifQ=="},
+        {"items": [{**item, "event_id": "e2"}], "next": "eyJQSyI6IjMifQ=="},
+    ]
+    pages = list(api.event_pages)
+
+    # When three FAILED events are listed as JSON
+    result = run(
+        api.url, "events", "greet", "--status", "failed", "--limit", "2", "--output", "json"
+    )
+
+    # Then it kept paging until it had them, asking for what was still missing
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert [entry["event_id"] for entry in body["items"]] == ["e1", "e2"]
+    assert body["next_cursor"] == "eyJQSyI6IjMifQ=="
+    assert [page["asked"] for page in pages] == [
+        {"limit": "2", "status": "FAILED"},
+        {"limit": "2", "status": "FAILED", "cursor": "eyJQSyI6IjEifQ=="},
+        {"limit": "1", "status": "FAILED", "cursor": "eyJQSyI6IjIifQ=="},
+    ]
+
+
+def test_events_prints_a_table(api: FakeApi) -> None:
+    item = {"workflow_id": "greet", "acknowledged_at": MOMENT, "updated_at": MOMENT}
+    api.event_pages = [
+        {"items": [{**item, "event_id": EVENT_ID, "status": "SUCCEEDED"}], "next": None}
+    ]
+    result = run(api.url, "events", "greet")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "event\tstatus\taccepted\tupdated",
+        f"{EVENT_ID}\tSUCCEEDED\t{MOMENT}\t{MOMENT}",
+    ]
+
+
+def test_event_ids_are_told_from_workflow_names_by_their_uuid_form() -> None:
+    assert is_event_id(EVENT_ID)
+    assert is_event_id(EVENT_ID.upper())
+    assert not is_event_id("process-text")
+    assert not is_event_id(EVENT_ID.replace("-", ""))
+
+
+def test_diagram_asks_for_an_event_then_falls_back_to_a_workflow(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    # Given a workflow diagram and an event diagram
+    mermaid = (200, {"Content-Type": "text/plain"}, b"flowchart LR\n  a --> b\n")
+    svg = (200, {"Content-Type": "image/svg+xml"}, b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+    api.diagrams["/workflows/greet/diagram"] = mermaid
+    api.diagrams[f"/events/{EVENT_ID}/diagram"] = svg
+
+    # When each is drawn
+    workflow = run(api.url, "diagram", "greet")
+    event = run(api.url, "diagram", EVENT_ID, "--format", "svg", "-o", str(tmp_path / "e.svg"))
+    unknown = "00000000-0000-4000-8000-000000000000"
+    fallback = run(api.url, "diagram", unknown, "--output", "json")
+
+    # Then a name is a workflow, an event id an event, written to the file asked for
+    assert workflow.exit_code == 0, workflow.output
+    assert workflow.stdout == "flowchart LR\n  a --> b\n"
+    assert event.exit_code == 0, event.output
+    assert (tmp_path / "e.svg").read_bytes() == svg[2]
+    assert f"/events/{EVENT_ID}/diagram?format=svg" in [c.path for c in api.calls("GET")]
+    # And a UUID that names no event is tried as a workflow (which does not exist: 404, exit 2)
+    assert [c.path for c in api.calls("GET")][-2:] == [
+        f"/events/{unknown}/diagram?format=mermaid",
+        f"/workflows/{unknown}/diagram?format=mermaid",
+    ]
+    assert fallback.exit_code == 2
+    assert json.loads(fallback.stdout)["status_code"] == 404
+
+
+def test_openapi_prints_the_document(api: FakeApi) -> None:
+    result = run(api.url, "openapi")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["openapi"] == "3.1.0"
+
+
+# --- exit codes for an unreachable or failing API --------------------------------------------
+
+
+def test_an_api_that_cannot_be_reached_exits_3_with_a_hint(tmp_path: Path) -> None:
+    # Given a loopback port nobody listens on
+    url = f"http://127.0.0.1:{closed_port()}"
+
+    # When a command needs the API (text and JSON)
+    result = run(url, "status", EVENT_ID)
+    as_json = run(url, "openapi", "--output", "json")
+
+    # Then it exits 3, says it cannot reach the API and how to start one
+    assert result.exit_code == as_json.exit_code == 3
+    assert f"cannot reach the Machinery API at {url}" in result.stderr
+    assert "machinery local" in result.stderr
+    assert "cannot reach" in json.loads(as_json.stdout)["message"]
+
+
+def test_an_api_answering_5xx_exits_3(api: FakeApi) -> None:
+    api.send_answers = [json_reply(503, {"message": "could not start the execution"})]
+    result = run(api.url, "send", "greet", "-", stdin="{}")
+    assert result.exit_code == 3
+    assert "could not start the execution" in result.stderr
+
+
+def test_usage_errors_exit_2(api: FakeApi) -> None:
+    assert run(api.url, "send", "greet").exit_code == 2
+    assert run(api.url, "events", "greet", "--limit", "0").exit_code == 2
+    assert run(api.url, "diagram", "greet", "--format", "png").exit_code == 2
+
+
+def test_json_output_is_only_json_on_stdout(api: FakeApi, tmp_path: Path) -> None:
+    # Given definitions, an event file and an API with an event listing
+    write(tmp_path, "service.json", SERVICE)
+    write(tmp_path, "event.json", EVENT_FILE)
+    api.event_pages = [{"items": [], "next": None}]
+
+    # When every command runs with --output json (given before or after the command)
+    outputs = [
+        run(api.url, "--output", "json", "apply", str(tmp_path)),
+        run(api.url, "send", "greet", str(tmp_path / "event.json"), "--wait", "--output", "json"),
+        run(api.url, "status", EVENT_ID, "--output", "json"),
+        run(api.url, "events", "greet", "--output", "json"),
+        run(api.url, "openapi", "--output", "json"),
+    ]
+
+    # Then each stdout parses as one JSON document
+    for result in outputs:
+        assert result.exit_code == 0, result.output
+        json.loads(result.stdout)
+
+
+def test_the_api_url_comes_from_the_environment(api: FakeApi) -> None:
+    result = CliRunner().invoke(main, ["openapi"], env={"MACHINERY_API_URL": api.url})
+    assert result.exit_code == 0, result.output
+    assert len(api.calls("GET")) == 1
+
+
+def test_local_is_still_a_command() -> None:
+    result = CliRunner().invoke(main, ["local", "--help"])
+    assert result.exit_code == 0
+    assert "--examples" in result.output
+
+
+# --- SigV4 -----------------------------------------------------------------------------------
+
+
+def test_a_request_to_a_non_loopback_api_is_signed_with_sigv4() -> None:
+    # Given fixed credentials in the environment and a transport that connects nowhere
+    recorder = Recorder({"event_id": EVENT_ID})
+    client = MachineryClient(EXECUTE_API, session=recording_session(recorder))
+
+    # When an event is sent to the execute-api URL
+    client.send("greet", {"data": {"name": "Ada"}}, wait=25, idempotency_key="k-1")
+
+    # Then the request carries a SigV4 signature for execute-api in the URL's region
+    [request] = recorder.sent
+    assert client.signed
+    authorization = request.headers["Authorization"]
+    assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert re.search(
+        r"Credential=AKIDEXAMPLE/\d{8}/eu-west-1/execute-api/aws4_request", authorization
+    )
+    assert "SignedHeaders=content-type;host;idempotency-key;x-amz-date" in authorization
+    assert re.search(r"Signature=[0-9a-f]{64}$", authorization)
+    assert re.fullmatch(r"\d{8}T\d{6}Z", request.headers["X-Amz-Date"])
+    assert request.url == f"{EXECUTE_API}/e/greet?wait=25"
+
+
+def test_temporary_credentials_send_their_session_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token-example")
+    recorder = Recorder({})
+    MachineryClient(EXECUTE_API, session=recording_session(recorder)).openapi()
+    assert recorder.sent[0].headers["X-Amz-Security-Token"] == "session-token-example"
+
+
+def test_the_cli_signs_for_a_deployed_api_and_takes_the_region_from_the_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a client session that records instead of connecting
+    recorder = Recorder({"openapi": "3.1.0"})
+    monkeypatch.setattr(client_module, "new_session", lambda: recording_session(recorder))
+
+    # When the CLI reads the OpenAPI document of a deployed API
+    result = run(EXECUTE_API, "openapi", "--output", "json")
+
+    # Then its request was signed
+    assert result.exit_code == 0, result.output
+    assert "/eu-west-1/execute-api/" in recorder.sent[0].headers["Authorization"]
+
+
+def test_loopback_requests_are_not_signed_unless_asked(api: FakeApi) -> None:
+    # When the local API is used, by default and with --sign
+    assert run(api.url, "openapi").exit_code == 0
+    assert run(api.url, "--sign", "openapi").exit_code == 0
+
+    # Then only the --sign request carries a signature (region from AWS_DEFAULT_REGION)
+    first, second = api.calls("GET")
+    assert "Authorization" not in first.headers
+    assert "X-Amz-Date" not in first.headers
+    assert "/us-east-1/execute-api/" in second.headers["Authorization"]
+
+
+def test_no_sign_and_missing_credentials_leave_requests_unsigned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given no credentials anywhere
+    recorder = Recorder({})
+    session = recording_session(recorder)
+    monkeypatch.setattr(client_module, "new_session", lambda: session)
+    unsigned = MachineryClient(EXECUTE_API, sign=False, session=session)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+
+    # When requests go to a deployed API with --no-sign, and without credentials
+    unsigned.openapi()
+    MachineryClient(EXECUTE_API, session=session).openapi()
+
+    # Then neither is signed, and --sign without credentials is a usage error (exit 2)
+    assert all("Authorization" not in request.headers for request in recorder.sent)
+    refused = run(EXECUTE_API, "--sign", "openapi")
+    assert refused.exit_code == 2
+    assert "no AWS credentials" in refused.stderr
+    assert len(recorder.sent) == 2
+
+
+def test_the_signer_signs_the_query_string_as_sent() -> None:
+    # Given a cursor that needs percent-encoding
+    recorder = Recorder({"items": [], "next_cursor": None})
+    client = MachineryClient(EXECUTE_API, session=recording_session(recorder))
+
+    # When events are listed with it
+    client.events("greet", 5, cursor="eyJQSyI6IjEifQ==", status="FAILED")
+
+    # Then the URL carries the RFC 3986 encoding SigV4 canonicalizes (no double encoding)
+    assert recorder.sent[0].url == (
+        f"{EXECUTE_API}/workflows/greet/events?limit=5&cursor=eyJQSyI6IjEifQ%3D%3D&status=FAILED"
+    )
+    assert isinstance(client.session.auth, SigV4)
