@@ -15,14 +15,14 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS=1 AWS_DEFAULT_
 PORT ?= 3000
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: install sam-install run test test-fast lint build validate deploy clean
+.PHONY: install sam-install browser run test test-fast lint build validate deploy clean screenshot
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_QUIET) --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 	$(BIN)/pip install $(PIP_QUIET) -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' | grep -v -i 'BuildBackendWarning\|^ *!!\|^ *\*\*\*\|^ *$$' || true
-	$(BIN)/python -c 'import machinery_core, moto, aws_lambda_powertools'
+	$(BIN)/python -c 'import machinery_core, moto, aws_lambda_powertools, playwright'
 	touch $@
 
 # The SAM CLI pins exact boto3/pydantic versions: it lives in its own virtual environment.
@@ -32,6 +32,10 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/pip install $(PIP_QUIET) aws-sam-cli==$(SAM_CLI_VERSION) 2>&1 | grep -v '^WARNING: Location' || true
 	$(SAM) --version
 	touch $@
+
+# The dashboard's browser test drives Debian's chromium (Playwright downloads no browser here).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 run: install
 	$(BIN)/machinery local --examples --port $(PORT)
@@ -43,7 +47,7 @@ lint: install
 	$(BIN)/mypy functions/api/app.py
 	$(BIN)/mypy functions/step/app.py
 
-test: install sam-install lint
+test: install sam-install browser lint
 	MACHINERY_SAM=$(CURDIR)/$(SAM) $(BIN)/pytest
 
 test-fast: install
@@ -69,6 +73,10 @@ bench: bench-load
 
 bench-load: install
 	$(BIN)/python benchmarks/load.py $(BENCH_LOAD_ARGS)
+
+# docs/dashboard.png: the dashboard's page of the example event, from a fresh local runtime.
+screenshot: install browser
+	$(BIN)/python docs/screenshot.py
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

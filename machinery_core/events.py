@@ -8,16 +8,19 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import get_args
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import TypeAdapter, ValidationError
 
-from machinery_core import engine, worker
+from machinery_core import diagram, engine, worker
 from machinery_core.dependencies import Dependencies
 from machinery_core.errors import (
     Conflict,
     DispatchFailed,
     InvalidDefinition,
     KeyAlreadyUsed,
+    NotFound,
     NotificationFailed,
     StaleVersion,
 )
@@ -30,6 +33,9 @@ from machinery_core.models import (
     EventSummary,
     EventView,
     Fallback,
+    FieldName,
+    FieldSpec,
+    FieldType,
     IdempotencyClaim,
     Notification,
     OnError,
@@ -38,9 +44,12 @@ from machinery_core.models import (
     PlannedStep,
     Service,
     StepOperation,
+    Workflow,
+    WorkflowRecord,
+    WorkflowSpec,
 )
 from machinery_core.observability import logger, metrics
-from machinery_core.validation import check_data
+from machinery_core.validation import check_data, type_of
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
@@ -205,6 +214,76 @@ def _sha256(text: str) -> str:
 
 def get_event(deps: Dependencies, event_id: str) -> EventView:
     return EventView.of(deps.store.get_event(event_id))
+
+
+def event_diagram(deps: Dependencies, event_id: str, form: diagram.DiagramFormat) -> str:
+    """The event's run drawn over its workflow as it was when the event was accepted."""
+    event, plan = deps.store.load_run(event_id)
+    try:
+        current: WorkflowRecord | None = deps.store.get_workflow(event.workflow_id)
+    except NotFound:
+        current = None  # deleted since: the plan still tells what ran
+    workflow, services = workflow_as_run(event, plan, current)
+    return diagram.render(diagram.event_graph(workflow, services, EventView.of(event)), form)
+
+
+_FIELD_NAME = TypeAdapter(FieldName)
+
+
+def workflow_as_run(
+    event: Event, plan: Plan, current: WorkflowRecord | None
+) -> tuple[Workflow, dict[str, Service]]:
+    """The workflow and services an event ran with, from the plan pinned when it was accepted.
+
+    The plan keeps each step's service, operation and error policy, and the outputs; the
+    inputs are the current definition's while it is still the version the event ran, else
+    the fields the event's data gave (typed by their values).
+    """
+    services: dict[str, Service] = {}
+    operations: dict[str, StepOperation] = {}
+    on_error: dict[str, OnError] = {}
+    for index, step in enumerate(plan.steps):
+        services.setdefault(step.service.name, step.service)
+        if step.operation is not None:
+            operations[str(index)] = step.operation
+        if step.on_error == "fallback" and step.fallback is not None:
+            services.setdefault(step.fallback.name, step.fallback)
+            on_error[str(index)] = Fallback(fallback=step.fallback.name)
+        elif step.on_error == "continue":
+            on_error[str(index)] = "continue"
+    if current is not None and current.version == plan.workflow_version:
+        inputs = current.definition.spec.inputs
+    else:
+        inputs = {
+            name: FieldSpec(type=_field_type(value))
+            for name, value in event.data.items()
+            if _is_field_name(name)
+        }
+    workflow = Workflow(
+        name=event.workflow_id,
+        description=current.definition.description if current is not None else None,
+        spec=WorkflowSpec(
+            services=[step.service.name for step in plan.steps],
+            inputs=inputs,
+            outputs=plan.outputs,
+            operations=operations,
+            on_error=on_error,
+        ),
+    )
+    return workflow, services
+
+
+def _field_type(value: object) -> FieldType:
+    observed = type_of(value)
+    return observed if observed in get_args(FieldType) else "any"  # type: ignore[return-value]
+
+
+def _is_field_name(name: str) -> bool:
+    try:
+        _FIELD_NAME.validate_python(name)
+    except ValidationError:
+        return False
+    return True
 
 
 def list_events(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from machinery_core import diagram
 from machinery_core.dependencies import Dependencies
 from machinery_core.errors import Conflict, InvalidDefinition, NotFound
 from machinery_core.models import (
@@ -117,6 +118,13 @@ def _check_runnable(deps: Dependencies, workflow: Workflow, services: dict[str, 
 def list_workflows(deps: Dependencies, limit: int, cursor: str | None) -> Page[WorkflowRecord]:
     items, next_cursor = deps.store.list_workflows(limit, cursor)
     return Page[WorkflowRecord](items=items, next_cursor=next_cursor)
+
+
+def workflow_diagram(deps: Dependencies, workflow_id: str, form: diagram.DiagramFormat) -> str:
+    """The workflow as its current definition and services draw it, in `form`."""
+    workflow = deps.store.get_workflow(workflow_id).definition
+    services = deps.store.get_services(workflow.spec.all_services())
+    return diagram.render(diagram.workflow_graph(workflow, services), form)
 
 
 def delete_workflow(deps: Dependencies, workflow_id: str) -> None:

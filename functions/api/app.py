@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -15,7 +15,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from machinery_core import __version__, callbacks, events, registry
+from machinery_core import __version__, callbacks, diagram, events, registry
 from machinery_core.dependencies import dependencies
 from machinery_core.errors import InvalidDefinition, MachineryError, PayloadTooLarge
 from machinery_core.models import (
@@ -36,12 +36,14 @@ from machinery_core.models import (
     WorkflowRecord,
 )
 from machinery_core.observability import logger, metrics, tracer
+from machinery_core.ui import dashboard as dashboard_page
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_WAIT_SECONDS = 25  # API Gateway answers within 30 s
 MAX_IDEMPOTENCY_KEY = 256
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
+DiagramFormat = Annotated[Literal["mermaid", "svg"], Query()]
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -186,6 +188,27 @@ def list_events(
     return events.list_events(dependencies(), workflow_id, limit, cursor, status)
 
 
+# A diagram answers text: Mermaid source as text/plain (shown, not saved, by browsers and
+# curl), or a standalone SVG image.
+_DIAGRAM = _answers(200, None, 404)
+_DIAGRAM[200] = {
+    "description": "The diagram: Mermaid flowchart source (format=mermaid) or an SVG image",
+    "content": {
+        diagram.CONTENT_TYPES["mermaid"]: {"schema": {"type": "string"}},
+        diagram.CONTENT_TYPES["svg"]: {"schema": {"type": "string"}},
+    },
+}
+
+
+def _diagram(text: str, form: str) -> Response[str]:
+    return Response(status_code=HTTPStatus.OK, content_type=diagram.CONTENT_TYPES[form], body=text)
+
+
+@app.get("/workflows/<workflow_id>/diagram", responses=_DIAGRAM)
+def workflow_diagram(workflow_id: str, format: DiagramFormat = "mermaid") -> Response[str]:
+    return _diagram(registry.workflow_diagram(dependencies(), workflow_id, format), format)
+
+
 # --- events ------------------------------------------------------------------------------
 
 
@@ -225,6 +248,11 @@ def get_event(event_id: str) -> EventView:
     return events.get_event(dependencies(), event_id)
 
 
+@app.get("/events/<event_id>/diagram", responses=_DIAGRAM)
+def event_diagram(event_id: str, format: DiagramFormat = "mermaid") -> Response[str]:
+    return _diagram(events.event_diagram(dependencies(), event_id, format), format)
+
+
 @app.post("/events/<event_id>/cancel", responses=_answers(200, EventView, 404, 409))
 def cancel_event(event_id: str) -> EventView:
     return events.cancel_event(dependencies(), event_id)
@@ -258,6 +286,26 @@ def openapi() -> Response[Any]:
     schema = app.get_openapi_json_schema(title="Machinery", version=__version__)
     return Response(
         status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=schema
+    )
+
+
+# The dashboard: one HTML page whose script reads the API from the same origin, so it gets the
+# API's own authorisation. Its CSP admits only its inline style and script, by their digests.
+_HTML = _answers(200, None)
+_HTML[200] = {
+    "description": "The web dashboard (HTML)",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
+
+
+@app.get("/ui", responses=_HTML)
+def dashboard() -> Response[str]:
+    page = dashboard_page()
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type=page.content_type,
+        body=page.body,
+        headers=page.headers,
     )
 
 

@@ -71,12 +71,15 @@ NEVER_FUZZED = {
 FUZZED = (
     ("GET", "/health"),
     ("GET", "/openapi.json"),
+    ("GET", "/ui"),  # the dashboard's static page
     ("GET", "/services"),
     ("GET", "/services/{name}"),
     ("GET", "/workflows"),
     ("GET", "/workflows/{workflow_id}"),
     ("GET", "/workflows/{workflow_id}/events"),
+    ("GET", "/workflows/{workflow_id}/diagram"),  # reads the definition, draws it
     ("GET", "/events/{event_id}"),
+    ("GET", "/events/{event_id}/diagram"),  # reads the event and its plan, draws them
     ("POST", "/services"),
     ("PUT", "/services/{name}"),
     ("POST", "/workflows"),

@@ -142,6 +142,7 @@ def test_sam_builds_the_functions_and_a_layer_with_machinery_core(tmp_path: Path
     assert (build / "StepFunction" / "app.py").exists()
     layer = build / "MachineryLayer" / "python"
     assert (layer / "machinery_core" / "worker.py").exists()
+    assert (layer / "machinery_core" / "ui" / "dashboard.html").exists()  # data files too
     assert (layer / "aws_lambda_powertools").is_dir()
     assert (layer / "pydantic").is_dir()
 

@@ -1,0 +1,254 @@
+"""The web dashboard (`GET /ui`) in a real headless Chromium, against the local runtime.
+
+Chromium is Debian's package (`make browser` installs it; `make test` depends on it), driven
+by Playwright's Python client: its wheel carries the driver, and no browser is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from e2e_kit import Inbox, Registry, service_definition, unique, workflow_definition
+
+pytestmark = pytest.mark.e2e
+
+EVENT_FILE = Path(__file__).resolve().parents[2] / "examples" / "definitions" / "event-text.json"
+EXPECTED_OUTPUTS = {"message": "! GNINROM EHT NI ESIR LLIW NUS EHT", "space_count": 7}
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 20_000
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail(
+            "no `chromium` on PATH: the dashboard test needs Debian's chromium package; "
+            "run `make browser` (make test does it)"
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - a missing dev dependency
+        pytest.fail("the playwright package is missing: run `make install` (its dev extras)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+class Recorded:
+    """A page and what it did: console errors, uncaught exceptions, every request's URL."""
+
+    def __init__(self, browser: Any) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page.on(
+            "console", lambda message: message.type == "error" and self.errors.append(message.text)
+        )
+        self.page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+        self.page.on("request", lambda request: self.requests.append(request.url))
+
+    def foreign_requests(self, origin: str) -> list[str]:
+        """Requests that left the API's origin (blob: and data: URLs are no network)."""
+        return [
+            url
+            for url in self.requests
+            if urlsplit(url).scheme not in ("blob", "data")
+            and f"{urlsplit(url).scheme}://{urlsplit(url).netloc}" != origin
+        ]
+
+
+@pytest.fixture
+def recorded(browser: Any) -> Iterator[Recorded]:
+    page = Recorded(browser)
+    yield page
+    page.context.close()
+
+
+def test_the_page_is_html_with_a_strict_content_security_policy(local_stack: Any) -> None:
+    # Given the running stack
+    # When the dashboard is fetched
+    answer = local_stack.get("/ui")
+
+    # Then it is an HTML page
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert answer.text.lstrip().lower().startswith("<!doctype html>")
+    # And its policy admits its own inline script and style by digest, nothing else inline
+    policy = answer.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy
+    assert "connect-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert "script-src 'sha256-" in policy and "style-src 'sha256-" in policy
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    # And it loads nothing from anywhere else
+    assert "http://" not in answer.text and "https://" not in answer.text
+
+
+def test_a_user_sends_the_example_event_and_watches_it_run_to_its_end(
+    local_stack: Any, recorded: Recorded, tmp_path: Path
+) -> None:
+    page = recorded.page
+    origin = local_stack.url
+
+    # Given the dashboard of the example stack
+    page.goto(origin + "/ui")
+
+    # When the example workflow is picked from the registered ones
+    row = page.locator('[data-testid=workflow-row][data-id="process-text"]')
+    row.wait_for()
+    assert page.locator('[data-testid=service-row][data-id="upper"]').count() == 1
+    row.get_by_test_id("workflow-link").click()
+
+    # Then its page shows its diagram, its spec and its recent events
+    page.get_by_test_id("workflow-name").wait_for()
+    assert page.get_by_test_id("workflow-name").text_content() == "process-text"
+    _wait_for_diagram(page)
+    assert "message" in (page.get_by_test_id("inputs").text_content() or "")
+    assert "space_count" in (page.get_by_test_id("outputs").text_content() or "")
+
+    # When the example event is sent through its form
+    page.get_by_test_id("send-body").fill(EVENT_FILE.read_text())
+    page.get_by_test_id("send-button").click()
+
+    # Then the event's page opens and follows it until it ends SUCCEEDED
+    page.wait_for_url("**/ui#/events/*")
+    event_id = page.get_by_test_id("event-id").text_content()
+    assert event_id
+    page.locator("[data-testid=event-status]", has_text="SUCCEEDED").wait_for()
+    assert page.get_by_test_id("live").count() == 0  # it stopped refreshing
+    event = local_stack.get(f"/events/{event_id}").json()
+    assert event["status"] == "SUCCEEDED" and event["outputs"] == EXPECTED_OUTPUTS
+
+    # And it shows the three steps in order, each SUCCEEDED, with their inputs and outputs
+    rows = page.get_by_test_id("step-row")
+    assert rows.count() == 3
+    services = [rows.nth(i).get_by_test_id("step-service").text_content() for i in range(3)]
+    assert services == ["upper", "reverse", "space-counter"]
+    statuses = [rows.nth(i).get_by_test_id("step-status").text_content() for i in range(3)]
+    assert statuses == ["SUCCEEDED"] * 3
+    assert "THE SUN WILL RISE" in (rows.nth(0).text_content() or "")
+    # And the event's data and outputs, as JSON
+    assert json.loads(page.get_by_test_id("event-outputs").text_content() or "") == (
+        EXPECTED_OUTPUTS
+    )
+    assert (
+        json.loads(page.get_by_test_id("event-data").text_content() or "")
+        == json.loads(EVENT_FILE.read_text())["data"]
+    )
+    # And the event's own diagram, drawn
+    _wait_for_diagram(page)
+    page.screenshot(path=str(tmp_path / "event.png"), full_page=True)
+
+    # And the workflow's page lists the event
+    page.goto(f"{origin}/ui#/workflows/process-text")
+    page.locator(f'[data-testid=event-row][data-id="{event_id}"]').wait_for()
+
+    # And in a narrow window nothing spills sideways out of the page
+    page.set_viewport_size({"width": 380, "height": 800})
+    page.goto(f"{origin}/ui#/events/{event_id}")
+    page.get_by_test_id("step-row").first.wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+    # And the page logged no error and talked to no one but the API that served it
+    assert recorded.errors == []
+    assert recorded.foreign_requests(origin) == []
+    assert any(url.startswith(origin + "/events/") for url in recorded.requests)
+
+
+def test_the_event_page_follows_a_waiting_event_until_it_ends(
+    local_stack: Any, recorded: Recorded, registry: Registry, stub_service: Any
+) -> None:
+    page = recorded.page
+
+    # Given a workflow over a callback service, and an event of it WAITING for the callback
+    inbox = Inbox()
+    service = unique("ui-later")
+    registry.service(
+        service_definition(
+            service,
+            stub_service(inbox).address,
+            {"message": "string"},
+            {"message": "string"},
+            mode="callback",
+            timeout_seconds=900,  # 9 s at the stack's time scale: far beyond this test
+        )
+    )
+    workflow = unique("ui-waits")
+    registry.workflow(
+        workflow_definition(workflow, [service], {"message": "string"}, {"message": "string"})
+    )
+    answer = local_stack.post(f"/e/{workflow}", json={"data": {"message": "later"}})
+    assert answer.status_code == 202, answer.text
+    event_id = answer.json()["event_id"]
+    callback_url = inbox.next().headers["x-machinery-callback-url"]
+
+    # When its page is open
+    page.goto(f"{local_stack.url}/ui#/events/{event_id}")
+
+    # Then it shows the event waiting, and says it is following it
+    page.locator("[data-testid=event-status]", has_text="WAITING").wait_for()
+    page.get_by_test_id("live").wait_for()
+    assert page.get_by_test_id("step-status").text_content() == "WAITING"
+
+    # When the service calls back
+    assert requests.post(callback_url, json={"message": "retal"}, timeout=10).status_code == 200
+
+    # Then the same page, not reloaded, shows the event SUCCEEDED and stops following it
+    page.locator("[data-testid=event-status]", has_text="SUCCEEDED").wait_for()
+    assert page.get_by_test_id("step-status").text_content() == "SUCCEEDED"
+    assert json.loads(page.get_by_test_id("event-outputs").text_content() or "") == {
+        "message": "retal"
+    }
+    assert page.get_by_test_id("live").count() == 0
+    _wait_for_diagram(page)
+    assert recorded.errors == []
+    assert recorded.foreign_requests(local_stack.url) == []
+
+
+def test_an_api_error_is_shown_with_its_message(local_stack: Any, recorded: Recorded) -> None:
+    page = recorded.page
+
+    # Given the dashboard
+    # When it is asked for an event that does not exist
+    page.goto(local_stack.url + "/ui#/events/no-such-event")
+
+    # Then the API's answer is shown, readably
+    message = page.get_by_test_id("error-message")
+    message.wait_for()
+    assert "HTTP 404" in (message.text_content() or "")
+    assert "no-such-event" in (message.text_content() or "")
+    # And the only console error is the browser's note of that 404
+    assert all("404" in error for error in recorded.errors), recorded.errors
+
+
+def _wait_for_diagram(page: Any) -> None:
+    """The diagram <img> is there, decoded, and has a size."""
+    image = page.get_by_test_id("diagram")
+    image.wait_for()
+    size = image.evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]")
+    assert size[0] and size[1] > 0 and size[2] > 0, size
