@@ -67,9 +67,13 @@ deploy: build
 	SAM_CLI_TELEMETRY=0 SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS=1 $(SAM) deploy --guided
 
 # Benchmarks measure; they fail only when an event is lost or wrong, never on speed.
-# `bench` runs every suite; each suite is its own target (BENCH_LOAD_ARGS: e.g. --events 1000).
+# `bench` runs the whole suite (benchmarks/bench.py: requests per event, modelled cost, cold
+# init, latency, throughput, a burst of 2,000) and writes benchmarks/results/latest.md and
+# latest.json (BENCH_ARGS: e.g. --quick). `bench-load` is the load benchmark alone
+# (BENCH_LOAD_ARGS: e.g. --events 1000).
 .PHONY: bench bench-load
-bench: bench-load
+bench: install
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 bench-load: install
 	$(BIN)/python benchmarks/load.py $(BENCH_LOAD_ARGS)

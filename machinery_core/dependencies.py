@@ -11,16 +11,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from machinery_core.addresses import PUBLIC_ONLY, AddressPolicy
-from machinery_core.invoker import ServiceInvoker
 from machinery_core.models import utc_now
 from machinery_core.store import Store
 
 if TYPE_CHECKING:
     from botocore.config import Config
     from mypy_boto3_stepfunctions import SFNClient
+
+    # requests comes with the invoker: built on first use, it stays out of a cold start
+    from machinery_core.invoker import ServiceInvoker
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -43,23 +47,60 @@ class Dependencies:
     @classmethod
     def from_environment(cls) -> Dependencies:
         import boto3
-        import requests
         from botocore.config import Config
 
         config = Config(retries={"mode": "standard", "max_attempts": 3}, tcp_keepalive=True)
         dynamodb = boto3.client("dynamodb", config=config)
         retention = timedelta(days=int(os.environ.get("EVENT_RETENTION_DAYS", "30")))
         policy = AddressPolicy.parse(os.environ.get("ALLOWED_SERVICE_HOSTS", ""))
+        # Step Functions and the invoker only on first use: many invocations need neither
+        # (the API's reads; most state-machine actions start no execution).
+        stepfunctions = OnFirstUse(lambda: boto3.client("stepfunctions", config=config))
         return cls(
             store=Store(dynamodb, os.environ["TABLE_NAME"], retention),
-            stepfunctions=boto3.client("stepfunctions", config=config),
+            stepfunctions=cast("SFNClient", stepfunctions),
             state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
-            invoker=ServiceInvoker(requests.Session(), address_policy=policy),
+            invoker=cast("ServiceInvoker", OnFirstUse(lambda: _invoker(policy))),
             callback_base_url=os.environ.get("CALLBACK_BASE_URL") or None,
             state_machine_type=os.environ.get("STATE_MACHINE_TYPE", "STANDARD"),
             signing_key=secret_reader(os.environ.get("NOTIFICATION_SECRET_ARN", ""), config),
             address_policy=policy,
         )
+
+
+def _invoker(policy: AddressPolicy) -> ServiceInvoker:
+    import requests
+
+    from machinery_core.invoker import ServiceInvoker
+    from machinery_core.observability import trace_requests
+
+    trace_requests()
+    return ServiceInvoker(requests.Session(), address_policy=policy)
+
+
+class OnFirstUse(Generic[T]):
+    """Stands in for the object `build` returns, building it on first attribute access (once,
+    whichever thread gets there first), so a client some invocations never use costs them
+    nothing at cold start."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._built: list[T] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        if not self._built:
+            with self._lock:
+                if not self._built:
+                    self._built.append(self._build())
+        return self._built[0]
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for what the instance lacks: never its own state (copy makes an instance
+        # without it, then looks for __setstate__ and the like), nor protocol methods.
+        if name.startswith("__") or name in ("_build", "_built", "_lock"):
+            raise AttributeError(name)
+        return getattr(self.get(), name)
 
 
 def secret_reader(secret_arn: str, config: Config | None = None) -> Callable[[], bytes]:

@@ -52,6 +52,9 @@ from machinery_core.observability import logger, metrics
 from machinery_core.validation import check_data, type_of
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# The execution input carries the plan up to this size (Step Functions allows 256 KB for
+# the input and for every state's data, which also holds the worker's answers and errors).
+PLAN_INPUT_LIMIT = 32 * 1024
 
 
 def accept_event(
@@ -112,7 +115,7 @@ def accept_event(
     except KeyAlreadyUsed:
         assert claim is not None
         return _replay(deps, claim)
-    _start(deps, event)
+    _start(deps, event, plan)
     logger.info("event accepted", event_id=event.event_id, workflow_id=workflow_id)
     metrics.add_metric(name="EventsAccepted", unit="Count", value=1)
     return EventAccepted.of(event)
@@ -129,13 +132,26 @@ def _planned(
     return PlannedStep(service=service, operation=operation, on_error=policy)
 
 
-def _start(deps: Dependencies, event: Event) -> None:
+def execution_input(event_id: str, plan: Plan) -> str:
+    """The state machine's input: the event and, so that the worker need not read it, its plan.
+
+    `plan` is null (the worker then reads the stored one) when it is larger than
+    PLAN_INPUT_LIMIT, or when it holds secret headers: an execution's input shows in its
+    history, where a secret must not.
+    """
+    carried: dict[str, object] | None = plan.model_dump(mode="json", exclude_defaults=True)
+    if plan.holds_secrets or len(json.dumps(carried, separators=(",", ":"))) > PLAN_INPUT_LIMIT:
+        carried = None
+    return json.dumps({"event_id": event_id, "plan": carried}, separators=(",", ":"))
+
+
+def _start(deps: Dependencies, event: Event, plan: Plan) -> None:
     """Start the event's execution; if that fails, the stored event is marked FAILED."""
     try:
         deps.stepfunctions.start_execution(
             stateMachineArn=deps.state_machine_arn,
             name=event.execution_name,
-            input=json.dumps({"event_id": event.event_id}),
+            input=execution_input(event.event_id, plan),
         )
     except (ClientError, BotoCoreError) as error:
         logger.exception(
@@ -192,7 +208,7 @@ def redrive_event(deps: Dependencies, event_id: str) -> EventAccepted:
     if event.step_index >= len(plan.steps):
         raise Conflict("every step succeeded; the workflow outputs failed, so a retry would too")
     event = deps.store.save_event(engine.redrive(event, deps.clock()))
-    _start(deps, event)
+    _start(deps, event, plan)
     logger.info("event retried", event_id=event_id, workflow_id=event.workflow_id, run=event.run)
     return EventAccepted.of(event)
 

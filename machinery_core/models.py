@@ -323,6 +323,14 @@ class Plan(Model):
     outputs: Fields
     callback_base_url: str | None = None  # the API's own URL, for callback services
 
+    @property
+    def holds_secrets(self) -> bool:
+        """Whether a service of the plan has secret headers (the plan must then stay stored)."""
+        return any(
+            step.service.secret_headers or (step.fallback and step.fallback.secret_headers)
+            for step in self.steps
+        )
+
 
 @dataclass(frozen=True)
 class Callback:

@@ -4,12 +4,20 @@ Keys (PK / SK, and GSI1 for listings, newest first for events):
   SERVICE#{name}   / DEFINITION   GSI1: SERVICES         / {name}
   WORKFLOW#{id}    / DEFINITION   GSI1: WORKFLOWS        / {id}
   EVENT#{id}       / EVENT        GSI1: EVENTS#{workflow} / {acknowledged_at}#{id}
+  EVENT#{id}       / PLAN         (the plan the event was accepted with; written once)
   CALLBACK#{sha256 of the token} / CALLBACK  (the raw token is never stored)
   IDEMPOTENCY#{workflow}#{sha256 of the key} / IDEMPOTENCY  (kept 24 hours)
 
 A service item keeps `used_by`, the set of workflows that reference it; registering a
 workflow adds itself there in the same transaction that checks every service exists,
 which is what lets a service delete refuse atomically while a workflow still uses it.
+
+An event's plan (every service definition it runs, pinned at intake) is its own item,
+written once before the event, so the event item that every step rewrites, and DynamoDB
+bills by its whole size, holds only the event's state. The state and the plan are stored
+as zlib-compressed JSON (binary attributes; text ones, from before, still read) without
+the fields that hold their default value, which validation restores: DynamoDB bills a
+write per KB, and a three-step event's state then stays under one.
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -52,6 +61,13 @@ if TYPE_CHECKING:
 
 Item = dict[str, Any]
 GSI = "GSI1"
+STATUS_MEMORY = 4096  # event states whose stored status a store remembers
+# A plan outlives its event's TTL by this much: DynamoDB deletes expired items in no order.
+PLAN_TTL_MARGIN = timedelta(days=1)
+# The most JSON one stored state or plan may hold, compressed or not: DynamoDB's item limit,
+# so that what the API answers about an event stays within what it was before compression.
+MAX_JSON_BYTES = 400 * 1024
+TOO_LARGE = "the record would exceed DynamoDB's 400 KB item size limit"
 
 
 @contextmanager
@@ -74,9 +90,7 @@ def conditional(on_failure: Callable[[ClientError], MachineryError]) -> Iterator
             if "TransactionConflict" in reasons:
                 raise Conflict("a concurrent change touched the same items; try again") from error
         if code == "ValidationException" and "maximum allowed size" in str(error):
-            raise ItemTooLarge(
-                "the record would exceed DynamoDB's 400 KB item size limit"
-            ) from error
+            raise ItemTooLarge(TOO_LARGE) from error
         raise
 
 
@@ -95,6 +109,22 @@ def _n(value: int) -> dict[str, str]:
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
+
+
+def _packed(model: Event | Plan) -> dict[str, bytes]:
+    """A stored model: its JSON without the fields at their default, compressed."""
+    text = model.model_dump_json(exclude_defaults=True).encode()
+    if len(text) > MAX_JSON_BYTES:
+        raise ItemTooLarge(TOO_LARGE)
+    return {"B": zlib.compress(text)}
+
+
+def _unpacked(value: Mapping[str, Any]) -> str | bytes:
+    """The JSON of a stored model, packed or (stored before packing) plain text."""
+    if "B" in value:
+        return zlib.decompress(value["B"])
+    text: str = value["S"]
+    return text
 
 
 def encode_cursor(key: Item | None) -> str | None:
@@ -132,6 +162,16 @@ class Store:
         self._db = client
         self._table = table_name
         self._event_ttl = event_ttl
+        # The status of each event state this store read or wrote, by (event id, version):
+        # GSI1 copies `status` and `updated_at` for event listings, and a write that keeps
+        # the status as it was leaves them, and so the index, alone. Unknown: they are set.
+        self._stored_status: dict[tuple[str, int], EventStatus] = {}
+
+    def _known(self, event: Event) -> Event:
+        if len(self._stored_status) >= STATUS_MEMORY:
+            self._stored_status.clear()  # only a saving, never a rule: forgetting is safe
+        self._stored_status[(event.event_id, event.version)] = event.status
+        return event
 
     # --- services ------------------------------------------------------------------
 
@@ -366,8 +406,12 @@ class Store:
     # --- events --------------------------------------------------------------------
 
     def create_event(self, event: Event, plan: Plan, claim: IdempotencyClaim | None = None) -> None:
-        """Store a new event; with `claim`, only if its Idempotency-Key is not on record."""
-        expires = int((event.acknowledged_at + self._event_ttl).timestamp())
+        """Store a new event; with `claim`, only if its Idempotency-Key is not on record.
+
+        The plan is written first, so an event on record always has its plan; a plan whose
+        event is then refused (a duplicate, a replayed Idempotency-Key) expires by TTL.
+        """
+        expires = event.acknowledged_at + self._event_ttl
         item: Item = {
             "PK": _s(f"EVENT#{event.event_id}"),
             "SK": _s("EVENT"),
@@ -375,13 +419,13 @@ class Store:
             "GSI1SK": _s(f"{_iso(event.acknowledged_at)}#{event.event_id}"),
             "workflow_id": _s(event.workflow_id),
             "status": _s(event.status.value),
-            "version": _n(event.version),
+            "revision": _n(event.version),
             "acknowledged_at": _s(_iso(event.acknowledged_at)),
             "updated_at": _s(_iso(event.updated_at)),
-            "expires_at": _n(expires),
-            "plan": _s(plan.model_dump_json()),
-            "state": _s(event.model_dump_json()),
+            "expires_at": _n(int(expires.timestamp())),
+            "state": _packed(event),
         }
+        self._put_plan(event.event_id, plan, expires + PLAN_TTL_MARGIN)
         if claim is None:
             with conditional(lambda _: Conflict(f"event {event.event_id!r} already exists")):
                 self._db.put_item(
@@ -428,6 +472,23 @@ class Store:
         with conditional(refusal):
             self._db.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
 
+    def _put_plan(self, event_id: str, plan: Plan, expires: datetime) -> None:
+        packed = _packed(plan)
+        with conditional(lambda _: Conflict(f"event {event_id!r} already exists")):
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    "PK": _s(f"EVENT#{event_id}"),
+                    "SK": _s("PLAN"),
+                    "plan": packed,
+                    "expires_at": _n(int(expires.timestamp())),
+                },
+                # idempotent (an SDK retry of this put), but never another event's plan
+                ConditionExpression="attribute_not_exists(PK) OR #plan = :plan",
+                ExpressionAttributeNames={"#plan": "plan"},
+                ExpressionAttributeValues={":plan": packed},
+            )
+
     def get_idempotency(self, claim: IdempotencyClaim) -> tuple[str, str] | None:
         """(event id, request hash) recorded under the claim's key, if it has not expired."""
         item = self._get(claim.pk, "IDEMPOTENCY")
@@ -441,15 +502,31 @@ class Store:
         )
         if item is None:
             raise NotFound(f"event {event_id!r} does not exist")
-        return Event.model_validate_json(item["state"]["S"])
+        return self._known(Event.model_validate_json(_unpacked(item["state"])))
 
     def load_run(self, event_id: str) -> tuple[Event, Plan]:
-        """The event with the plan it was accepted with: what the worker needs, in one read."""
-        item = self._get(f"EVENT#{event_id}", "EVENT")
-        if item is None:
+        """The event with the plan it was accepted with, both items in one consistent Query.
+
+        (A Query is billed for the two items' summed size, where two GetItems would each
+        round up to 4 KB.) An event stored before plans had their own item keeps its plan
+        on the event item.
+        """
+        answer = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="#pk = :pk",
+            ExpressionAttributeNames={"#pk": "PK"},
+            ExpressionAttributeValues={":pk": _s(f"EVENT#{event_id}")},
+            ConsistentRead=True,
+        )
+        items = {item["SK"]["S"]: item for item in answer.get("Items", [])}
+        event = items.get("EVENT")
+        if event is None:
             raise NotFound(f"event {event_id!r} does not exist")
-        return Event.model_validate_json(item["state"]["S"]), Plan.model_validate_json(
-            item["plan"]["S"]
+        plan = items.get("PLAN", event)
+        if "plan" not in plan:
+            raise NotFound(f"the plan of event {event_id!r} does not exist")
+        return self._known(Event.model_validate_json(_unpacked(event["state"]))), (
+            Plan.model_validate_json(_unpacked(plan["plan"]))
         )
 
     def save_event(self, event: Event) -> Event:
@@ -459,29 +536,38 @@ class Store:
             lambda _: StaleVersion(f"event {event.event_id!r} was advanced concurrently")
         ):
             self._db.update_item(**self._event_update(event, saved))
-        return saved
+        return self._known(saved)
 
     def _event_update(self, event: Event, saved: Event) -> dict[str, Any]:
+        """The conditional update from `event` to `saved`.
+
+        GSI1 projects `status` and `updated_at` (the event listings' summary): they are set
+        only when the status changes, and the revision the condition checks is not projected,
+        so a step that leaves the status as it was writes the table and not the index (each
+        index write is billed like a table write).
+        """
+        names = {"#state": "state", "#revision": "revision"}
+        values: Item = {
+            ":state": _packed(saved),
+            ":next": _n(saved.version),
+            ":expected": _n(event.version),
+        }
+        assignments = ["#state = :state", "#revision = :next"]
+        if self._stored_status.pop((event.event_id, event.version), None) is not saved.status:
+            names |= {"#status": "status", "#updated": "updated_at"}
+            values |= {":status": _s(saved.status.value), ":updated": _s(_iso(saved.updated_at))}
+            assignments += ["#status = :status", "#updated = :updated"]
         return {
             "TableName": self._table,
             "Key": {"PK": _s(f"EVENT#{event.event_id}"), "SK": _s("EVENT")},
-            "UpdateExpression": (
-                "SET #state = :state, #status = :status, #version = :next, #updated = :updated"
+            "UpdateExpression": "SET " + ", ".join(assignments),
+            # `version`: what an event stored before `revision` kept its version in
+            "ConditionExpression": (
+                "#revision = :expected"
+                " OR (attribute_not_exists(#revision) AND #version = :expected)"
             ),
-            "ConditionExpression": "#version = :expected",
-            "ExpressionAttributeNames": {
-                "#state": "state",
-                "#status": "status",
-                "#version": "version",
-                "#updated": "updated_at",
-            },
-            "ExpressionAttributeValues": {
-                ":state": _s(saved.model_dump_json()),
-                ":status": _s(saved.status.value),
-                ":next": _n(saved.version),
-                ":expected": _n(event.version),
-                ":updated": _s(_iso(saved.updated_at)),
-            },
+            "ExpressionAttributeNames": names | {"#version": "version"},
+            "ExpressionAttributeValues": values,
         }
 
     # --- callbacks -----------------------------------------------------------------
@@ -514,7 +600,7 @@ class Store:
             lambda _: StaleVersion(f"event {event.event_id!r} was advanced concurrently")
         ):
             self._db.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
-        return saved
+        return self._known(saved)
 
     def get_callback(self, token_hash: str) -> Callback | None:
         item = self._get(f"CALLBACK#{token_hash}", "CALLBACK")
@@ -555,7 +641,7 @@ class Store:
 
         with conditional(refusal):
             self._db.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
-        return saved
+        return self._known(saved)
 
     def list_events(
         self, workflow_id: str, limit: int, cursor: str | None, status: EventStatus | None

@@ -5,6 +5,10 @@ write, and hands back to the state machine only to wait or to finish. Every answ
 the same keys and drives the Route choice: CONTINUE (run again), BACKOFF (Wait
 `wait_seconds`), AWAIT (AwaitCallback, up to `timeout_seconds`), SUCCEEDED or FAILED
 (through Notify first when `notify`).
+
+The execution input carries the event's plan (see events.execution_input) and the Task
+states that need it pass it on, so an invocation reads only the event, once; the stored
+plan is read (in the same request) only when the input carries none.
 """
 
 from __future__ import annotations
@@ -70,13 +74,21 @@ def answer_for(event: Event, wait_seconds: float = 0) -> dict[str, Any]:
     return _answer("CONTINUE")
 
 
+def _load(deps: Dependencies, event_id: str, carried: dict[str, Any] | None) -> tuple[Event, Plan]:
+    """The event and its plan: the one the invocation carries, else the stored one."""
+    if carried is None:
+        return deps.store.load_run(event_id)
+    return deps.store.get_event(event_id), Plan.model_validate(carried)
+
+
 def advance(
     deps: Dependencies,
     event_id: str,
     remaining_ms: Callable[[], int],
     invocation_id: str = "local",
+    plan_carried: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    event, plan = deps.store.load_run(event_id)
+    event, plan = _load(deps, event_id, plan_carried)
     if event.status.terminal:
         return answer_for(event)
     now = deps.clock()
@@ -161,7 +173,7 @@ def _refuse_late(
     """Someone else moved the event on during the call: if it was cancelled, the answer is
     recorded as late and not applied; anything else is a real race, for the state machine's
     retry to sort out."""
-    current, _ = deps.store.load_run(event.event_id)
+    current = deps.store.get_event(event.event_id)
     if current.status is not EventStatus.CANCELLED:
         raise StaleVersion(f"event {event.event_id!r} was advanced concurrently")
     deps.store.save_event(engine.record_late(current, plan, outcome))
@@ -189,7 +201,7 @@ def _fail_oversized(deps: Dependencies, event: Event, service: str, error: ItemT
 
 def abort(deps: Dependencies, event_id: str, error: dict[str, Any]) -> dict[str, Any]:
     """The state machine caught an error it cannot retry: the event must not stay RUNNING."""
-    event, _ = deps.store.load_run(event_id)
+    event = deps.store.get_event(event_id)
     info = ErrorInfo(
         type=str(error.get("Error", "States.Runtime")),
         message=str(error.get("Cause", "the state machine gave up on this event"))[:4096],
@@ -209,14 +221,19 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def dispatch(deps: Dependencies, event_id: str, task_token: str) -> None:
+def dispatch(
+    deps: Dependencies,
+    event_id: str,
+    task_token: str,
+    plan_carried: dict[str, Any] | None = None,
+) -> None:
     """AwaitCallback's task: hand the step to a callback service, then let the task wait.
 
     The service gets a single-use callback URL; the state machine's task token stays in
     the table. If the service does not take the work, the task is completed here at once
     with the answer (a retry backoff or the failure) so the state machine moves on.
     """
-    event, plan = deps.store.load_run(event_id)
+    event, plan = _load(deps, event_id, plan_carried)
     if event.status.terminal:
         _resume(deps, task_token, answer_for(event))
         return
@@ -271,9 +288,11 @@ def dispatch(deps: Dependencies, event_id: str, task_token: str) -> None:
     _resume(deps, task_token, answer_for(event, transition.wait_seconds))
 
 
-def callback_timed_out(deps: Dependencies, event_id: str) -> dict[str, Any]:
+def callback_timed_out(
+    deps: Dependencies, event_id: str, plan_carried: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """AwaitCallback timed out: the waiting step fails, unless its callback just won the race."""
-    event, plan = deps.store.load_run(event_id)
+    event, plan = _load(deps, event_id, plan_carried)
     step = event.steps[event.step_index] if len(event.steps) > event.step_index else None
     if event.status.terminal or step is None or step.status is not StepStatus.WAITING:
         return answer_for(event)
@@ -307,7 +326,7 @@ def sign(key: bytes, body: bytes) -> str:
 
 def notify(deps: Dependencies, event_id: str) -> dict[str, Any]:
     """Notify's task: one delivery attempt, recorded; NotificationFailed asks for a retry."""
-    event, _ = deps.store.load_run(event_id)
+    event = deps.store.get_event(event_id)
     note = event.notification
     if note is None or note.status is not NotificationStatus.PENDING or not event.status.terminal:
         return answer_for(event)

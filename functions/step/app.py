@@ -16,16 +16,17 @@ from machinery_core.observability import logger, metrics, tracer
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | None:
     deps, event_id = dependencies(), event["event_id"]
+    plan = event.get("plan")  # the execution's copy of the event's plan, if it carries one
     match event.get("action", "advance"):
         case "advance":
             return worker.advance(
-                deps, event_id, context.get_remaining_time_in_millis, context.aws_request_id
+                deps, event_id, context.get_remaining_time_in_millis, context.aws_request_id, plan
             )
         case "dispatch":
-            worker.dispatch(deps, event_id, event["task_token"])
+            worker.dispatch(deps, event_id, event["task_token"], plan)
             return None  # AwaitCallback ignores it: it waits for the task token
         case "callback_timed_out":
-            return worker.callback_timed_out(deps, event_id)
+            return worker.callback_timed_out(deps, event_id, plan)
         case "notify":
             return worker.notify(deps, event_id)
         case "abort":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import sys
@@ -128,3 +129,45 @@ def example_behaviours() -> dict[str, Behaviour]:
         "/space-counter": lambda data: (200, {"space_count": data["message"].count(" ")}),
         "/unavailable": lambda data: (503, {"error": "try later"}),
     }
+
+
+class DynamoCalls:
+    """Every DynamoDB call a client makes from now on, as (operation, parameters).
+
+    A botocore hook on the client: it sees the calls of whatever uses that client (the
+    store), and is removed by `stop` (or on leaving a `with` block).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        client.meta.events.register("before-parameter-build.dynamodb", self._record)
+
+    def _record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        self.calls.append((model.name, copy.deepcopy(params)))
+
+    @property
+    def operations(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def of(self, operation: str) -> list[dict[str, Any]]:
+        return [params for name, params in self.calls if name == operation]
+
+    def stop(self) -> None:
+        self._client.meta.events.unregister("before-parameter-build.dynamodb", self._record)
+
+    def __enter__(self) -> DynamoCalls:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills it (names plus values), for S, N and B attributes."""
+    size = 0
+    for name, value in item.items():
+        ((kind, inner),) = value.items()
+        assert kind in ("S", "N", "B"), kind
+        size += len(name.encode()) + (len(inner) if kind == "B" else len(str(inner).encode()))
+    return size

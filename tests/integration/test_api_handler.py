@@ -11,7 +11,7 @@ import pytest
 from integration_kit import EVENTS, FakeLambdaContext, Wired, load_handler_module
 
 from machinery_core.errors import NotFound
-from machinery_core.models import EventStatus
+from machinery_core.models import EventStatus, Plan
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -223,7 +223,7 @@ def test_send_event_answers_202_stores_the_event_and_starts_its_execution(
     # And it was stored PENDING with its data
     stored = registered.store.get_event(event_id)
     assert (stored.status, stored.data) == (EventStatus.PENDING, {"message": "hello world"})
-    # And its execution was started with just the event id
+    # And its execution was started with the event id and the plan it was stored with
     executions = registered.stepfunctions.list_executions(
         stateMachineArn=registered.state_machine_arn
     )["executions"]
@@ -231,7 +231,11 @@ def test_send_event_answers_202_stores_the_event_and_starts_its_execution(
     started = registered.stepfunctions.describe_execution(
         executionArn=executions[0]["executionArn"]
     )
-    assert json.loads(started["input"]) == {"event_id": event_id}
+    execution_input = json.loads(started["input"])
+    assert set(execution_input) == {"event_id", "plan"}
+    assert execution_input["event_id"] == event_id
+    _, plan = registered.store.load_run(event_id)
+    assert Plan.model_validate(execution_input["plan"]) == plan
 
 
 def test_data_not_matching_the_inputs_answers_422_with_the_field_path(registered: Wired) -> None:

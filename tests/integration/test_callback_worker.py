@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from integration_kit import (
     EVENTS,
+    DynamoCalls,
     FakeLambdaContext,
     Services,
     TaskSpy,
@@ -190,7 +192,8 @@ def test_dispatch_hands_the_step_over_with_a_single_use_callback_url(rig: Rig) -
     assert token is not None and len(token) >= 43
     # And the table knows the token only by its SHA-256
     items = rig.dynamodb.scan(TableName="machinery-test")["Items"]
-    assert token not in json.dumps(items)
+    # (the event's state and plan are stored compressed: look inside them too)
+    assert token not in json.dumps(items, default=lambda packed: zlib.decompress(packed).decode())
     digest = hashlib.sha256(token.encode()).hexdigest()
     [record] = [item for item in items if item["PK"]["S"].startswith("CALLBACK#")]
     assert record["PK"]["S"] == f"CALLBACK#{digest}"
@@ -705,6 +708,33 @@ def test_the_step_handler_routes_each_action(rig: Rig) -> None:
     timed_out = run_step({"action": "callback_timed_out", "event_id": event_id})
     assert timed_out == answer("FAILED", notify=True)
     assert rig.event(event_id).status is EventStatus.FAILED
+
+
+def test_with_the_plan_in_their_input_the_tasks_read_only_the_event(rig: Rig) -> None:
+    # Given an event, and its plan as the execution input carries it (the Tasks pass it on)
+    event_id = rig.accept(notify=True)
+    _, plan = rig.store.load_run(event_id)
+    carried = json.loads(events.execution_input(event_id, plan))["plan"]
+    assert carried is not None
+
+    # When AwaitCallback dispatches the step, CallbackTimedOut then fails it, and Abort runs
+    # (which needs no plan)
+    with DynamoCalls(rig.dynamodb) as recorded:
+        task = {"event_id": event_id, "task_token": TASK, "plan": carried}
+        assert run_step({"action": "dispatch", **task}) is None
+        timed_out = run_step(
+            {"action": "callback_timed_out", "event_id": event_id, "plan": carried}
+        )
+        error = {"Error": "States.Runtime", "Cause": "late"}
+        run_step({"action": "abort", "event_id": event_id, "error": error})
+
+    # Then they did their work as before
+    assert [call.path for call in rig.services.server.received()] == ["/translate"]
+    assert timed_out == answer("FAILED", notify=True)
+    # And each read the event alone, never the plan
+    reads = [op for op in recorded.operations if op in ("GetItem", "Query", "BatchGetItem")]
+    assert reads == ["GetItem"] * 3
+    assert {params["Key"]["SK"]["S"] for params in recorded.of("GetItem")} == {"EVENT"}
 
 
 def test_the_step_handler_refuses_an_unknown_action(rig: Rig) -> None:

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from integration_kit import DynamoCalls
 from loopback import LoopbackServer, json_reply
 
+from machinery_core import events
 from machinery_core.errors import StaleVersion
 from machinery_core.local import moto_seams
 from machinery_core.local.runtime import LocalRuntime
+from machinery_core.models import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,6 +81,61 @@ def test_an_event_runs_through_the_template_state_machine(runtime: LocalRuntime)
     event = _wait_for_end(runtime, _send(runtime))
     assert event["status"] == "SUCCEEDED"
     assert event["outputs"] == {"echo": "hi"}
+
+
+def _recording(runtime: LocalRuntime, step_handler: dict[str, Any]) -> list[dict[str, Any]]:
+    """Installs a step function that records each payload it is invoked with."""
+    payloads: list[dict[str, Any]] = []
+
+    def recording(payload: dict[str, Any], context: Any) -> Any:
+        payloads.append(payload)
+        return step_handler["original"](payload, context)
+
+    runtime.functions["StepFunction"].handler = recording
+    return payloads
+
+
+def test_the_execution_carries_the_plan_to_the_run_task(
+    runtime: LocalRuntime, step_handler: dict[str, Any]
+) -> None:
+    payloads = _recording(runtime, step_handler)
+    dynamodb = runtime.dependencies.store._db
+
+    # When an event runs
+    with DynamoCalls(dynamodb) as recorded:
+        event_id = _send(runtime)
+        event = _wait_for_end(runtime, event_id)
+
+    # Then Run was invoked with the plan the event was stored with
+    assert event["status"] == "SUCCEEDED"
+    [run] = [p for p in payloads if p["action"] == "advance" and p["event_id"] == event_id]
+    _, stored = runtime.dependencies.store.load_run(event_id)
+    assert Plan.model_validate(run["plan"]) == stored
+    # And nothing read the stored plan back (that takes a Query of the table, or a GetItem
+    # of the PLAN item): the worker read the event item alone
+    plan_reads = [
+        params
+        for name, params in recorded.calls
+        if (name == "Query" and params.get("IndexName") is None)
+        or (name == "GetItem" and params["Key"]["SK"]["S"] == "PLAN")
+    ]
+    assert plan_reads == []
+
+
+def test_a_plan_too_large_for_the_input_is_read_from_the_table(
+    runtime: LocalRuntime, step_handler: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given plans too large for the execution input
+    monkeypatch.setattr(events, "PLAN_INPUT_LIMIT", 0)
+    payloads = _recording(runtime, step_handler)
+
+    # When an event runs, then Run was invoked with a null plan and the event succeeds anyway
+    event_id = _send(runtime)
+    event = _wait_for_end(runtime, event_id)
+    assert event["status"] == "SUCCEEDED"
+    assert event["outputs"] == {"echo": "hi"}
+    [run] = [p for p in payloads if p["action"] == "advance" and p["event_id"] == event_id]
+    assert run["plan"] is None
 
 
 def test_a_step_function_that_keeps_crashing_is_caught_and_the_event_fails(

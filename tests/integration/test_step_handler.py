@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from dataclasses import replace
@@ -9,10 +10,18 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from integration_kit import FakeLambdaContext, Services, Wired, load_handler_module
+from integration_kit import (
+    DynamoCalls,
+    FakeLambdaContext,
+    Services,
+    Wired,
+    item_size,
+    load_handler_module,
+)
 
 from machinery_core.dependencies import configure
 from machinery_core.errors import ClaimHeld, StaleVersion
+from machinery_core.events import execution_input
 from machinery_core.models import (
     Event,
     EventStatus,
@@ -54,6 +63,16 @@ def process_text(services: Services, **extra: Any) -> list[Service]:
     ]
 
 
+def plan_of(steps: list[Service], outputs: dict[str, Any] | None = None) -> Plan:
+    return Plan.model_validate(
+        {
+            "workflow_version": 1,
+            "steps": [PlannedStep(service=s).model_dump() for s in steps],
+            "outputs": outputs or {"message": STRING, "space_count": INTEGER},
+        }
+    )
+
+
 def stored_event(
     store: Store,
     steps: list[Service],
@@ -61,13 +80,7 @@ def stored_event(
     outputs: dict[str, Any] | None = None,
 ) -> str:
     """An accepted event, stored with its plan as the API would store it."""
-    plan = Plan.model_validate(
-        {
-            "workflow_version": 1,
-            "steps": [PlannedStep(service=s).model_dump() for s in steps],
-            "outputs": outputs or {"message": STRING, "space_count": INTEGER},
-        }
-    )
+    plan = plan_of(steps, outputs)
     now = utc_now()
     event = Event(
         event_id=str(uuid.uuid4()),
@@ -82,11 +95,67 @@ def stored_event(
     return event.event_id
 
 
-def advance(event_id: str, remaining_ms: int = 60_000) -> dict[str, Any]:
+def advance(event_id: str, remaining_ms: int = 60_000, **payload: Any) -> dict[str, Any]:
     answer: dict[str, Any] = step.handler(
-        {"event_id": event_id}, FakeLambdaContext("machinery-step", remaining_ms)
+        {"event_id": event_id, **payload}, FakeLambdaContext("machinery-step", remaining_ms)
     )
     return answer
+
+
+SUCCEEDED = {"status": "SUCCEEDED", "wait_seconds": 0, "timeout_seconds": 0, "notify": False}
+
+
+def test_with_the_plan_in_its_input_the_worker_reads_only_the_event_and_writes_only_state(
+    wired: Wired, services: Services, dynamodb: Any
+) -> None:
+    # Given an accepted event of the three-step workflow, and its plan as the execution
+    # input carries it (the Run state passes it on)
+    steps = process_text(services)
+    event_id = stored_event(wired.store, steps)
+    carried = json.loads(execution_input(event_id, plan_of(steps)))["plan"]
+    assert carried is not None
+
+    # When the step function runs it
+    with DynamoCalls(dynamodb) as recorded:
+        assert advance(event_id, plan=carried) == SUCCEEDED
+
+    # Then it read the event item once, and never the plan
+    assert recorded.operations == ["GetItem"] + ["UpdateItem"] * 4  # the claim, 3 steps
+    [read] = recorded.of("GetItem")
+    assert read["Key"]["SK"] == {"S": "EVENT"}
+    # And each write carried the event's state, and the listing's summary attributes only
+    # where the status changed (the claim: RUNNING; the last step: SUCCEEDED), so the
+    # steps between write the table and not its index
+    state_only = {":state", ":next", ":expected"}
+    with_summary = state_only | {":status", ":updated"}
+    assert [set(write["ExpressionAttributeValues"]) for write in recorded.of("UpdateItem")] == [
+        with_summary, state_only, state_only, with_summary
+    ]  # fmt: skip
+    # And the event item, at its largest, is under 1 KB: one write unit per write
+    item = dynamodb.get_item(
+        TableName="machinery-test", Key={"PK": {"S": f"EVENT#{event_id}"}, "SK": {"S": "EVENT"}}
+    )["Item"]
+    assert "plan" not in item
+    assert item_size(item) <= 1024
+    assert wired.store.get_event(event_id).outputs == {
+        "message": "DLROW GIB OLLEH",
+        "space_count": 2,
+    }
+
+
+@pytest.mark.parametrize("payload", [{}, {"plan": None}], ids=["no-plan", "null-plan"])
+def test_without_a_plan_in_its_input_the_worker_reads_it_with_the_event(
+    wired: Wired, services: Services, dynamodb: Any, payload: dict[str, Any]
+) -> None:
+    # Given an event whose execution carries no plan (too large, or holding secrets)
+    event_id = stored_event(wired.store, process_text(services))
+
+    # When the step function runs it
+    with DynamoCalls(dynamodb) as recorded:
+        assert advance(event_id, **payload) == SUCCEEDED
+
+    # Then it read the event and its stored plan in one request, and wrote as before
+    assert recorded.operations == ["Query"] + ["UpdateItem"] * 4
 
 
 def test_advance_runs_every_sync_step_in_one_invocation(wired: Wired, services: Services) -> None:

@@ -96,6 +96,27 @@ def test_the_state_machine_loops_run_route_and_waits_for_backoffs_and_callbacks(
     assert states["Abort"]["Next"] == "Route"  # which notifies, if asked, then fails
 
 
+def test_the_tasks_that_run_steps_pass_the_execution_plan_on() -> None:
+    # Given the deployed ASL, whose input is {"event_id", "plan"}
+    states = json.loads(Template.load(TEMPLATE).asl())["States"]
+
+    # Then every Task whose action needs the plan passes it on, so it is not read back
+    payloads = {
+        name: state["Parameters"]["Payload"]
+        for name, state in states.items()
+        if state["Type"] == "Task"
+    }
+    carrying = {name for name, payload in payloads.items() if "plan.$" in payload}
+    assert carrying == {"Run", "AwaitCallback", "CallbackTimedOut"}
+    assert all(payloads[name]["plan.$"] == "$.plan" for name in carrying)
+    # and no state drops it from the data the next one sees
+    assert all(
+        state.get("ResultPath", "$") not in ("$", "$.plan") and "OutputPath" not in state
+        for state in states.values()
+        if state["Type"] in ("Task", "Pass")
+    )
+
+
 @pytest.mark.sam
 @pytest.mark.parametrize("extra", [["--lint"], []], ids=["cfn-lint", "sam-transform"])
 def test_sam_validates_the_template(extra: list[str]) -> None:
@@ -145,6 +166,22 @@ def test_sam_builds_the_functions_and_a_layer_with_machinery_core(tmp_path: Path
     assert (layer / "machinery_core" / "ui" / "dashboard.html").exists()  # data files too
     assert (layer / "aws_lambda_powertools").is_dir()
     assert (layer / "pydantic").is_dir()
+    # and not the runtime's boto3 and botocore: a layer's copy would shadow them (the X-Ray
+    # SDK brings botocore; it is left out, see layers/machinery/requirements.txt)
+    for shadowing in ("boto3", "botocore", "s3transfer", "aws_xray_sdk"):
+        assert not (layer / shadowing).exists(), f"the layer carries {shadowing}"
+    # and every module's bytecode for the runtime's Python, since Lambda cannot write it to a
+    # read-only layer (it would compile them again at every cold start), used only if it
+    # matches its source (checked-hash: PEP 552 flags 0b11)
+    uncompiled = [
+        source.relative_to(layer)
+        for source in layer.rglob("*.py")
+        if not (source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc").exists()
+    ]
+    assert uncompiled == []
+    models = layer / "machinery_core" / "__pycache__" / "models.cpython-313.pyc"
+    assert int.from_bytes(models.read_bytes()[4:8], "little") == 0b11
+    assert list(layer.glob("pydantic_core/_pydantic_core.*-aarch64-linux-gnu.so"))  # arm64
 
 
 @pytest.mark.sam

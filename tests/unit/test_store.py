@@ -2,21 +2,46 @@
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from machinery_core.errors import BadRequest, Conflict, InvalidDefinition, NotFound, StaleVersion
+from machinery_core.errors import (
+    BadRequest,
+    Conflict,
+    InvalidDefinition,
+    ItemTooLarge,
+    KeyAlreadyUsed,
+    NotFound,
+    StaleVersion,
+)
 from machinery_core.models import (
+    Attempt,
+    ErrorInfo,
     Event,
     EventStatus,
+    FieldSpec,
+    IdempotencyClaim,
+    Notification,
+    NotificationStatus,
     Plan,
     PlannedStep,
+    RunRecord,
     Service,
+    StepOperation,
+    StepRecord,
+    StepStatus,
     Workflow,
 )
-from machinery_core.store import Store, decode_cursor, encode_cursor
+from machinery_core.store import (
+    MAX_JSON_BYTES,
+    PLAN_TTL_MARGIN,
+    Store,
+    decode_cursor,
+    encode_cursor,
+)
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 STRING = {"type": "string"}
@@ -338,3 +363,309 @@ def test_a_cursor_from_another_listing_is_a_bad_request(store: Store) -> None:
         store.list_events("elsewhere", 1, cursor, None)
     with pytest.raises(BadRequest, match="cursor"):
         store.list_services(1, cursor)
+
+
+# --- events: what is stored, and what DynamoDB bills for it -----------------------------------
+
+
+def rich_plan() -> Plan:
+    """A plan using every optional setting: fallback, operations, callbacks, secrets."""
+    callback = make_service(
+        "translate",
+        mode="callback",
+        timeout_seconds=60,
+        retry={"max_attempts": 5, "interval_seconds": 0.5, "jitter": "full"},
+        headers={"X-Team": "text"},
+        secret_headers={"Authorization": "Bearer s3cret"},
+        description="translates",
+    )
+    return Plan(
+        workflow_version=7,
+        steps=[
+            PlannedStep(
+                service=make_service(),
+                operation=StepOperation(
+                    inputs={"message": "data.text"}, outputs={"shout": "message"}
+                ),
+                on_error="fallback",
+                fallback=make_service("reverse", method="PUT"),
+            ),
+            PlannedStep(service=callback, on_error="continue"),
+            PlannedStep(service=make_service("empty", spec={})),
+        ],
+        outputs={"shout": FieldSpec(type="string", required=False, description="loud")},
+        callback_base_url="https://api.example.test",
+    )
+
+
+def rich_event() -> Event:
+    """An event using every part of the model, with values equal to defaults deep inside."""
+    failure = ErrorInfo(type="Timeout", message="no answer", status_code=None, retryable=True)
+    attempt = Attempt(
+        attempt=1, started_at=at(1), ended_at=at(2), duration_ms=1000.0, error=failure
+    )
+    return Event(
+        event_id="evt-rich",
+        workflow_id="shout",
+        status=EventStatus.WAITING,
+        version=12,
+        # user data keeps its nulls, zeros, empties and falses: they are values, not defaults
+        data={
+            "message": "hi",
+            "none": None,
+            "zero": 0,
+            "empty": "",
+            "no": False,
+            "list": [],
+            "map": {},
+        },
+        context={"message": "HI", "none": None, "nested": {"a": [None, 0, {}]}},
+        step_index=1,
+        steps=[
+            StepRecord(
+                index=0,
+                service="reverse",
+                status=StepStatus.SUCCEEDED,
+                attempts=1,
+                started_at=at(1),
+                ended_at=at(4),
+                duration_ms=3000.0,
+                input={"message": "hi"},
+                output={"message": "ih"},
+                history=[
+                    attempt,
+                    Attempt(
+                        attempt=1,
+                        started_at=at(3),
+                        ended_at=at(4),
+                        duration_ms=0.0,
+                        status_code=200,
+                    ),
+                ],
+                fallback_from="upper",
+            ),
+            StepRecord(
+                index=1,
+                service="translate",
+                status=StepStatus.WAITING,
+                attempts=0,
+                started_at=at(5),
+                input={},
+                output=None,
+            ),
+        ],
+        outputs={},
+        error=None,
+        acknowledged_at=at(0),
+        updated_at=at(5),
+        notification=Notification(
+            url="https://hooks.example.test/done",
+            status=NotificationStatus.PENDING,
+            attempts=0,
+            last_status_code=None,
+        ),
+        run=2,
+        runs=[
+            RunRecord(
+                run=1,
+                status=EventStatus.FAILED,
+                error=ErrorInfo(type="HTTPError", message="503", status_code=503, retryable=False),
+                ended_at=at(0.5),
+                steps=[StepRecord(index=1, service="translate", status=StepStatus.FAILED)],
+            )
+        ],
+        claimed_by="invocation-1",
+        claimed_until=at(60),
+    )
+
+
+def test_a_rich_event_and_plan_round_trip_through_their_stored_form() -> None:
+    # Given an event and a plan using every optional part of their models
+    event, plan = rich_event(), rich_plan()
+
+    # When they are written without their defaults and read back
+    event_json = event.model_dump_json(exclude_defaults=True)
+    plan_json = plan.model_dump_json(exclude_defaults=True)
+
+    # Then each is the identical model, although the stored form is smaller
+    assert Event.model_validate_json(event_json) == event
+    assert Plan.model_validate_json(plan_json) == plan
+    assert Event.model_validate_json(event_json).model_dump() == event.model_dump()
+    assert len(event_json) < len(event.model_dump_json())
+    assert len(plan_json) < len(plan.model_dump_json())
+
+
+def test_a_rich_event_round_trips_through_the_store(store: Store) -> None:
+    # Given a rich event stored with a rich plan, then saved once more
+    store.create_event(rich_event(), rich_plan())
+    saved = store.save_event(rich_event().model_copy(update={"updated_at": at(6)}))
+
+    # Then both read back identical, by either read
+    event, plan = store.load_run("evt-rich")
+    assert (event, plan) == (saved, rich_plan())
+    assert store.get_event("evt-rich") == saved
+
+
+def test_the_event_item_holds_the_state_alone_and_the_plan_its_own_item(
+    store: Store, dynamodb: Any
+) -> None:
+    # When an event is created and advanced
+    store.create_event(make_event(), PLAN)
+    store.save_event(make_event().model_copy(update={"status": EventStatus.RUNNING}))
+
+    # Then the event item holds its state, compressed, and no plan
+    event_item = stored_item(dynamodb, "EVENT#evt-1", "EVENT")
+    assert set(event_item) == {
+        "PK", "SK", "GSI1PK", "GSI1SK", "workflow_id", "status", "revision",
+        "acknowledged_at", "updated_at", "expires_at", "state",
+    }  # fmt: skip
+    assert Event.model_validate_json(zlib.decompress(event_item["state"]["B"])).version == 1
+    # And the plan is an item of the event's own, written once, expiring a day after it
+    plan_item = stored_item(dynamodb, "EVENT#evt-1", "PLAN")
+    assert set(plan_item) == {"PK", "SK", "plan", "expires_at"}
+    assert Plan.model_validate_json(zlib.decompress(plan_item["plan"]["B"])) == PLAN
+    assert int(plan_item["expires_at"]["N"]) == int(
+        (T0 + timedelta(days=30) + PLAN_TTL_MARGIN).timestamp()
+    )
+    assert "GSI1PK" not in plan_item  # never listed
+
+
+def test_an_event_stored_before_plans_had_their_own_item_still_loads(
+    store: Store, dynamodb: Any
+) -> None:
+    # Given an event item as it was stored before: plan and state inline, as JSON text
+    dynamodb.put_item(
+        TableName="machinery-test",
+        Item={
+            "PK": {"S": "EVENT#evt-old"},
+            "SK": {"S": "EVENT"},
+            "version": {"N": "0"},
+            "plan": {"S": PLAN.model_dump_json()},
+            "state": {"S": make_event("evt-old").model_dump_json()},
+        },
+    )
+
+    # Then it loads with its plan, and saves on as before
+    assert store.load_run("evt-old") == (make_event("evt-old"), PLAN)
+    saved = store.save_event(make_event("evt-old"))
+    assert store.load_run("evt-old") == (saved, PLAN)
+
+
+def test_load_run_is_one_request(store: Store, dynamodb: Any) -> None:
+    store.create_event(make_event(), PLAN)
+    calls: list[str] = []
+    dynamodb.meta.events.register(
+        "before-call.dynamodb", lambda model, **_: calls.append(model.name)
+    )
+
+    store.load_run("evt-1")
+
+    assert calls == ["Query"]
+
+
+def test_a_duplicate_event_does_not_replace_the_plan_of_the_first(
+    store: Store, dynamodb: Any
+) -> None:
+    # Given a stored event
+    store.create_event(make_event(), PLAN)
+    before = stored_item(dynamodb, "EVENT#evt-1", "PLAN")
+
+    # When an event with the same id but another plan is created, then it is refused
+    other = PLAN.model_copy(update={"workflow_version": 2})
+    with pytest.raises(Conflict, match="already exists"):
+        store.create_event(make_event(), other)
+
+    # And the first event keeps its own plan
+    assert stored_item(dynamodb, "EVENT#evt-1", "PLAN") == before
+    assert store.load_run("evt-1")[1] == PLAN
+
+
+def test_the_plan_of_a_replayed_idempotency_key_is_left_to_expire(
+    store: Store, dynamodb: Any
+) -> None:
+    # Given an event created under an Idempotency-Key
+    claim = IdempotencyClaim(pk="IDEMPOTENCY#shout#k", request_hash="h", expires_at=at(86_400))
+    store.create_event(make_event("evt-1"), PLAN, claim)
+
+    # When the same key comes with a new event, then it is refused as already used
+    with pytest.raises(KeyAlreadyUsed):
+        store.create_event(make_event("evt-2"), PLAN, claim)
+
+    # And no event was stored for it; its plan, written first, expires like any event's
+    with pytest.raises(NotFound):
+        store.get_event("evt-2")
+    orphan = stored_item(dynamodb, "EVENT#evt-2", "PLAN")
+    assert int(orphan["expires_at"]["N"]) > int(T0.timestamp())
+    assert store.load_run("evt-1") == (make_event("evt-1"), PLAN)
+
+
+def test_a_state_over_the_item_limit_is_refused_before_it_is_written(
+    store: Store, dynamodb: Any
+) -> None:
+    # Given a stored event
+    store.create_event(make_event(), PLAN)
+    before = stored_item(dynamodb, "EVENT#evt-1", "EVENT")
+
+    # When a state larger than DynamoDB's item limit is saved, even one that compresses well
+    huge = make_event().model_copy(update={"context": {"text": "x" * MAX_JSON_BYTES}})
+    with pytest.raises(ItemTooLarge):
+        store.save_event(huge)
+
+    # Then it is refused as too large and nothing changed
+    assert stored_item(dynamodb, "EVENT#evt-1", "EVENT") == before
+
+
+def test_an_event_over_the_item_limit_is_refused_before_anything_is_written(
+    store: Store, dynamodb: Any
+) -> None:
+    huge = make_event().model_copy(update={"data": {"text": "x" * MAX_JSON_BYTES}})
+
+    with pytest.raises(ItemTooLarge):
+        store.create_event(huge, PLAN)
+
+    assert dynamodb.scan(TableName="machinery-test")["Items"] == []
+
+
+def test_a_write_that_keeps_the_status_leaves_the_listing_index_copy_alone(
+    store: Store, dynamodb: Any
+) -> None:
+    # Given a RUNNING event (GSI1 projects `status` and `updated_at` for event listings)
+    store.create_event(make_event(), PLAN)
+    running = store.save_event(
+        store.get_event("evt-1").model_copy(
+            update={"status": EventStatus.RUNNING, "updated_at": at(1)}
+        )
+    )
+    writes: list[dict[str, Any]] = []
+    dynamodb.meta.events.register(
+        "provide-client-params.dynamodb.UpdateItem", lambda params, **_: writes.append(params)
+    )
+
+    # When a step is checkpointed without changing the status, then the event ends
+    stepped = store.save_event(running.model_copy(update={"step_index": 1, "updated_at": at(2)}))
+    store.save_event(
+        stepped.model_copy(update={"status": EventStatus.SUCCEEDED, "updated_at": at(3)})
+    )
+
+    # Then the checkpoint set neither projected attribute (no index write is billed for it),
+    # and the listing shows the time of the last status change
+    step_write, end_write = writes
+    assert "#status" not in step_write["ExpressionAttributeNames"]
+    assert "#updated" not in step_write["ExpressionAttributeNames"]
+    assert {"#status", "#updated"} <= set(end_write["ExpressionAttributeNames"])
+    item = stored_item(dynamodb, "EVENT#evt-1", "EVENT")
+    assert (item["status"]["S"], item["updated_at"]["S"]) == ("SUCCEEDED", at(3).isoformat())
+    assert store.get_event("evt-1").updated_at == at(3)
+
+
+def test_a_checkpoint_after_the_status_changed_unseen_still_sets_it(store: Store) -> None:
+    # Given an event built by hand, whose stored status the store does not know
+    store.create_event(make_event(), PLAN)
+    unknown = make_event().model_copy(update={"status": EventStatus.SUCCEEDED})
+
+    # When it is saved
+    store.save_event(unknown)
+
+    # Then the listing sees the new status
+    items, _ = store.list_events("shout", 10, None, EventStatus.SUCCEEDED)
+    assert [item.event_id for item in items] == ["evt-1"]

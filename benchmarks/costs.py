@@ -1,0 +1,112 @@
+"""The cost model: what 1 million events would cost on AWS, from the counts per event.
+
+Every price is here, in one place, with the date it was written down. They are the published
+us-east-1 on-demand prices, without free tiers (which do not scale with volume) and without
+what the event's own counts do not drive: CloudWatch Logs and X-Ray (the template turns
+tracing on), data transfer, storage, point-in-time recovery, KMS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+PRICES_AS_OF = "2026-11-27"
+
+
+@dataclass(frozen=True)
+class Prices:
+    http_api_per_million_requests: float = 1.00  # the first 300 million a month
+    lambda_per_million_requests: float = 0.20
+    # x86_64 (the price issue 6 names). The template deploys arm64, at $0.0000133334/GB-s:
+    # the Lambda duration figures here are 25% above what arm64 would be billed.
+    lambda_per_gb_second: float = 0.0000166667
+    dynamodb_per_million_write_units: float = 0.625  # on-demand write request units
+    dynamodb_per_million_read_units: float = 0.125  # on-demand read request units
+    sfn_standard_per_thousand_transitions: float = 0.025
+    sfn_express_per_million_requests: float = 1.00
+    sfn_express_per_gb_second: float = 0.00001667  # the first 1,000 hours of GB-s a month
+    secrets_manager_per_ten_thousand_calls: float = 0.05
+
+
+PRICES = Prices()
+SOURCES = {
+    "http_api": "https://aws.amazon.com/api-gateway/pricing/ (HTTP APIs, first 300M requests)",
+    "lambda": "https://aws.amazon.com/lambda/pricing/ (requests; duration, billed per 1 ms)",
+    "dynamodb": "https://aws.amazon.com/dynamodb/pricing/on-demand/ (write and read request units)",
+    "step_functions": "https://aws.amazon.com/step-functions/pricing/ (STANDARD per state "
+    "transition, retries included; EXPRESS per request plus duration rounded up to 100 ms "
+    "at memory billed in 64 MB chunks)",
+    "secrets_manager": "https://aws.amazon.com/secrets-manager/pricing/ (API calls)",
+}
+EXPRESS_MEMORY_MB = 64  # the smallest chunk: an execution carrying only {"event_id"}
+EXPRESS_BILLING_MS = 100
+EVENTS = 1_000_000
+
+
+@dataclass
+class Usage:
+    """What one event uses."""
+
+    http_requests: float
+    lambda_invocations: float
+    lambda_gb_seconds: float  # each invocation's duration rounded up to 1 ms, times its memory
+    read_units: float
+    write_units: float
+    transitions: float  # STANDARD
+    executions: float
+    execution_ms: float  # EXPRESS bills its duration
+    secrets_calls: float = 0.0
+
+
+def cost_per_million(usage: Usage, machine: str, prices: Prices = PRICES) -> dict[str, float]:
+    """Dollars per 1M events, by item, for a STANDARD or EXPRESS state machine."""
+    costs = {
+        "http_api": usage.http_requests * prices.http_api_per_million_requests,
+        "lambda_requests": usage.lambda_invocations * prices.lambda_per_million_requests,
+        "lambda_duration": usage.lambda_gb_seconds * prices.lambda_per_gb_second * EVENTS,
+        "dynamodb_writes": usage.write_units * prices.dynamodb_per_million_write_units,
+        "dynamodb_reads": usage.read_units * prices.dynamodb_per_million_read_units,
+        "secrets_manager": usage.secrets_calls
+        * prices.secrets_manager_per_ten_thousand_calls
+        * EVENTS
+        / 10_000,
+    }
+    if machine == "STANDARD":
+        costs["step_functions"] = (
+            usage.transitions * prices.sfn_standard_per_thousand_transitions * EVENTS / 1000
+        )
+    elif machine == "EXPRESS":
+        billed_seconds = math.ceil(usage.execution_ms / EXPRESS_BILLING_MS) * EXPRESS_BILLING_MS
+        gb_seconds = usage.executions * billed_seconds / 1000 * EXPRESS_MEMORY_MB / 1024
+        costs["step_functions"] = (
+            usage.executions * prices.sfn_express_per_million_requests
+            + gb_seconds * prices.sfn_express_per_gb_second * EVENTS
+        )
+    else:
+        raise ValueError(machine)
+    costs["total"] = sum(costs.values())
+    return {key: round(value, 4) for key, value in costs.items()}
+
+
+def one_state_per_step(intake: Usage, one_step_loop: Usage, steps: int) -> Usage:
+    """The baseline: the state loop handing back to the state machine after every step.
+
+    One step-function invocation per service step, each costing what the measured 1-step
+    event's state loop costs (it loads the event, runs one step, checkpoints), and the
+    transitions of Run -> Route per step, then Done: 2N + 1. The intake is the event's own.
+    """
+    return Usage(
+        http_requests=intake.http_requests,
+        lambda_invocations=intake.lambda_invocations + steps * one_step_loop.lambda_invocations,
+        lambda_gb_seconds=intake.lambda_gb_seconds + steps * one_step_loop.lambda_gb_seconds,
+        read_units=intake.read_units + steps * one_step_loop.read_units,
+        write_units=intake.write_units + steps * one_step_loop.write_units,
+        transitions=2 * steps + 1,
+        executions=1,
+        execution_ms=steps * one_step_loop.execution_ms,
+    )
+
+
+def prices_table() -> dict[str, object]:
+    return {"as_of": PRICES_AS_OF, "region": "us-east-1", **asdict(PRICES), "sources": SOURCES}

@@ -1,0 +1,652 @@
+"""AWS requests per event, counted in the local runtime by botocore's own events.
+
+The runtime runs in this process (machinery_core.local.runtime.LocalRuntime, not the
+`machinery local` subprocess), so one set of botocore hooks sees every AWS request the API
+and step handlers make:
+
+- `before-parameter-build` and `after-call` handlers are appended to botocore's
+  BUILTIN_HANDLERS before the runtime starts (moto does the same with its stubber): every
+  botocore session created afterwards, and so every client of the runtime and the handlers,
+  carries them. A request is counted by service and operation when its answer arrives
+  (errors included), in the phase of the Lambda invocation whose thread made it: `intake`
+  (the API function serving POST /e/...), `callback` (the API function serving POST
+  /callbacks/...), `state loop` (the step function) or `outside` (no invocation).
+- DynamoDB capacity units: see capacity.py (computed from the items before and after
+  each request; moto's ConsumedCapacity is checked and reported, not used, while it is a
+  constant).
+- Lambda invocations: counted where the runtime invokes a handler (API Gateway -> the API
+  function; the state machine's Task -> the step function), with each one's wall time; the
+  step function's are cross-checked against the execution history's TaskScheduled events.
+- Step Functions state transitions: the `...StateEntered` events of moto's execution
+  history (GetExecutionHistory), which its interpreter records as it runs.
+
+One event runs at a time on a quiet runtime: every request between the send and the end of
+the event (its execution ended and no invocation still running) is the event's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import capacity
+import load
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+HOST = load.HOST
+READS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"}
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+EVENT_SECONDS = 60.0
+SETTLE_SECONDS = 0.05
+PHASES = ("intake", "state loop", "callback", "api", "outside")
+
+_local = threading.local()
+
+
+# --- the workflows measured ----------------------------------------------------------------
+
+
+def _transform(service: str, context: dict[str, Any]) -> dict[str, Any]:
+    message = context["message"]
+    if service == "upper":
+        return {"message": message.upper()}
+    if service in ("reverse", "reverse-later"):
+        return {"message": message[::-1]}
+    if service == "space-counter":
+        return {"space_count": message.count(" ")}
+    raise ValueError(service)
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str  # how the report names it
+    workflow: dict[str, Any]
+    callback_steps: int = 0
+
+    @property
+    def name(self) -> str:
+        return str(self.workflow["name"])
+
+    @property
+    def services(self) -> list[str]:
+        return list(self.workflow["spec"]["services"])
+
+    @property
+    def steps(self) -> int:
+        return len(self.services)
+
+    @property
+    def sync_runs(self) -> int:
+        """Runs of consecutive sync steps: what one step-function invocation may cover."""
+        runs, in_run = 0, False
+        for service in self.services:
+            sync = service != "reverse-later"
+            runs += sync and not in_run
+            in_run = sync
+        return runs
+
+    def expected(self, data: dict[str, Any]) -> dict[str, Any]:
+        context = dict(data)
+        for service in self.services:
+            context.update(_transform(service, context))
+        return {name: context[name] for name in self.workflow["spec"]["outputs"]}
+
+
+def _example(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((EXAMPLES / "definitions" / name).read_text())
+    return document
+
+
+def _chain(name: str, services: list[str]) -> dict[str, Any]:
+    base = _example("workflow-process-text.json")
+    outputs = dict(base["spec"]["outputs"])
+    if "space-counter" not in services:
+        outputs.pop("space_count")
+    return {
+        "name": name,
+        "spec": {**base["spec"], "services": services, "outputs": outputs},
+    }
+
+
+def cases() -> list[Case]:
+    return [
+        Case("sync-1", _chain("bench-sync-1", ["upper"])),
+        Case("sync-3", _example("workflow-process-text.json")),
+        Case(
+            "sync-10",
+            _chain("bench-sync-10", ["upper", "reverse"] * 4 + ["upper", "space-counter"]),
+        ),
+        Case("callback", _example("workflow-process-text-async.json"), callback_steps=1),
+    ]
+
+
+EVENT_DATA: dict[str, Any] = _example("event-text.json")["data"]
+
+
+# --- what is recorded ----------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    service: str
+    operation: str
+    phase: str
+    status: int | None
+    error: str | None
+    units: capacity.Units
+    moto_units: float | None
+    answer: dict[str, Any] = field(default_factory=dict)  # what the report needs of it
+
+
+@dataclass
+class Invocation:
+    function: str
+    phase: str
+    label: str  # the route, or the step function's action
+    duration_ms: float
+    memory_mb: int
+
+
+class Recorder:
+    """botocore hooks, and the calls and invocations of the window that is open."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: list[Call] | None = None
+        self._invocations: list[Invocation] | None = None
+        self.tables: dict[str, capacity.Table] = {}
+        self.snapshot: capacity.Snapshot = lambda table, key: None
+        self.seen = 0  # every request answered, in a window or not
+        self.hook_errors: list[str] = []
+
+    def install(self) -> None:
+        """Before the runtime starts: every botocore session made afterwards has the hooks."""
+        from botocore import handlers
+
+        handlers.BUILTIN_HANDLERS.extend(
+            [
+                ("provide-client-params.dynamodb", self._ask_capacity),
+                ("before-parameter-build", self._before),
+                ("after-call", self._after),
+                ("after-call-error", self._after_error),
+            ]
+        )
+
+    @contextmanager
+    def window(self) -> Iterator[tuple[list[Call], list[Invocation]]]:
+        calls: list[Call] = []
+        invocations: list[Invocation] = []
+        with self._lock:
+            self._calls, self._invocations = calls, invocations
+        try:
+            yield calls, invocations
+        finally:
+            with self._lock:
+                self._calls = self._invocations = None
+
+    def invocation(self, invocation: Invocation) -> None:
+        with self._lock:
+            if self._invocations is not None:
+                self._invocations.append(invocation)
+
+    # botocore handlers: they never raise into the client
+
+    def _ask_capacity(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if "ReturnConsumedCapacity" in model.input_shape.members:
+            params.setdefault("ReturnConsumedCapacity", "TOTAL")
+
+    def _before(
+        self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any
+    ) -> None:
+        with self._lock:
+            if self._calls is None:
+                return
+        pending = None
+        try:
+            if model.service_model.service_name == "dynamodb":
+                pending = capacity.before_request(model.name, params, self.tables, self.snapshot)
+        except Exception as error:  # a rule this module lacks: say so, count the call anyway
+            self.hook_errors.append(f"{model.name}: {error!r}")
+        context["bench"] = (params, pending, getattr(_local, "phase", "outside"))
+
+    def _after(
+        self,
+        http_response: Any,
+        parsed: dict[str, Any],
+        model: Any,
+        context: dict[str, Any],
+        **_: Any,
+    ) -> None:
+        self.seen += 1
+        if "bench" not in context:
+            return
+        params, pending, phase = context.pop("bench")
+        service = model.service_model.service_name
+        units, moto = capacity.Units(), None
+        if service == "dynamodb":
+            moto = capacity.moto_units(parsed)
+            try:
+                if pending is not None:
+                    units = capacity.after_request(
+                        pending, params, parsed, self.tables, self.snapshot
+                    )
+            except Exception as problem:
+                self.hook_errors.append(f"{model.name}: {problem!r}")
+        answer = {}
+        if model.name == "StartExecution":
+            answer["executionArn"] = parsed.get("executionArn")
+        status = getattr(http_response, "status_code", None)
+        error = (parsed.get("Error") or {}).get("Code") if status and status >= 300 else None
+        self._add(Call(service, model.name, phase, status, error, units, moto, answer))
+
+    def _after_error(self, model: Any, context: dict[str, Any], exception: Any, **_: Any) -> None:
+        self.seen += 1
+        if "bench" not in context:
+            return
+        _, _, phase = context.pop("bench")
+        service = model.service_model.service_name
+        error = type(exception).__name__
+        self._add(Call(service, model.name, phase, None, error, capacity.Units(), None))
+
+    def _add(self, call: Call) -> None:
+        with self._lock:
+            if self._calls is not None:
+                self._calls.append(call)
+
+
+# --- the runtime -----------------------------------------------------------------------------
+
+
+def _counting_runtime_class() -> type[Any]:
+    """LocalRuntime with its invocations and execution ends reported (imported late: moto)."""
+    from machinery_core.local.runtime import STACK, LocalRuntime
+
+    class CountingRuntime(LocalRuntime):  # type: ignore[misc]
+        def __init__(self, template: Path, recorder: Recorder, **options: Any) -> None:
+            super().__init__(template, **options)
+            self.recorder = recorder
+            self.ended: dict[str, str] = {}
+            self._active = 0
+            self._changed = threading.Condition()
+
+        def invoke(self, function: str, payload: dict[str, Any]) -> tuple[Any, str | None]:
+            deployed = next(
+                (
+                    f
+                    for f in self.functions.values()
+                    if function in (f.arn, f.spec.logical_id, f"{STACK}-{f.spec.logical_id}")
+                ),
+                None,
+            )
+            name = deployed.spec.logical_id if deployed else function
+            if deployed is not None and deployed.spec.routes:
+                label = str(payload.get("routeKey", "?"))
+                phase = {"POST /e/{workflow_id}": "intake"}.get(label, "api")
+                phase = "callback" if label.startswith("POST /callbacks/") else phase
+            else:
+                label, phase = str(payload.get("action", "advance")), "state loop"
+            outer = getattr(_local, "phase", None)
+            _local.phase = phase
+            with self._changed:
+                self._active += 1
+            started = time.perf_counter()
+            try:
+                return super().invoke(function, payload)  # type: ignore[no-any-return]
+            finally:
+                elapsed = (time.perf_counter() - started) * 1000
+                _local.phase = outer
+                memory = deployed.spec.memory_mb if deployed else 0
+                self.recorder.invocation(Invocation(name, phase, label, elapsed, memory))
+                with self._changed:
+                    self._active -= 1
+                    self._changed.notify_all()
+
+        def _execution_ended(self, execution_input: dict[str, Any], status: str) -> None:
+            try:
+                super()._execution_ended(execution_input, status)
+            finally:
+                with self._changed:
+                    self.ended[str(execution_input.get("event_id"))] = status
+                    self._changed.notify_all()
+
+        def wait_quiet(self, event_id: str, timeout: float) -> bool:
+            """Until the event's execution has ended and no invocation is running."""
+            with self._changed:
+                return bool(
+                    self._changed.wait_for(
+                        lambda: event_id in self.ended and self._active == 0, timeout
+                    )
+                )
+
+    return CountingRuntime
+
+
+def _moto_tables() -> dict[str, capacity.Table]:
+    from moto.dynamodb.models import dynamodb_backends
+
+    from machinery_core.local.runtime import ACCOUNT, REGION
+
+    tables = {}
+    for name, table in dynamodb_backends[ACCOUNT][REGION].tables.items():
+        indexes = tuple(
+            capacity.Index(
+                index.name,
+                tuple(index.schema_key_attrs),
+                (index.projection or {}).get("ProjectionType", "ALL"),
+                tuple((index.projection or {}).get("NonKeyAttributes", [])),
+            )
+            for index in table.global_indexes
+        )
+        keys = tuple(key for key in (table.hash_key_attr, table.range_key_attr) if key)
+        tables[name] = capacity.Table(name, keys, indexes)
+    return tables
+
+
+def _moto_snapshot(table: str, key: capacity.Attributes) -> capacity.Attributes | None:
+    """The stored item, read from moto's backend directly (no request, nothing counted)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    from machinery_core.local.runtime import ACCOUNT, REGION
+
+    try:
+        item = dynamodb_backends[ACCOUNT][REGION].get_item(table, key)
+    except Exception:
+        return None
+    if item is None:
+        return None
+    attributes: capacity.Attributes = item.to_json()["Attributes"]
+    return attributes
+
+
+def probe_moto_capacity(client: Any, table: str) -> dict[str, Any]:
+    """Does moto's ConsumedCapacity follow the item size? A 5 KB item costs 5 write units."""
+    item = {"PK": {"S": "BENCH#probe"}, "SK": {"S": "PROBE"}, "blob": {"S": "x" * 5000}}
+    answer = client.put_item(TableName=table, Item=item, ReturnConsumedCapacity="TOTAL")
+    client.delete_item(TableName=table, Key={"PK": item["PK"], "SK": item["SK"]})
+    said = capacity.moto_units(answer)
+    computed = capacity.write_units(capacity.item_size(item))
+    return {"moto_units": said, "computed_units": computed, "size_aware": said == computed}
+
+
+# --- running the events ------------------------------------------------------------------------
+
+
+def _start_services(names: list[str]) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    ports = {name: load.free_port() for name in names}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(EXAMPLES / "services" / "serve.py"),
+            *(f"{name}={port}" for name, port in ports.items()),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + load.STARTUP_SECONDS
+    try:
+        for port in ports.values():
+            load._wait_listening(port, process, deadline)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process, ports
+
+
+def _post(runtime: Any, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    answer = runtime.handle_http(
+        "POST", path, {"content-type": "application/json"}, json.dumps(body).encode()
+    )
+    return answer.status, json.loads(answer.body or b"{}")
+
+
+def _history(stepfunctions: Any, execution_arn: str | None) -> dict[str, Any]:
+    if not execution_arn:
+        return {"transitions": None, "lambda_tasks": None, "execution_ms": None, "states": []}
+    events = stepfunctions.get_execution_history(executionArn=execution_arn, maxResults=1000)[
+        "events"
+    ]
+    entered = [e for e in events if e["type"].endswith("StateEntered")]
+    times = [e["timestamp"] for e in events if e["type"].startswith("Execution")]
+    return {
+        "transitions": len(entered),
+        "lambda_tasks": sum(e["type"] == "TaskScheduled" for e in events),
+        "execution_ms": (max(times) - min(times)).total_seconds() * 1000 if times else None,
+        "states": [e["stateEnteredEventDetails"]["name"] for e in entered],
+    }
+
+
+def summarize(
+    calls: list[Call], invocations: list[Invocation], history: dict[str, Any]
+) -> dict[str, Any]:
+    """One event's counts (exact) and timings (measured), split by phase."""
+    requests = Counter(f"{c.service}:{c.operation}" for c in calls)
+    phases: dict[str, Any] = {}
+    for phase in PHASES:
+        mine = [c for c in calls if c.phase == phase]
+        if not mine and phase not in ("intake", "state loop"):
+            continue
+        phases[phase] = _dynamodb(mine) | {
+            "requests": dict(sorted(Counter(f"{c.service}:{c.operation}" for c in mine).items())),
+            "lambda_invocations": sum(i.phase == phase for i in invocations),
+        }
+    by_function = Counter(i.function for i in invocations)
+    by_label = Counter(f"{i.function} {i.label}" for i in invocations)
+    api = [i for i in invocations if i.phase in ("intake", "callback", "api")]
+    counts = {
+        "requests": dict(sorted(requests.items())),
+        "errors": sorted(f"{c.operation}: {c.error}" for c in calls if c.error),
+        "dynamodb": _dynamodb(calls),
+        "lambda": {
+            "invocations": len(invocations),
+            "by_function": dict(sorted(by_function.items())),
+            "by_label": dict(sorted(by_label.items())),
+        },
+        "stepfunctions": {
+            "executions_started": requests["stepfunctions:StartExecution"],
+            "transitions": history["transitions"],
+            "history_lambda_tasks": history["lambda_tasks"],
+            "states": history["states"],
+        },
+        "http_api_requests": len(api),
+        "phases": phases,
+    }
+    durations: dict[str, float] = {}
+    for invocation in invocations:
+        durations[invocation.function] = durations.get(invocation.function, 0.0) + (
+            invocation.duration_ms
+        )
+    gb_seconds = {
+        phase: sum(_billed_gb_seconds(i) for i in invocations if i.phase == phase)
+        for phase in phases
+    }
+    timings = {
+        "lambda_duration_ms": {k: round(v, 2) for k, v in sorted(durations.items())},
+        "lambda_gb_seconds": sum(_billed_gb_seconds(i) for i in invocations),
+        "lambda_gb_seconds_by_phase": gb_seconds,
+        "execution_ms": history["execution_ms"],
+    }
+    return {"counts": counts, "timings": timings}
+
+
+def _billed_gb_seconds(invocation: Invocation) -> float:
+    """Lambda bills each invocation's duration rounded up to the millisecond."""
+    return math.ceil(invocation.duration_ms) / 1000 * invocation.memory_mb / 1024
+
+
+def _dynamodb(calls: list[Call]) -> dict[str, Any]:
+    mine = [c for c in calls if c.service == "dynamodb"]
+    total = capacity.Units()
+    for call in mine:
+        total.add(call.units)
+    moto = [c.moto_units for c in mine if c.moto_units is not None]
+    return {
+        "reads": sum(c.operation in READS for c in mine),
+        "writes": sum(c.operation in WRITES for c in mine),
+        "other": sum(c.operation not in READS | WRITES for c in mine),
+        "read_units": total.read,
+        "write_units": total.write + total.index_write,
+        "table_write_units": total.write,
+        "index_write_units": total.index_write,
+        "moto_reported_units": sum(moto) if moto else None,
+    }
+
+
+def _median_timings(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    timings = [s["timings"] for s in summaries]
+    functions = sorted({name for t in timings for name in t["lambda_duration_ms"]})
+    executions = [t["execution_ms"] for t in timings if t["execution_ms"] is not None]
+    return {
+        "lambda_duration_ms": {
+            name: round(
+                statistics.median(t["lambda_duration_ms"].get(name, 0.0) for t in timings), 2
+            )
+            for name in functions
+        },
+        "lambda_gb_seconds": statistics.median(t["lambda_gb_seconds"] for t in timings),
+        "lambda_gb_seconds_by_phase": {
+            phase: statistics.median(
+                t["lambda_gb_seconds_by_phase"].get(phase, 0.0) for t in timings
+            )
+            for phase in timings[0]["lambda_gb_seconds_by_phase"]
+        },
+        "execution_ms": statistics.median(executions) if executions else None,
+    }
+
+
+_measured = False
+
+
+def measure(events_per_case: int, template: Path = ROOT / "template.yaml") -> dict[str, Any]:
+    """Run every case's events one at a time; their counts, timings and outcomes.
+
+    Once per process: the hooks and moto's seams are installed for good, bound to the first
+    runtime.
+    """
+    global _measured
+    if _measured:
+        raise RuntimeError("counting.measure runs once per process")
+    _measured = True
+    recorder = Recorder()
+    recorder.install()
+    runtime = _counting_runtime_class()(
+        template, recorder, allowed_service_hosts="127.0.0.0/8"
+    ).start()
+    import boto3
+
+    from machinery_core.local.runtime import REGION
+    from machinery_core.local.server import serve
+
+    server = serve(runtime, HOST, 0)
+    runtime.serve_at(f"http://{HOST}:{server.server_address[1]}")  # callbacks come back here
+    all_cases = cases()
+    names = sorted({s for case in all_cases for s in case.services})
+    services, ports = _start_services(names)
+    try:
+        recorder.tables = _moto_tables()
+        recorder.snapshot = _moto_snapshot
+        probe = probe_moto_capacity(
+            boto3.client("dynamodb", region_name=REGION), runtime.table_name
+        )
+        stepfunctions = boto3.client("stepfunctions", region_name=REGION)
+        seen_before = recorder.seen
+        for name, port in ports.items():
+            definition = _example(f"service-{name}.json")
+            definition["address"] = f"http://{HOST}:{port}/"
+            status, body = _post(runtime, "/services", definition)
+            if status != 201:
+                raise RuntimeError(f"registering {name}: {status} {body}")
+        for case in all_cases:
+            status, body = _post(runtime, "/workflows", case.workflow)
+            if status != 201:
+                raise RuntimeError(f"registering {case.name}: {status} {body}")
+        if recorder.seen == seen_before:
+            raise RuntimeError("the botocore hooks saw none of the registrations' requests")
+        results = {
+            case.key: _measure_case(runtime, recorder, stepfunctions, case, events_per_case)
+            for case in all_cases
+        }
+    finally:
+        services.terminate()
+        services.wait(timeout=10)
+        server.shutdown()
+        runtime.stop()
+    return {
+        "method": {
+            "requests": "botocore before-parameter-build/after-call hooks on every session "
+            "(BUILTIN_HANDLERS), in-process local runtime, one event at a time",
+            "lambda_invocations": "counted where the local runtime invokes a handler",
+            "transitions": "moto's execution history: events whose type ends in StateEntered",
+            "capacity_units": capacity.SOURCE_MOTO
+            if probe["size_aware"]
+            else capacity.SOURCE_COMPUTED,
+            "moto_capacity_probe": probe,
+            "hook_errors": recorder.hook_errors[:20],
+            "event_data": EVENT_DATA,
+        },
+        "cases": results,
+    }
+
+
+def _measure_case(
+    runtime: Any, recorder: Recorder, stepfunctions: Any, case: Case, events: int
+) -> dict[str, Any]:
+    summaries, outcomes = [], []
+    for _ in range(events):
+        with recorder.window() as (calls, invocations):
+            status, body = _post(runtime, f"/e/{case.name}", {"data": EVENT_DATA})
+            event_id = body.get("event_id")
+            quiet = status == 202 and runtime.wait_quiet(event_id, EVENT_SECONDS)
+            time.sleep(SETTLE_SECONDS)  # anything still on its way is the event's too
+        arn = next(
+            (c.answer.get("executionArn") for c in calls if c.operation == "StartExecution"), None
+        )
+        history = _history(stepfunctions, arn) if quiet else _history(stepfunctions, None)
+        summaries.append(summarize(list(calls), list(invocations), history))
+        outcomes.append(_outcome(runtime, case, status, event_id, quiet))
+    counts = [s["counts"] for s in summaries]
+    per_event = counts[0]
+    return {
+        "workflow": case.name,
+        "services": case.services,
+        "steps": case.steps,
+        "sync_runs": case.sync_runs,
+        "callback_steps": case.callback_steps,
+        "events": events,
+        "consistent": all(c == per_event for c in counts),
+        "per_event": per_event,
+        "per_event_all": counts if any(c != per_event for c in counts) else None,
+        "timings": _median_timings(summaries),
+        "outcomes": outcomes,
+        "right": sum(o["right"] for o in outcomes),
+    }
+
+
+def _outcome(
+    runtime: Any, case: Case, status: int, event_id: str | None, quiet: bool
+) -> dict[str, Any]:
+    if status != 202 or not event_id:
+        return {"event_id": None, "status": f"refused {status}", "right": False}
+    answer = runtime.handle_http("GET", f"/events/{event_id}", {}, b"")
+    event = json.loads(answer.body or b"{}")
+    right = (
+        quiet
+        and event.get("status") == "SUCCEEDED"
+        and event.get("outputs") == case.expected(EVENT_DATA)
+    )
+    return {"event_id": event_id, "status": event.get("status"), "ended": quiet, "right": right}
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 1), indent=2, default=str))

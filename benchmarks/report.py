@@ -1,0 +1,598 @@
+"""The suite's report: the modelled costs, every target's status, and the Markdown tables.
+
+A target is `met` only when its figure was measured in this run and satisfies it; a figure
+that was not measured (or not at the target's scale, like a quick run's small burst) says
+so, and a target defined on another machine shape (2 cores) says `n/a` rather than `met`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import costs
+
+MET, NOT_MET, NOT_MEASURED, NOT_APPLICABLE = "met", "NOT MET", "not measured", "n/a"
+TARGET_CORES = 2
+BURST_TARGET = 2000
+
+
+# --- usage and costs -----------------------------------------------------------------------
+
+
+def usage_of(case: dict[str, Any]) -> costs.Usage:
+    counts, timings = case["per_event"], case["timings"]
+    return costs.Usage(
+        http_requests=counts["http_api_requests"],
+        lambda_invocations=counts["lambda"]["invocations"],
+        lambda_gb_seconds=timings["lambda_gb_seconds"],
+        read_units=counts["dynamodb"]["read_units"],
+        write_units=counts["dynamodb"]["write_units"],
+        transitions=counts["stepfunctions"]["transitions"] or 0,
+        executions=counts["stepfunctions"]["executions_started"],
+        execution_ms=timings["execution_ms"] or 0.0,
+        secrets_calls=sum(
+            n for key, n in counts["requests"].items() if key.startswith("secretsmanager:")
+        ),
+    )
+
+
+def phase_usage(case: dict[str, Any], phase: str) -> costs.Usage:
+    part = case["per_event"]["phases"].get(phase)
+    if part is None:
+        return costs.Usage(0, 0, 0, 0, 0, 0, 0, 0)
+    invocations = part["lambda_invocations"]
+    return costs.Usage(
+        http_requests=invocations if phase in ("intake", "callback", "api") else 0,
+        lambda_invocations=invocations,
+        lambda_gb_seconds=case["timings"]["lambda_gb_seconds_by_phase"].get(phase, 0.0),
+        read_units=part["read_units"],
+        write_units=part["write_units"],
+        transitions=0,
+        executions=0,
+        execution_ms=(case["timings"]["execution_ms"] or 0.0) if phase == "state loop" else 0.0,
+    )
+
+
+def model_costs(cases: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    modelled: dict[str, dict[str, Any]] = {}
+    one_step = cases.get("sync-1")
+    for key, case in cases.items():
+        usage = usage_of(case)
+        sync = case["callback_steps"] == 0
+        baseline = None
+        if sync and one_step is not None:
+            baseline = costs.one_state_per_step(
+                phase_usage(case, "intake"), phase_usage(one_step, "state loop"), case["steps"]
+            )
+        modelled[key] = {
+            "usage": vars(usage),
+            "STANDARD": costs.cost_per_million(usage, "STANDARD"),
+            # EXPRESS cannot wait for a task token: no callback steps there.
+            "EXPRESS": costs.cost_per_million(usage, "EXPRESS") if sync else None,
+            "baseline": costs.cost_per_million(baseline, "STANDARD") if baseline else None,
+            "baseline_usage": vars(baseline) if baseline else None,
+        }
+    return modelled
+
+
+# --- targets -------------------------------------------------------------------------------
+
+
+def _target(figure: str, target: str, measured: str, status: str, note: str = "") -> dict[str, str]:
+    return {
+        "figure": figure,
+        "target": target,
+        "measured": measured,
+        "status": status,
+        "note": note,
+    }
+
+
+def _status(ok: bool | None) -> str:
+    return NOT_MEASURED if ok is None else MET if ok else NOT_MET
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.{digits}f}"
+    return str(int(value)) if isinstance(value, float) else str(value)
+
+
+def _advances(case: dict[str, Any]) -> int:
+    labels = case["per_event"]["lambda"]["by_label"]
+    return sum(n for label, n in labels.items() if label.endswith(" advance"))
+
+
+def targets(document: dict[str, Any]) -> list[dict[str, str]]:
+    found: list[dict[str, str]] = []
+    cases = document["counts"]["cases"]
+    one, three, ten = cases.get("sync-1"), cases.get("sync-3"), cases.get("sync-10")
+    if one and three and ten:
+        span = ten["steps"] - one["steps"]
+
+        def marginal(kind: str) -> tuple[float, float, bool]:
+            first, last = one["per_event"]["dynamodb"][kind], ten["per_event"]["dynamodb"][kind]
+            step = (last - first) / span
+            fixed = first - step * one["steps"]
+            linear = (
+                abs(fixed + step * three["steps"] - three["per_event"]["dynamodb"][kind]) < 1e-9
+            )
+            return step, fixed, linear
+
+        writes, fixed_writes, linear_w = marginal("writes")
+        units, _, _ = marginal("write_units")
+        found.append(
+            _target(
+                "DynamoDB writes per sync step, beyond a fixed cost per event",
+                "≤ 1",
+                f"{_num(writes)} per step + {_num(fixed_writes)} per event "
+                f"({_num(units)} WRU per step)",
+                _status(writes <= 1),
+                "" if linear_w else "not linear in the steps: see the per-event table",
+            )
+        )
+        reads, fixed_reads, linear_r = marginal("reads")
+        found.append(
+            _target(
+                "DynamoDB reads per sync step, beyond a fixed cost per event",
+                "0",
+                f"{_num(reads)} per step + {_num(fixed_reads)} per event",
+                _status(reads == 0),
+                "" if linear_r else "not linear in the steps: see the per-event table",
+            )
+        )
+    else:
+        found.append(
+            _target("DynamoDB writes and reads per sync step", "≤ 1 and 0", "-", NOT_MEASURED)
+        )
+    runs = [(key, _advances(c), c["sync_runs"]) for key, c in cases.items()]
+    found.append(
+        _target(
+            "Step-function invocations per run of consecutive sync steps",
+            "≤ 1",
+            ", ".join(f"{key}: {n} for {r} run{'s' * (r != 1)}" for key, n, r in runs),
+            _status(all(n <= r for _, n, r in runs) if runs else None),
+            "counts the `advance` invocations; a callback step adds its `dispatch` invocation",
+        )
+    )
+    transitions = three["per_event"]["stepfunctions"]["transitions"] if three else None
+    found.append(
+        _target(
+            "State transitions, 3-step sync event",
+            "≤ 4",
+            _num(transitions),
+            _status(None if transitions is None else transitions <= 4),
+        )
+    )
+    modelled = document["costs"].get("sync-3")
+    for machine, limit in (("EXPRESS", 5.0), ("STANDARD", 80.0)):
+        total = modelled[machine]["total"] if modelled and modelled[machine] else None
+        found.append(
+            _target(
+                f"Cost per 1M 3-step events, {machine}",
+                f"≤ ${limit:.0f}",
+                "-" if total is None else f"${total:.2f}",
+                _status(None if total is None else total <= limit),
+            )
+        )
+    for name, handler in document["cold_init"]["handlers"].items():
+        if name == "bare boto3":
+            continue
+        found.append(
+            _target(
+                f"Cold init, {name}",
+                "≤ 1.3 × bare boto3",
+                f"{handler['init_ratio']} × ({_num(handler['init_ms'], 1)} ms vs "
+                f"{_num(document['cold_init']['handlers']['bare boto3']['init_ms'], 1)} ms)",
+                _status(handler["init_ratio"] <= 1.3),
+            )
+        )
+    p50 = document["latency"]["end_to_end_ms"]["p50"]
+    found.append(
+        _target(
+            "Local latency p50, 3-step example end to end",
+            "≤ 40 ms",
+            f"{_num(p50, 1)} ms",
+            _status(None if p50 is None else p50 <= 40),
+        )
+    )
+    ratio = document["latency_ratio"]
+    found.append(
+        _target(
+            "Local latency p50 ÷ the direct calls' p50",
+            "≤ 7 ×",
+            f"{_num(ratio)} ×",
+            _status(None if ratio is None else ratio <= 7),
+        )
+    )
+    rates = [t["throughput"]["completion_events_per_second"] for t in document["throughput"]]
+    cores = document["machine"]["usable_cpus"] or document["machine"]["cpus"]
+    lowest = min(rates) if rates and None not in rates else None
+    status = _status(None if lowest is None else lowest >= 25)
+    if cores != TARGET_CORES and status != NOT_MEASURED:
+        status = NOT_APPLICABLE
+    found.append(
+        _target(
+            "Local throughput (lowest of 1, 8 and 32 senders)",
+            "≥ 25 events/s on 2 cores",
+            f"{_num(lowest, 1)} events/s on {cores} cores",
+            status,
+            "" if cores == TARGET_CORES else f"the target is for {TARGET_CORES} cores",
+        )
+    )
+    burst = document["burst"]
+    counts = burst["counts"]
+    unended = counts["not_ended"] + counts["lost"]
+    status = NOT_MET if unended else (MET if burst["events"] >= BURST_TARGET else NOT_MEASURED)
+    found.append(
+        _target(
+            "Events left RUNNING (or lost) in a burst",
+            f"0 of {BURST_TARGET:,}",
+            f"{unended} of {burst['events']:,}",
+            status,
+            "" if burst["events"] >= BURST_TARGET else f"the burst was {burst['events']} events",
+        )
+    )
+    return found
+
+
+def failures(results: dict[str, Any]) -> list[str]:
+    """What makes the suite fail: events refused, lost, wrong or unended (never speed)."""
+    found = []
+    for key, case in results["counts"]["cases"].items():
+        if case["right"] != case["events"]:
+            found.append(
+                f"counting {key}: {case['events'] - case['right']} events wrong or unended"
+            )
+    if results["latency"]["wrong_count"]:
+        found.append(f"latency: {results['latency']['wrong_count']} events wrong or unended")
+    for run in [*results["throughput"], results["burst"]]:
+        if not run["passed"]:
+            bad = {
+                k: v
+                for k, v in run["counts"].items()
+                if k not in ("sent", "acknowledged", "succeeded") and v
+            }
+            found.append(f"{run['events']} events from {run['concurrency']} senders: {bad}")
+    return found
+
+
+def build(meta: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    document = {
+        "benchmark": "machinery",
+        **meta,
+        "prices": costs.prices_table(),
+        **results,
+        "costs": model_costs(results["counts"]["cases"]),
+        "latency_ratio": _latency_ratio(results),
+    }
+    document["targets"] = targets(document)
+    document["failures"] = failures(results)
+    return document
+
+
+def _latency_ratio(results: dict[str, Any]) -> float | None:
+    local, direct = results["latency"]["end_to_end_ms"]["p50"], results["direct"]["ms"]["p50"]
+    return round(local / direct, 2) if local is not None and direct else None
+
+
+# --- Markdown --------------------------------------------------------------------------------
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:.2f}"
+
+
+def _requests(requests: dict[str, int]) -> str:
+    return ", ".join(f"{key.split(':')[1]} {n}" for key, n in requests.items()) or "-"
+
+
+def markdown(document: dict[str, Any]) -> str:
+    config, machine, git = document["config"], document["machine"], document["git"]
+    commit = (git["commit"] or "?")[:12] + (" (uncommitted changes)" if git["dirty"] else "")
+    lines = [
+        "# Machinery benchmarks",
+        "",
+        f"{document['date']} · commit {commit} · {machine['usable_cpus'] or machine['cpus']} "
+        f"CPUs, Python {machine['python']}, {machine['platform']} · configuration "
+        f"`{config['name']}` · {document['seconds']} s",
+        "",
+        "Generated by `make bench` (benchmarks/bench.py); every number is in latest.json.",
+        "Benchmarks report: nothing here fails on speed.",
+        "",
+        "## Targets",
+        "",
+    ]
+    lines += _table(
+        ["figure", "target", "measured", "status", "note"],
+        [
+            [t["figure"], t["target"], t["measured"], f"**{t['status']}**", t["note"]]
+            for t in document["targets"]
+        ],
+    )
+    if document["failures"]:
+        lines += ["**Failures:** " + "; ".join(document["failures"]), ""]
+    lines += _counts_section(document)
+    lines += _costs_section(document)
+    lines += _cold_section(document)
+    lines += _local_section(document)
+    return "\n".join(lines)
+
+
+def _counts_section(document: dict[str, Any]) -> list[str]:
+    counts = document["counts"]
+    cases = counts["cases"]
+    lines = [
+        "## 1. AWS requests per event",
+        "",
+        "Counted, not estimated: botocore hooks on every client of an in-process local "
+        "runtime, one event at a time (the example event, "
+        f"{counts['method']['event_data']}); Lambda invocations where the runtime invokes a "
+        "handler; state transitions from the execution history. Capacity units: "
+        f"{counts['method']['capacity_units']}.",
+        "",
+    ]
+    rows = []
+    for key, case in cases.items():
+        per = case["per_event"]
+        dynamo, lam, sfn = per["dynamodb"], per["lambda"], per["stepfunctions"]
+        steps = case["steps"]
+        rows.append(
+            [
+                f"{key} ({case['workflow']})",
+                steps,
+                f"{dynamo['reads']} ({_num(dynamo['read_units'])} RRU)",
+                f"{dynamo['writes']} ({_num(dynamo['write_units'])} WRU: "
+                f"{_num(dynamo['table_write_units'])} table + "
+                f"{_num(dynamo['index_write_units'])} index)",
+                " + ".join(f"{n} {f}" for f, n in lam["by_function"].items()),
+                sfn["executions_started"],
+                sfn["transitions"],
+                f"{_num(dynamo['reads'] / steps)} / {_num(dynamo['writes'] / steps)} / "
+                f"{_num(lam['invocations'] / steps)} / {_num((sfn['transitions'] or 0) / steps)}",
+                "yes" if case["consistent"] else f"**no** ({case['events']} events)",
+            ]
+        )
+    lines += _table(
+        [
+            "workflow",
+            "steps",
+            "DynamoDB reads",
+            "DynamoDB writes",
+            "Lambda invocations",
+            "executions",
+            "state transitions",
+            "per step: reads / writes / invocations / transitions",
+            "same for every event",
+        ],
+        rows,
+    )
+    rows = []
+    for key, case in cases.items():
+        for phase, part in case["per_event"]["phases"].items():
+            rows.append(
+                [
+                    key,
+                    phase,
+                    _requests(part["requests"]),
+                    _num(part["read_units"]),
+                    _num(part["write_units"]),
+                    part["lambda_invocations"],
+                ]
+            )
+    lines += [
+        "By phase (intake: the API serving POST /e; state loop: the step function; "
+        "callback: the API serving the callback):",
+        "",
+    ]
+    lines += _table(["workflow", "phase", "requests", "RRU", "WRU", "invocations"], rows)
+    labels = {key: case["per_event"]["lambda"]["by_label"] for key, case in cases.items()}
+    lines += [
+        "Lambda invocations by route or action: "
+        + "; ".join(
+            f"{key}: " + ", ".join(f"{label} × {n}" for label, n in found.items())
+            for key, found in labels.items()
+        ),
+        "",
+    ]
+    probe = counts["method"]["moto_capacity_probe"]
+    lines += [
+        f"moto's own ConsumedCapacity for a 5 KB PutItem: {probe['moto_units']} "
+        f"(DynamoDB bills {probe['computed_units']}), so the units above are "
+        + ("moto's." if probe["size_aware"] else "computed from the items' sizes."),
+        "",
+    ]
+    return lines
+
+
+def _costs_section(document: dict[str, Any]) -> list[str]:
+    prices = document["prices"]
+    lines = [
+        "## 2. Modelled cost per 1 million events",
+        "",
+        f"From the counts above at us-east-1 on-demand prices as of {prices['as_of']} "
+        "(benchmarks/costs.py), with the Lambda durations measured here (the handlers in "
+        "process, on this machine, at the template's memory size). The baseline is the same "
+        "state loop handing back to the state machine after every step on STANDARD: one "
+        "step-function invocation per step (each as the 1-step event's) and 2N + 1 "
+        "transitions.",
+        "",
+    ]
+    rows = []
+    for key, modelled in document["costs"].items():
+        for design, label in (
+            ("STANDARD", "STANDARD"),
+            ("EXPRESS", "EXPRESS"),
+            ("baseline", "one state per step, STANDARD"),
+        ):
+            cost = modelled[design]
+            if cost is None:
+                reason = "callback steps need STANDARD" if design == "EXPRESS" else "-"
+                rows.append([key, label, "-", "-", "-", "-", "-", reason])
+                continue
+            rows.append(
+                [
+                    key,
+                    label,
+                    _money(cost["http_api"]),
+                    _money(cost["lambda_requests"] + cost["lambda_duration"]),
+                    _money(cost["dynamodb_writes"] + cost["dynamodb_reads"]),
+                    _money(cost["step_functions"]),
+                    _money(cost["secrets_manager"]),
+                    f"**{_money(cost['total'])}**",
+                ]
+            )
+    lines += _table(
+        [
+            "workflow",
+            "design",
+            "HTTP API",
+            "Lambda",
+            "DynamoDB",
+            "Step Functions",
+            "Secrets",
+            "total",
+        ],
+        rows,
+    )
+    lines += [
+        f"Prices: HTTP API ${prices['http_api_per_million_requests']}/M requests; Lambda "
+        f"${prices['lambda_per_million_requests']}/M requests + ${prices['lambda_per_gb_second']}"
+        f"/GB-s; DynamoDB ${prices['dynamodb_per_million_write_units']}/M write units, "
+        f"${prices['dynamodb_per_million_read_units']}/M read units; Step Functions STANDARD "
+        f"${prices['sfn_standard_per_thousand_transitions']}/1,000 transitions, EXPRESS "
+        f"${prices['sfn_express_per_million_requests']}/M requests + "
+        f"${prices['sfn_express_per_gb_second']}/GB-s (64 MB, 100 ms steps). Not modelled: "
+        "CloudWatch Logs, X-Ray, storage, backups, data transfer, free tiers.",
+        "",
+    ]
+    return lines
+
+
+def _cold_section(document: dict[str, Any]) -> list[str]:
+    cold = document["cold_init"]
+    handlers = cold["handlers"]
+    runs = next(iter(handlers.values()))["runs"]
+    lines = [
+        "## 3. Cold init",
+        "",
+        f"A fresh `python -c` process per run (median of {runs}), with the function's Lambda "
+        "environment: import the handler module from its CodeUri, then build its dependencies "
+        "as the first invocation does; the bare handler imports boto3 and creates one client. "
+        f"Python {cold['python']}: {cold['note']}.",
+        "",
+    ]
+    rows = [
+        [
+            name,
+            _num(h["init_ms"], 1),
+            _num(h["import_ms"], 1),
+            _num(h["process_ms"], 1),
+            _num(h["max_rss_mb"], 1),
+            f"{h['init_ratio']} ×",
+            f"{h['rss_ratio']} ×",
+            ", ".join(h["outside_layer"]) or "none",
+        ]
+        for name, h in handlers.items()
+    ]
+    lines += _table(
+        [
+            "handler",
+            "init ms",
+            "of which import ms",
+            "whole process ms",
+            "peak RSS MB",
+            "init ÷ bare",
+            "RSS ÷ bare",
+            "modules from outside the layer",
+        ],
+        rows,
+    )
+    return lines
+
+
+def _local_section(document: dict[str, Any]) -> list[str]:
+    lat, direct = document["latency"], document["direct"]
+    e2e, ack, post, calls = (
+        lat["end_to_end_ms"],
+        lat["acknowledged_to_ended_ms"],
+        lat["post_answer_ms"],
+        direct["ms"],
+    )
+    lines = [
+        "## 4. Local latency",
+        "",
+        f"The 3-step example (process-text, trivial services) through `machinery local` over "
+        f"HTTP, {lat['events']} events one at a time after {lat['warmup']} to warm up: from "
+        "before the POST to the event's `ended_at`. The direct baseline calls the same three "
+        "services in sequence with one keep-alive session.",
+        "",
+    ]
+    rows = [
+        ["local runtime, send → ended", e2e["measured"], e2e["p50"], e2e["p95"], e2e["max"]],
+        ["  of which POST → 202", post["measured"], post["p50"], post["p95"], post["max"]],
+        [
+            "  acknowledged → ended (server clock)",
+            ack["measured"],
+            ack["p50"],
+            ack["p95"],
+            ack["max"],
+        ],
+        [
+            "direct calls, the three services",
+            calls["measured"],
+            calls["p50"],
+            calls["p95"],
+            calls["max"],
+        ],
+    ]
+    lines += _table(["path", "events", "p50 ms", "p95 ms", "max ms"], rows)
+    lines += [f"Ratio of the p50s: {_num(document['latency_ratio'])} ×.", ""]
+    lines += [
+        "## 5. Local throughput",
+        "",
+        "Events sent by C concurrent senders to one `machinery local` process, every one "
+        "polled until it ended and checked against its own expected outputs; completed per "
+        "second from the first acknowledgement to the last end.",
+        "",
+    ]
+    rows = []
+    for run in [*document["throughput"], document["burst"]]:
+        counts, rates, latency = run["counts"], run["throughput"], run["latency_ms"]
+        name = "burst" if run is document["burst"] else "throughput"
+        rows.append(
+            [
+                name,
+                run["concurrency"],
+                run["events"],
+                _num(rates["completion_events_per_second"], 1),
+                _num(rates["acceptance_events_per_second"], 1),
+                latency["p50"],
+                latency["p95"],
+                f"{counts['succeeded']}/{counts['sent']}",
+                counts["not_ended"] + counts["lost"],
+            ]
+        )
+    lines += _table(
+        [
+            "run",
+            "senders",
+            "events",
+            "completed/s",
+            "accepted/s",
+            "p50 ms (ack → end)",
+            "p95 ms",
+            "right",
+            "left unended or lost",
+        ],
+        rows,
+    )
+    return lines

@@ -1,0 +1,149 @@
+"""The benchmark suite (benchmarks/bench.py) in its quick configuration, so it never rots.
+
+It starts its own runtimes and services on free loopback ports, so it runs beside the
+session's `local_stack`. Timings are reported, never asserted: only that the report is
+complete, its counts are exact, and every event was right.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITE = ROOT / "benchmarks" / "bench.py"
+STATUSES = {"met", "NOT MET", "not measured", "n/a"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    output = tmp_path_factory.mktemp("bench")
+    run = subprocess.run(
+        [sys.executable, str(SUITE), "--quick", "--output-dir", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return run, output
+
+
+@pytest.fixture(scope="module")
+def report(quick_run: tuple[subprocess.CompletedProcess[str], Path]) -> dict[str, Any]:
+    run, output = quick_run
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    document: dict[str, Any] = json.loads((output / "latest.json").read_text())
+    return document
+
+
+def test_the_quick_suite_writes_a_complete_report(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path], report: dict[str, Any]
+) -> None:
+    # Given the suite run in its quick configuration
+    _, output = quick_run
+
+    # Then both reports exist, the JSON with every section and what produced it
+    markdown = (output / "latest.md").read_text()
+    assert report["config"]["name"] == "quick"
+    assert report["git"]["commit"]
+    assert report["machine"]["cpus"] >= 1
+    assert report["prices"]["as_of"]
+    for section in ("counts", "costs", "cold_init", "latency", "direct", "throughput", "burst"):
+        assert report[section], section
+    assert report["failures"] == []
+    # And every target has a status from the fixed set, with its measured figure
+    figures = [t["figure"] for t in report["targets"]]
+    assert len(figures) == len(set(figures)) >= 12
+    assert {t["status"] for t in report["targets"]} <= STATUSES
+    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5."):
+        assert heading in markdown
+    for target in report["targets"]:
+        assert target["figure"] in markdown
+    # And a quick run's small burst never claims the 2,000-event target
+    burst = next(t for t in report["targets"] if t["figure"].startswith("Events left RUNNING"))
+    assert burst["status"] == "not measured"
+
+
+def test_the_counts_per_event_are_exact(report: dict[str, Any]) -> None:
+    cases = report["counts"]["cases"]
+    assert set(cases) == {"sync-1", "sync-3", "sync-10", "callback"}
+    for key, case in cases.items():
+        per_event = case["per_event"]
+        # Every event ended right, with the same counts as every other of its workflow
+        assert case["right"] == case["events"] >= 1, key
+        assert case["consistent"], key
+        assert per_event["errors"] == [], key
+        # One execution per event, its transitions read from the history, Run first
+        sfn = per_event["stepfunctions"]
+        assert sfn["executions_started"] == 1, key
+        assert sfn["transitions"] == len(sfn["states"]) > 0, key
+        assert sfn["states"][0] == "Run" and sfn["states"][-1] == "Done", key
+        # The step function's invocations counted at the runtime match the history's tasks
+        assert per_event["lambda"]["by_function"]["StepFunction"] == sfn["history_lambda_tasks"]
+        # Every DynamoDB request costs at least its minimum unit
+        dynamo = per_event["dynamodb"]
+        assert dynamo["writes"] >= 1 and dynamo["reads"] >= 1, key
+        assert dynamo["table_write_units"] >= dynamo["writes"], key
+        assert dynamo["read_units"] >= dynamo["reads"] / 2, key
+        assert per_event["phases"]["intake"]["requests"]["stepfunctions:StartExecution"] == 1
+
+    for key in ("sync-1", "sync-3", "sync-10"):
+        # A sync event: one API invocation (the intake) and one step-function invocation
+        per_event = cases[key]["per_event"]
+        assert per_event["lambda"]["by_label"] == {
+            "ApiFunction POST /e/{workflow_id}": 1,
+            "StepFunction advance": 1,
+        }, key
+        assert per_event["http_api_requests"] == 1
+        assert set(per_event["phases"]) == {"intake", "state loop"}
+    # The callback event: dispatched once, called back once through the API, resumed once
+    callback = cases["callback"]["per_event"]
+    assert callback["lambda"]["by_label"] == {
+        "ApiFunction POST /callbacks/{token}": 1,
+        "ApiFunction POST /e/{workflow_id}": 1,
+        "StepFunction advance": 2,
+        "StepFunction dispatch": 1,
+    }
+    assert callback["http_api_requests"] == 2
+    assert "AwaitCallback" in callback["stepfunctions"]["states"]
+    assert callback["phases"]["callback"]["requests"]["stepfunctions:SendTaskSuccess"] == 1
+    # And the capacity units' source is stated, with moto's own answer checked
+    method = report["counts"]["method"]
+    assert method["moto_capacity_probe"]["computed_units"] == 5
+    assert method["hook_errors"] == []
+
+
+def test_the_cost_model_follows_the_counts(report: dict[str, Any]) -> None:
+    for key, modelled in report["costs"].items():
+        transitions = report["counts"]["cases"][key]["per_event"]["stepfunctions"]["transitions"]
+        assert modelled["STANDARD"]["step_functions"] == pytest.approx(transitions * 25.0)
+        assert modelled["STANDARD"]["total"] > modelled["STANDARD"]["step_functions"]
+    # The one-state-per-step baseline of 3 steps makes 7 transitions: $175 per million
+    assert report["costs"]["sync-3"]["baseline"]["step_functions"] == pytest.approx(175.0)
+    assert report["costs"]["sync-3"]["EXPRESS"]["total"] > 0
+    # EXPRESS cannot wait for a callback
+    assert report["costs"]["callback"]["EXPRESS"] is None
+
+
+def test_cold_init_and_the_local_figures_were_measured(report: dict[str, Any]) -> None:
+    handlers = report["cold_init"]["handlers"]
+    assert set(handlers) == {"bare boto3", "ApiFunction", "StepFunction"}
+    for name, handler in handlers.items():
+        assert handler["init_ms"] > 0 and handler["max_rss_mb"] > 0, name
+        # The handlers load nothing from outside the layer's dependency set (moto least)
+        assert handler["outside_layer"] == [] and not handler["moto_loaded"], name
+    assert report["latency"]["end_to_end_ms"]["measured"] == report["config"]["latency_events"]
+    assert report["direct"]["wrong_count"] == 0
+    assert [t["concurrency"] for t in report["throughput"]] == [1, 8, 32]
+    for run in [*report["throughput"], report["burst"]]:
+        assert run["passed"]
+        assert run["counts"]["succeeded"] == run["events"]

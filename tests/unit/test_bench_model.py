@@ -1,0 +1,246 @@
+"""The benchmark suite's rules: DynamoDB capacity units, the cost model, the target statuses."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import capacity  # noqa: E402
+import costs  # noqa: E402
+import report  # noqa: E402
+
+# --- capacity units ------------------------------------------------------------------------
+
+
+def test_item_sizes_follow_dynamodbs_rules() -> None:
+    # Names and strings by their UTF-8 length
+    assert capacity.item_size({"PK": {"S": "ab"}, "é": {"S": "é"}}) == 2 + 2 + 2 + 2
+    # Numbers: 1 byte per two significant digits, plus 1
+    assert capacity.value_size({"N": "123"}) == 3
+    assert capacity.value_size({"N": "100"}) == 2
+    assert capacity.value_size({"N": "-0.0012"}) == 2
+    # Booleans and null 1 byte; binary its length (base64 in DynamoDB JSON)
+    assert capacity.value_size({"BOOL": True}) == capacity.value_size({"NULL": True}) == 1
+    assert capacity.value_size({"B": "AAEC"}) == 3
+    # Lists and maps: 3 bytes, plus 1 byte and the element (and a map element's name) each
+    assert capacity.value_size({"L": [{"S": "a"}, {"S": "bc"}]}) == 3 + (1 + 1) + (1 + 2)
+    assert capacity.value_size({"M": {"k": {"BOOL": False}}}) == 3 + 1 + 1 + 1
+    assert capacity.item_size(None) == 0
+
+
+def test_units_round_up_per_kb_written_and_per_4_kb_read() -> None:
+    assert [capacity.write_units(size) for size in (0, 1024, 1025, 3000)] == [1, 1, 2, 3]
+    assert capacity.read_units(4096, consistent=True) == 1
+    assert capacity.read_units(4097, consistent=True) == 2
+    assert capacity.read_units(100, consistent=False) == 0.5
+
+
+INDEX = capacity.Index("GSI1", ("G",), "INCLUDE", ("status",))
+TABLE_KEYS = ("PK", "SK")
+
+
+def _item(**attributes: str) -> capacity.Attributes:
+    return {"PK": {"S": "p"}, "SK": {"S": "s"}, **{k: {"S": v} for k, v in attributes.items()}}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "writes"),
+    [
+        (None, _item(data="x"), 0),  # never in the index
+        (None, _item(G="g", data="x"), 1),  # added to it
+        (_item(G="g"), None, 1),  # removed from it
+        (_item(G="g", status="A"), _item(G="h", status="A"), 2),  # its key changed
+        (_item(G="g", status="A"), _item(G="g", status="B"), 1),  # a projected attribute
+        (_item(G="g", data="x"), _item(G="g", data="y"), 0),  # an attribute it does not hold
+    ],
+)
+def test_an_index_is_written_when_what_it_projects_changes(
+    before: capacity.Attributes | None, after: capacity.Attributes | None, writes: int
+) -> None:
+    assert len(INDEX.write_sizes(before, after, TABLE_KEYS)) == writes
+
+
+def test_a_request_is_billed_on_the_larger_item_and_twice_in_a_transaction() -> None:
+    # Given a table with a 3 KB item that an update shrinks, and a put in a transaction
+    table = capacity.Table("t", TABLE_KEYS, (INDEX,))
+    stored = {("p", "s"): _item(G="g", status="A", data="x" * 3000)}
+
+    def snapshot(name: str, key: capacity.Attributes) -> capacity.Attributes | None:
+        return stored.get((key["PK"]["S"], key["SK"]["S"]))
+
+    update = {"TableName": "t", "Key": {"PK": {"S": "p"}, "SK": {"S": "s"}}}
+    pending = capacity.before_request("UpdateItem", update, {"t": table}, snapshot)
+    stored[("p", "s")] = _item(G="g", status="B")
+
+    # When it has run
+    units = capacity.after_request(pending, update, {}, {"t": table}, snapshot)
+
+    # Then the table write is billed on the item before (3 KB) and the index once
+    assert (units.write, units.index_write) == (3, 1)
+    new = _item(G="n", status="A")
+    transaction = {"TransactItems": [{"Put": {"TableName": "t", "Item": new}}]}
+    pending = capacity.before_request("TransactWriteItems", transaction, {"t": table}, snapshot)
+    stored[("p", "s")] = new
+    units = capacity.after_request(pending, transaction, {}, {"t": table}, snapshot)
+    assert units.write == 2  # 1 KB, transactional
+    assert units.index_write == 4  # its index key changed: a delete and a put, both doubled
+
+
+# --- the cost model ------------------------------------------------------------------------
+
+
+def _usage(**changes: float) -> costs.Usage:
+    usage = costs.Usage(
+        http_requests=1,
+        lambda_invocations=2,
+        lambda_gb_seconds=0.05,
+        read_units=4,
+        write_units=8,
+        transitions=3,
+        executions=1,
+        execution_ms=40,
+    )
+    return costs.Usage(**{**vars(usage), **changes})
+
+
+def test_the_cost_of_a_million_events_follows_the_prices() -> None:
+    standard = costs.cost_per_million(_usage(), "STANDARD")
+    assert standard["http_api"] == 1.0
+    assert standard["lambda_requests"] == pytest.approx(0.4)
+    assert standard["lambda_duration"] == pytest.approx(0.05 * 0.0000166667 * 1e6, abs=1e-3)
+    assert standard["dynamodb_writes"] == pytest.approx(5.0)
+    assert standard["dynamodb_reads"] == pytest.approx(0.5)
+    assert standard["step_functions"] == pytest.approx(75.0)
+    # EXPRESS: a request, and 40 ms billed as 100 ms at 64 MB
+    express = costs.cost_per_million(_usage(), "EXPRESS")
+    assert express["step_functions"] == pytest.approx(
+        1.0 + 0.1 * 0.0625 * 0.00001667 * 1e6, abs=1e-4
+    )
+    assert express["total"] < standard["total"]
+
+
+def test_the_baseline_runs_one_state_and_one_invocation_per_step() -> None:
+    intake = _usage(lambda_invocations=1, transitions=0, read_units=2, write_units=3)
+    loop = _usage(http_requests=0, lambda_invocations=1, read_units=1, write_units=2)
+    baseline = costs.one_state_per_step(intake, loop, steps=3)
+    assert baseline.transitions == 7
+    assert baseline.lambda_invocations == 4
+    assert (baseline.read_units, baseline.write_units) == (5, 9)
+    assert costs.cost_per_million(baseline, "STANDARD")["step_functions"] == pytest.approx(175)
+
+
+# --- target statuses -------------------------------------------------------------------------
+
+
+def _case(steps: int, reads: int, writes: int, advances: int = 1) -> dict[str, Any]:
+    return {
+        "steps": steps,
+        "sync_runs": 1,
+        "callback_steps": 0,
+        "per_event": {
+            "dynamodb": {"reads": reads, "writes": writes, "write_units": 2 * writes},
+            "lambda": {"by_label": {"StepFunction advance": advances}},
+            "stepfunctions": {"transitions": 3},
+        },
+    }
+
+
+def _document() -> dict[str, Any]:
+    """Every figure within its target, on 2 cores, with a full burst."""
+    total = {"STANDARD": {"total": 79.0}, "EXPRESS": {"total": 4.0}}
+    return {
+        "counts": {
+            "cases": {
+                "sync-1": _case(1, 3, 4),
+                "sync-3": _case(3, 3, 6),
+                "sync-10": _case(10, 3, 13),
+            }
+        },
+        "costs": {"sync-3": total},
+        "cold_init": {
+            "handlers": {
+                "bare boto3": {"init_ms": 100.0, "init_ratio": 1.0},
+                "ApiFunction": {"init_ms": 120.0, "init_ratio": 1.2},
+            }
+        },
+        "latency": {"end_to_end_ms": {"p50": 30.0}},
+        "latency_ratio": 6.0,
+        "throughput": [{"throughput": {"completion_events_per_second": 30.0}}],
+        "machine": {"cpus": 2, "usable_cpus": 2},
+        "burst": {"events": 2000, "counts": {"not_ended": 0, "lost": 0}},
+    }
+
+
+def _statuses(document: dict[str, Any]) -> dict[str, str]:
+    return {t["figure"]: t["status"] for t in report.targets(document)}
+
+
+def test_figures_within_their_targets_are_met() -> None:
+    assert set(_statuses(_document()).values()) == {"met"}
+
+
+@pytest.mark.parametrize(
+    ("change", "figure"),
+    [
+        (
+            lambda d: d["counts"]["cases"]["sync-10"]["per_event"]["dynamodb"].update(writes=23),
+            "DynamoDB writes per sync step, beyond a fixed cost per event",
+        ),
+        (
+            lambda d: d["counts"]["cases"]["sync-10"]["per_event"]["dynamodb"].update(reads=4),
+            "DynamoDB reads per sync step, beyond a fixed cost per event",
+        ),
+        (
+            lambda d: d["counts"]["cases"]["sync-3"]["per_event"]["lambda"].update(
+                by_label={"StepFunction advance": 2}
+            ),
+            "Step-function invocations per run of consecutive sync steps",
+        ),
+        (
+            lambda d: d["costs"]["sync-3"]["STANDARD"].update(total=80.01),
+            "Cost per 1M 3-step events, STANDARD",
+        ),
+        (
+            lambda d: d["cold_init"]["handlers"]["ApiFunction"].update(init_ratio=1.31),
+            "Cold init, ApiFunction",
+        ),
+        (
+            lambda d: d["latency"]["end_to_end_ms"].update(p50=40.5),
+            "Local latency p50, 3-step example end to end",
+        ),
+        (lambda d: d.update(latency_ratio=7.2), "Local latency p50 ÷ the direct calls' p50"),
+        (
+            lambda d: d["throughput"][0]["throughput"].update(completion_events_per_second=24.9),
+            "Local throughput (lowest of 1, 8 and 32 senders)",
+        ),
+        (
+            lambda d: d["burst"]["counts"].update(not_ended=1),
+            "Events left RUNNING (or lost) in a burst",
+        ),
+    ],
+)
+def test_a_figure_past_its_target_is_never_met(change: Any, figure: str) -> None:
+    document = copy.deepcopy(_document())
+    change(document)
+    statuses = _statuses(document)
+    assert statuses.pop(figure) == "NOT MET"
+    assert set(statuses.values()) == {"met"}
+
+
+def test_a_target_not_measured_at_its_scale_is_not_claimed() -> None:
+    # A quick run's small burst, and throughput on a machine with other than 2 cores
+    document = _document()
+    document["burst"]["events"] = 40
+    document["machine"] = {"cpus": 8, "usable_cpus": 8}
+    statuses = _statuses(document)
+    assert statuses["Events left RUNNING (or lost) in a burst"] == "not measured"
+    assert statuses["Local throughput (lowest of 1, 8 and 32 senders)"] == "n/a"
+    # And a small burst that left an event behind is still a failure
+    document["burst"]["counts"]["not_ended"] = 1
+    assert _statuses(document)["Events left RUNNING (or lost) in a burst"] == "NOT MET"
