@@ -39,7 +39,7 @@ SOURCES = {
     "at memory billed in 64 MB chunks)",
     "secrets_manager": "https://aws.amazon.com/secrets-manager/pricing/ (API calls)",
 }
-EXPRESS_MEMORY_MB = 64  # the smallest chunk: an execution carrying only {"event_id"}
+EXPRESS_MEMORY_MB = 64  # the smallest chunk: an execution carrying {"event_id", "plan"}
 EXPRESS_BILLING_MS = 100
 EVENTS = 1_000_000
 

@@ -175,6 +175,7 @@ def targets(document: dict[str, Any]) -> list[dict[str, str]]:
                 f"≤ ${limit:.0f}",
                 "-" if total is None else f"${total:.2f}",
                 _status(None if total is None else total <= limit),
+                _cost_note(modelled, machine, limit, three) if total and total > limit else "",
             )
         )
     for name, handler in document["cold_init"]["handlers"].items():
@@ -187,6 +188,7 @@ def targets(document: dict[str, Any]) -> list[dict[str, str]]:
                 f"{handler['init_ratio']} × ({_num(handler['init_ms'], 1)} ms vs "
                 f"{_num(document['cold_init']['handlers']['bare boto3']['init_ms'], 1)} ms)",
                 _status(handler["init_ratio"] <= 1.3),
+                "" if handler["init_ratio"] <= 1.3 else COLD_INIT_WHY,
             )
         )
     p50 = document["latency"]["end_to_end_ms"]["p50"]
@@ -205,6 +207,7 @@ def targets(document: dict[str, Any]) -> list[dict[str, str]]:
             "≤ 7 ×",
             f"{_num(ratio)} ×",
             _status(None if ratio is None else ratio <= 7),
+            _latency_note(document) if ratio is not None and ratio > 7 else "",
         )
     )
     rates = [t["throughput"]["completion_events_per_second"] for t in document["throughput"]]
@@ -236,6 +239,50 @@ def targets(document: dict[str, Any]) -> list[dict[str, str]]:
         )
     )
     return found
+
+
+# Why the handlers' cold init stays above the target (measured while it was brought down):
+# the bare handler plus powertools' Logger and Metrics and one pydantic model is already about
+# 1.4 x, and the validating resolver about 1.55 x; deferring those into the first request would
+# not shorten a real cold start, only move it.
+COLD_INIT_WHY = (
+    "what is left is pydantic and the validating powertools resolver, which every request "
+    "needs (bare + Logger/Metrics + one pydantic model is about 1.4 ×); deferring them would "
+    "only move the cost into the first request. The deployed layer is precompiled, which this "
+    "venv-based measurement cannot show"
+)
+
+
+def _cost_note(
+    modelled: dict[str, Any], machine: str, limit: float, case: dict[str, Any] | None
+) -> str:
+    """What the modelled cost is made of, and what the target would leave for DynamoDB."""
+    parts = modelled[machine]
+    dynamodb = parts["dynamodb_writes"] + parts["dynamodb_reads"]
+    rest = parts["total"] - dynamodb
+    units = case["per_event"]["dynamodb"] if case else {}
+    left = max(limit - rest, 0)
+    return (
+        f"DynamoDB ${dynamodb:.2f} ({_num(units.get('write_units'))} WRU: "
+        f"{_num(units.get('table_write_units'))} table + {_num(units.get('index_write_units'))} "
+        f"index; {_num(units.get('read_units'))} RRU) + the rest ${rest:.2f} (HTTP API, Lambda, "
+        f"Step Functions): the target leaves ${left:.2f} for DynamoDB, about "
+        f"{left / costs.PRICES.dynamodb_per_million_write_units:.1f} WRU, while one write unit "
+        "per step and per status "
+        "change in the listing index (created, running, ended) plus the plan, the event and its "
+        "claim already come to more"
+    )
+
+
+def _latency_note(document: dict[str, Any]) -> str:
+    direct = document["direct"]["ms"]["p50"]
+    end_to_end = document["latency"]["end_to_end_ms"]["p50"]
+    return (
+        f"the example services answer in {_num(direct / 3)} ms each, so the direct baseline is "
+        f"{_num(direct)} ms; the local runtime's own cost ({_num(end_to_end - direct, 1)} ms: "
+        "the HTTP hop, the in-process moto DynamoDB calls and Step Functions interpreter) is "
+        "fixed, so the ratio is met only against slower services (the prototype's took 5.5 ms)"
+    )
 
 
 def failures(results: dict[str, Any]) -> list[str]:

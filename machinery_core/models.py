@@ -527,7 +527,9 @@ class EventSummary(BaseModel):
     workflow_id: str
     status: EventStatus
     acknowledged_at: datetime
-    updated_at: datetime
+    # The listing index is written only when the status changes (each write is billed), so
+    # this is when the status last changed; GET /events/{id} has the last step's time.
+    updated_at: datetime = Field(description="When the event's status last changed")
 
 
 T = TypeVar("T")
