@@ -153,7 +153,10 @@ def _case(steps: int, reads: int, writes: int, advances: int = 1) -> dict[str, A
 
 def _document() -> dict[str, Any]:
     """Every figure within its target, on 2 cores, with a full burst."""
-    total = {"STANDARD": {"total": 79.0}, "EXPRESS": {"total": 4.0}}
+    total = {
+        "STANDARD": {"dynamodb_writes": 2.5, "dynamodb_reads": 0.5, "total": 79.0},
+        "EXPRESS": {"dynamodb_writes": 2.5, "dynamodb_reads": 0.5, "total": 4.0},
+    }
     return {
         "counts": {
             "cases": {
@@ -170,6 +173,7 @@ def _document() -> dict[str, Any]:
             }
         },
         "latency": {"end_to_end_ms": {"p50": 30.0}},
+        "direct": {"ms": {"p50": 5.0}},
         "latency_ratio": 6.0,
         "throughput": [{"throughput": {"completion_events_per_second": 30.0}}],
         "machine": {"cpus": 2, "usable_cpus": 2},
@@ -244,3 +248,18 @@ def test_a_target_not_measured_at_its_scale_is_not_claimed() -> None:
     # And a small burst that left an event behind is still a failure
     document["burst"]["counts"]["not_ended"] = 1
     assert _statuses(document)["Events left RUNNING (or lost) in a burst"] == "NOT MET"
+
+
+def test_a_cost_past_its_target_says_what_it_is_made_of() -> None:
+    # Given a STANDARD cost over $80: $3 of DynamoDB and $78 of the rest
+    document = _document()
+    document["costs"]["sync-3"]["STANDARD"]["total"] = 81.0
+
+    # When the targets are judged
+    [cost] = [t for t in report.targets(document) if t["figure"].endswith("STANDARD")]
+
+    # Then the note gives the split and what the target would leave for DynamoDB ($2, 3.2 WRU)
+    assert cost["status"] == "NOT MET"
+    assert "DynamoDB $3.00" in cost["note"]
+    assert "the rest $78.00" in cost["note"]
+    assert "leaves $2.00 for DynamoDB, about 3.2 WRU" in cost["note"]
