@@ -694,7 +694,8 @@ def svg(graph: Graph) -> str:
     side_width = max((box.width for box in side.values()), default=0.0)
     content_width = side_left + side_width + MARGIN if side else axis + path_width / 2 + MARGIN
 
-    title_lines = wrap(graph.title, max(content_width - 2 * MARGIN, 320), 15, True, 3)
+    # wide enough for an event id (a UUID) on one line, the workflow and status on the next
+    title_lines = wrap(graph.title, max(content_width - 2 * MARGIN, 380), 15, True, 4)
     width = max(content_width, max(text_width(t, 15, True) for t in title_lines) + 2 * MARGIN)
     out_body: list[str] = []
     for number, line in enumerate(title_lines):
