@@ -99,10 +99,18 @@ def main(ctx: click.Context, api_url: str, output: str, sign: bool | None) -> No
 )
 def local(host: str, port: int, examples: bool, template: Path | None, time_scale: float) -> None:
     """Run the stack locally: template.yaml deployed into an in-process moto."""
-    from machinery_core.local import examples as example_kit
-    from machinery_core.local.runtime import LocalRuntime
-    from machinery_core.local.server import serve
-    from machinery_core.local.template import default_template
+    try:
+        import moto  # noqa: F401  (imported by the runtime only once it starts)
+        import yaml  # noqa: F401
+
+        from machinery_core.local import examples as example_kit
+        from machinery_core.local.runtime import LocalRuntime
+        from machinery_core.local.server import serve
+        from machinery_core.local.template import default_template
+    except ModuleNotFoundError as missing:  # moto and pyyaml come with the [local] extra
+        raise click.UsageError(
+            f"the local runtime needs {missing.name}: pip install 'machinery[local]'"
+        ) from missing
 
     template_path = template or default_template()
     runtime = LocalRuntime(template_path, time_scale=time_scale).start()

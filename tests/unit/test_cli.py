@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -797,3 +798,19 @@ def test_the_signer_signs_the_query_string_as_sent() -> None:
         f"{EXECUTE_API}/workflows/greet/events?limit=5&cursor=eyJQSyI6IjEifQ%3D%3D&status=FAILED"
     )
     assert isinstance(client.session.auth, SigV4)
+
+
+def test_local_without_the_local_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an install without moto (the [local] extra), as a plain `pip install machinery`
+    monkeypatch.setitem(sys.modules, "moto", None)
+    for name in [name for name in sys.modules if name.startswith("machinery_core.local")]:
+        monkeypatch.delitem(sys.modules, name)
+
+    # When the local runtime is asked for
+    result = CliRunner().invoke(main, ["local", "--port", "0"])
+
+    # Then it is a usage error naming the extra, and nothing started
+    assert result.exit_code == 2
+    assert "pip install 'machinery[local]'" in result.stderr
