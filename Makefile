@@ -9,13 +9,15 @@ SAM_CLI_VERSION := 1.170.0
 # sam build needs a python3.13 interpreter on PATH; pyenv provides one next to the default.
 # SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS: expand template.yaml's AWS::LanguageExtensions (the
 # ApiAuthorization Fn::If) locally, as CloudFormation does on deploy.
-SAM_ENV := SAM_CLI_TELEMETRY=0 SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS=1 AWS_DEFAULT_REGION=us-east-1 \
+SAM_FLAGS := SAM_CLI_TELEMETRY=0 SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS=1
+SAM_ENV := $(SAM_FLAGS) AWS_DEFAULT_REGION=us-east-1 \
 	AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
 	PYENV_VERSION=$(shell $(PYTHON) -c 'import platform; print(platform.python_version())'):3.13.0
 PORT ?= 3000
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: install sam-install browser run test test-fast lint build validate deploy clean screenshot
+.PHONY: install sam-install browser run test test-fast lint build validate deploy clean screenshot \
+	bench bench-load
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -64,14 +66,13 @@ build: sam-install
 
 # Deploys to the AWS account of your usual credentials (not the fake ones the tests use).
 deploy: build
-	SAM_CLI_TELEMETRY=0 SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS=1 $(SAM) deploy --guided
+	$(SAM_FLAGS) $(SAM) deploy --guided
 
 # Benchmarks measure; they fail only when an event is lost or wrong, never on speed.
 # `bench` runs the whole suite (benchmarks/bench.py: requests per event, modelled cost, cold
 # init, latency, throughput, a burst of 2,000) and writes benchmarks/results/latest.md and
 # latest.json (BENCH_ARGS: e.g. --quick). `bench-load` is the load benchmark alone
 # (BENCH_LOAD_ARGS: e.g. --events 1000).
-.PHONY: bench bench-load
 bench: install
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 

@@ -138,13 +138,6 @@ def run(config: dict[str, Any], log: Any = print) -> dict[str, Any]:
     return results
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(text)
-    partial.replace(path)  # a reader never sees half a report
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     name = "quick" if args.quick else "full"
@@ -161,9 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: the local stack did not start: {error}", file=sys.stderr)
         return 2
     document = report.build(meta, results)
-    _write(args.output_dir / "latest.json", json.dumps(document, indent=2, default=str) + "\n")
+    load.write_atomically(
+        args.output_dir / "latest.json", json.dumps(document, indent=2, default=str) + "\n"
+    )
     markdown = report.markdown(document)
-    _write(args.output_dir / "latest.md", markdown)
+    load.write_atomically(args.output_dir / "latest.md", markdown)
     print(markdown)
     print(f"written to {args.output_dir / 'latest.md'} and latest.json")
     if document["failures"]:

@@ -152,13 +152,11 @@ class Units:
     read: float = 0.0
     write: float = 0.0  # the table's
     index_write: float = 0.0  # the global secondary indexes'
-    items: int = 0  # items read or written
 
     def add(self, other: Units) -> None:
         self.read += other.read
         self.write += other.write
         self.index_write += other.index_write
-        self.items += other.items
 
 
 @dataclass
@@ -225,7 +223,6 @@ def after_request(
         table = tables[write.table]
         after = before if write.condition_only else snapshot(write.table, write.key)
         units.write += write_units(max(item_size(before), item_size(after))) * write.factor
-        units.items += 1
         for index in table.indexes:
             for size in index.write_sizes(before, after, table.keys):
                 units.index_write += write_units(size) * write.factor
@@ -233,16 +230,13 @@ def after_request(
     if operation == "GetItem":
         item = snapshot(params["TableName"], params["Key"])
         units.read += read_units(item_size(item), bool(params.get("ConsistentRead")))
-        units.items += 1
     elif operation in ("BatchGetItem", "TransactGetItems"):
         for name, key, consistent, factor in _gets(operation, params):
             units.read += read_units(item_size(snapshot(name, key)), consistent) * factor
-            units.items += 1
     elif operation in ("Query", "Scan"):
         items = parsed.get("Items") or []
         size = sum(item_size(item) for item in items)
         units.read += read_units(size, bool(params.get("ConsistentRead")))
-        units.items += len(items)
     return units
 
 

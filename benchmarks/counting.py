@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -271,25 +270,18 @@ class Recorder:
 
 def _counting_runtime_class() -> type[Any]:
     """LocalRuntime with its invocations and execution ends reported (imported late: moto)."""
-    from machinery_core.local.runtime import STACK, LocalRuntime
+    from machinery_core.local.runtime import LocalRuntime
 
     class CountingRuntime(LocalRuntime):  # type: ignore[misc]
         def __init__(self, template: Path, recorder: Recorder, **options: Any) -> None:
             super().__init__(template, **options)
             self.recorder = recorder
-            self.ended: dict[str, str] = {}
+            self.ended: set[str] = set()
             self._active = 0
             self._changed = threading.Condition()
 
         def invoke(self, function: str, payload: dict[str, Any]) -> tuple[Any, str | None]:
-            deployed = next(
-                (
-                    f
-                    for f in self.functions.values()
-                    if function in (f.arn, f.spec.logical_id, f"{STACK}-{f.spec.logical_id}")
-                ),
-                None,
-            )
+            deployed = self.function(function)
             name = deployed.spec.logical_id if deployed else function
             if deployed is not None and deployed.spec.routes:
                 label = str(payload.get("routeKey", "?"))
@@ -318,7 +310,7 @@ def _counting_runtime_class() -> type[Any]:
                 super()._execution_ended(execution_input, status)
             finally:
                 with self._changed:
-                    self.ended[str(execution_input.get("event_id"))] = status
+                    self.ended.add(str(execution_input.get("event_id")))
                     self._changed.notify_all()
 
         def wait_quiet(self, event_id: str, timeout: float) -> bool:
@@ -381,27 +373,6 @@ def probe_moto_capacity(client: Any, table: str) -> dict[str, Any]:
 
 
 # --- running the events ------------------------------------------------------------------------
-
-
-def _start_services(names: list[str]) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
-    ports = {name: load.free_port() for name in names}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(EXAMPLES / "services" / "serve.py"),
-            *(f"{name}={port}" for name, port in ports.items()),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + load.STARTUP_SECONDS
-    try:
-        for port in ports.values():
-            load._wait_listening(port, process, deadline)
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    return process, ports
 
 
 def _post(runtime: Any, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -552,7 +523,7 @@ def measure(events_per_case: int, template: Path = ROOT / "template.yaml") -> di
     runtime.serve_at(f"http://{HOST}:{server.server_address[1]}")  # callbacks come back here
     all_cases = cases()
     names = sorted({s for case in all_cases for s in case.services})
-    services, ports = _start_services(names)
+    services, ports = load.start_services(names, time.monotonic() + load.STARTUP_SECONDS)
     try:
         recorder.tables = _moto_tables()
         recorder.snapshot = _moto_snapshot

@@ -24,14 +24,13 @@ import math
 import os
 import platform
 import queue
-import re
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from machinery_core.local.launch import api_url_in, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -63,12 +64,6 @@ def expected_outputs(message: str) -> dict[str, Any]:
     return {"message": message.upper()[::-1], "space_count": message.count(" ")}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
 def _wait_listening(port: int, process: subprocess.Popen[Any], deadline: float) -> None:
     while True:
         if process.poll() is not None:
@@ -80,6 +75,38 @@ def _wait_listening(port: int, process: subprocess.Popen[Any], deadline: float) 
             if time.monotonic() > deadline:
                 raise StartupError(f"no example service listens on {HOST}:{port}") from None
             time.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def start_services(
+    names: Iterable[str], deadline: float
+) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    """The example services `names` (examples/services/serve.py) on free loopback ports,
+    each listening by the `deadline` (time.monotonic()): the process and each one's port."""
+    ports = {name: free_port() for name in names}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(EXAMPLES / "services" / "serve.py"),
+            *(f"{name}={port}" for name, port in ports.items()),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for port in ports.values():
+            _wait_listening(port, process, deadline)
+    except BaseException:
+        _stop(process)
+        raise
+    return process, ports
 
 
 def _read_lines(stream: Any, lines: queue.Queue[str | None], log: deque[str]) -> None:
@@ -101,21 +128,11 @@ class Stack:
 def local_stack() -> Iterator[Stack]:
     """`machinery local` and the example services, on free loopback ports, for the run."""
     workflow = json.loads((EXAMPLES / "definitions" / f"workflow-{WORKFLOW}.json").read_text())
-    ports = {name: free_port() for name in workflow["spec"]["services"]}
     started: list[subprocess.Popen[Any]] = []
     try:
-        services = subprocess.Popen(
-            [
-                sys.executable,
-                str(EXAMPLES / "services" / "serve.py"),
-                *(f"{name}={port}" for name, port in ports.items()),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        started.append(services)
         deadline = time.monotonic() + STARTUP_SECONDS
-        for port in ports.values():
-            _wait_listening(port, services, deadline)
+        services, ports = start_services(workflow["spec"]["services"], deadline)
+        started.append(services)
 
         api = subprocess.Popen(
             [
@@ -147,18 +164,20 @@ def local_stack() -> Iterator[Stack]:
             if line is None:
                 output = "".join(log)
                 raise StartupError(f"machinery local exited ({api.wait()}):\n{output}")
-            found = re.search(r"Machinery API: (http://\S+)", line)
-            url = found.group(1) if found else None
+            url = api_url_in(line)
         _register(url, workflow, ports)
         yield Stack(url, ports, log)
     finally:
         for process in reversed(started):
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop(process)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """`text` to `path` through a .tmp file beside it: a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def _register(url: str, workflow: dict[str, Any], ports: dict[str, int]) -> None:
@@ -412,10 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     report = evaluate(sent, outcome, send_seconds, args)
     if not passed(report) and log:
         print("the last lines machinery local printed:", *log, sep="\n", file=sys.stderr)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    written = args.output.with_name(args.output.name + ".tmp")
-    written.write_text(json.dumps(report, indent=2) + "\n")
-    written.replace(args.output)  # a reader never sees half a report
+    write_atomically(args.output, json.dumps(report, indent=2) + "\n")
     print(table(report))
     print(f"written to {args.output}")
     return 0 if passed(report) else 1

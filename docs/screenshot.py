@@ -8,11 +8,7 @@ Debian's headless chromium (`make browser`) at 1280x800 and saves what it shows.
 from __future__ import annotations
 
 import argparse
-import fcntl
-import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +16,8 @@ from pathlib import Path
 
 import requests
 from playwright.sync_api import sync_playwright
+
+from machinery_core.local.launch import api_url_in, example_ports_held, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENT_FILE = ROOT / "examples" / "definitions" / "event-text.json"
@@ -33,12 +31,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start_local() -> tuple[subprocess.Popen[str], str]:
@@ -55,9 +47,9 @@ def start_local() -> tuple[subprocess.Popen[str], str]:
         line = process.stdout.readline()
         if not line:
             break
-        found = re.search(r"Machinery API: (http://\S+)", line)
-        if found:
-            return process, found.group(1)
+        url = api_url_in(line)
+        if url is not None:
+            return process, url
     process.kill()
     sys.exit("machinery local did not start")
 
@@ -87,9 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "dashboard.png")
     args = parser.parse_args()
-    lock_path = Path(os.environ.get("TMPDIR", "/tmp")) / "machinery-example-ports.lock"
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the example services' ports, shared with the tests
+    with example_ports_held():  # the example services' ports, shared with the tests
         process, url = start_local()
         try:
             capture(url, args.output)

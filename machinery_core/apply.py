@@ -109,16 +109,17 @@ def canonical(kind: Kind, document: Any) -> dict[str, Any] | None:
     header values masked; None if it does not validate (the API will say why)."""
     from pydantic import ValidationError
 
-    from machinery_core.models import REDACTED, Service, Workflow
+    from machinery_core.models import Service, Workflow
 
-    model = Service if kind == "service" else Workflow
     try:
-        dumped: dict[str, Any] = model.model_validate(document).model_dump(mode="json")
+        validated: Service | Workflow = (
+            Service.model_validate(document).redacted()
+            if kind == "service"
+            else Workflow.model_validate(document)
+        )
     except ValidationError:
         return None
-    if kind == "service":
-        dumped["secret_headers"] = dict.fromkeys(dumped.get("secret_headers") or {}, REDACTED)
-    return dumped
+    return validated.model_dump(mode="json")
 
 
 def has_secrets(document: Any) -> bool:

@@ -7,6 +7,7 @@ cannot be reached (connection refused, timeout) or answered 5xx.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import signal
@@ -18,8 +19,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ParamSpec
 
 import click
-
-from machinery_core.addresses import LOOPBACK_HOSTS
 
 if TYPE_CHECKING:
     from machinery_core.apply import Outcome
@@ -104,6 +103,7 @@ def local(host: str, port: int, examples: bool, template: Path | None, time_scal
         import yaml  # noqa: F401
 
         from machinery_core.local import examples as example_kit
+        from machinery_core.local.launch import API_BANNER
         from machinery_core.local.runtime import LocalRuntime
         from machinery_core.local.server import serve
         from machinery_core.local.template import default_template
@@ -125,7 +125,7 @@ def local(host: str, port: int, examples: bool, template: Path | None, time_scal
             registered = example_kit.register_definitions(runtime, examples_dir)
             click.echo(f"Registered the examples: {', '.join(registered)}")
         click.echo(_address_guard_notice(runtime.allowed_service_hosts))
-        click.echo(f"Machinery API: {url}")
+        click.echo(f"{API_BANNER}{url}")
         click.echo(f"Dashboard: {url}/ui")
         click.echo(
             "Completion notifications are signed (X-Machinery-Signature) with the key "
@@ -153,6 +153,8 @@ def local(host: str, port: int, examples: bool, template: Path | None, time_scal
 
 
 def _address_guard_notice(allowed: str) -> str:
+    from machinery_core.addresses import LOOPBACK_HOSTS  # urllib3: not for --help
+
     if allowed == LOOPBACK_HOSTS:
         return (
             f"Loopback service addresses ({allowed.replace(',', ', ')}) are allowed because "
@@ -348,12 +350,12 @@ def send(
             if out.rich:
                 out.line(f"Follow it with: machinery status {accepted['event_id']} --watch", "dim")
         return 0
-    if out.rich:
-        with out.console.status(f"Sending to {workflow} and waiting for the event..."):
-            answer = client.send(
-                workflow, request, wait=MAX_WAIT_SECONDS, idempotency_key=idempotency_key
-            )
-    else:
+    waiting = (
+        out.console.status(f"Sending to {workflow} and waiting for the event...")
+        if out.rich
+        else contextlib.nullcontext()
+    )
+    with waiting:
         answer = client.send(
             workflow, request, wait=MAX_WAIT_SECONDS, idempotency_key=idempotency_key
         )
@@ -472,7 +474,7 @@ def events(workflow: str, status_filter: str | None, limit: int, cursor: str | N
 def is_event_id(target: str) -> bool:
     """Event ids are UUIDs (8-4-4-4-12 hexadecimal digits); workflow ids are slugs."""
     try:
-        return str(uuid.UUID(target)) == target.lower() and len(target) == 36
+        return str(uuid.UUID(target)) == target.lower()
     except ValueError:
         return False
 

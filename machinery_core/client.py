@@ -19,7 +19,6 @@ from requests.auth import AuthBase
 
 from machinery_core import __version__
 
-DEFAULT_API_URL = "http://127.0.0.1:3000"
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 40.0  # longer than the API's longest sync wait (25 s)
 SIGNING_SERVICE = "execute-api"
@@ -172,7 +171,7 @@ class MachineryClient:
 
     def __init__(
         self,
-        api_url: str = DEFAULT_API_URL,
+        api_url: str,
         *,
         sign: bool | None = None,
         session: requests.Session | None = None,

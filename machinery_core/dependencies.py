@@ -105,17 +105,15 @@ class OnFirstUse(Generic[T]):
 
 def secret_reader(secret_arn: str, config: Config | None = None) -> Callable[[], bytes]:
     """Read the signing secret on first use (one GetSecretValue per container), not at init."""
-    cached: list[bytes] = []
 
     def read() -> bytes:
-        if not cached:
-            import boto3
+        import boto3
 
-            client = boto3.client("secretsmanager", config=config)
-            cached.append(client.get_secret_value(SecretId=secret_arn)["SecretString"].encode())
-        return cached[0]
+        client = boto3.client("secretsmanager", config=config)
+        secret: str = client.get_secret_value(SecretId=secret_arn)["SecretString"]
+        return secret.encode()
 
-    return read
+    return OnFirstUse(read).get
 
 
 _current: Dependencies | None = None

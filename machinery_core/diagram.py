@@ -152,9 +152,6 @@ class Graph:
     edges: tuple[Edge, ...]
     event: bool = False  # an event's run: statuses matter, the SVG draws a legend
 
-    def node(self, node_id: str) -> Node:
-        return next(node for node in self.nodes if node.id == node_id)
-
 
 def clean(text: str, limit: int = MAX_TEXT) -> str:
     """One line of printable text of at most `limit` characters (an ellipsis ends a cut).

@@ -43,6 +43,16 @@ class CallOutcome:
     def duration_ms(self) -> float:
         return milliseconds(self.started_at, self.ended_at)
 
+    def as_attempt(self, number: int, error: ErrorInfo | None) -> Attempt:
+        return Attempt(
+            attempt=number,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            duration_ms=self.duration_ms,
+            status_code=self.status_code,
+            error=error,
+        )
+
 
 @dataclass(frozen=True)
 class Transition:
@@ -64,7 +74,7 @@ def begin(event: Event, now: datetime) -> Event:
 def current_service(event: Event, plan: Plan) -> Service:
     """The service the current step runs: its own, or its fallback once that took over."""
     planned = plan.steps[event.step_index]
-    step = event.steps[event.step_index] if len(event.steps) > event.step_index else None
+    step = event.current_step
     if step is not None and step.fallback_from is not None and planned.fallback is not None:
         return planned.fallback
     return planned.service
@@ -85,12 +95,11 @@ def step_input(event: Event, plan: Plan) -> tuple[dict[str, Any], ErrorInfo | No
 
 
 def _current_step(event: Event, plan: Plan, payload: dict[str, Any], now: datetime) -> StepRecord:
-    index = event.step_index
-    if len(event.steps) > index:
-        return event.steps[index]
+    if event.current_step is not None:
+        return event.current_step
     return StepRecord(
-        index=index,
-        service=plan.steps[index].service.name,
+        index=event.step_index,
+        service=plan.steps[event.step_index].service.name,
         status=StepStatus.RUNNING,
         started_at=now,
         input=payload,
@@ -160,14 +169,7 @@ def record_call(
                 message=f"the service's answer breaks its spec: {summary}",
                 status_code=outcome.status_code,
             )
-    attempt = Attempt(
-        attempt=attempt_number,
-        started_at=outcome.started_at,
-        ended_at=outcome.ended_at,
-        duration_ms=outcome.duration_ms,
-        status_code=outcome.status_code,
-        error=error,
-    )
+    attempt = outcome.as_attempt(attempt_number, error)
     now = outcome.ended_at
     step_update: dict[str, Any] = {
         "input": payload,
@@ -200,18 +202,24 @@ def record_call(
         update={**step_update, "status": StepStatus.SUCCEEDED, "output": body, "error": None}
     )
     context = mapping.merge_outputs(service, planned.operation, body, event.context)
-    steps = _replace_step(event.steps, step)
-    next_index = event.step_index + 1
-    update: dict[str, Any] = {
-        "status": EventStatus.RUNNING,
-        "steps": steps,
-        "context": context,
-        "step_index": next_index,
-        "updated_at": now,
-    }
-    if next_index < len(plan.steps):
-        return Transition(event.model_copy(update=update))
-    return Transition(_finish(event.model_copy(update=update), plan, now))
+    return Transition(
+        _next_step(event, plan, now, steps=_replace_step(event.steps, step), context=context)
+    )
+
+
+def _next_step(event: Event, plan: Plan, now: datetime, **update: Any) -> Event:
+    """On to the step after the current one, or to the workflow's end after the last."""
+    going_on = event.model_copy(
+        update={
+            "status": EventStatus.RUNNING,
+            "step_index": event.step_index + 1,
+            "updated_at": now,
+            **update,
+        }
+    )
+    if going_on.step_index < len(plan.steps):
+        return going_on
+    return _finish(going_on, plan, now)
 
 
 def _on_error(event: Event, plan: Plan, step: StepRecord, error: ErrorInfo, now: datetime) -> Event:
@@ -229,21 +237,15 @@ def _on_error(event: Event, plan: Plan, step: StepRecord, error: ErrorInfo, now:
                 "fallback_from": step.service,
             }
         )
-        update = {"status": EventStatus.RUNNING, "steps": _replace_step(event.steps, taken)}
-        return event.model_copy(update={**update, "updated_at": now})
-    if planned.on_error == "continue":
-        steps = _replace_step(event.steps, step)
-        going_on = event.model_copy(
+        return event.model_copy(
             update={
                 "status": EventStatus.RUNNING,
-                "steps": steps,
-                "step_index": event.step_index + 1,
+                "steps": _replace_step(event.steps, taken),
                 "updated_at": now,
             }
         )
-        if going_on.step_index < len(plan.steps):
-            return going_on
-        return _finish(going_on, plan, now)
+    if planned.on_error == "continue":
+        return _next_step(event, plan, now, steps=_replace_step(event.steps, step))
     return _fail(event, _replace_step(event.steps, step), error, now)
 
 
@@ -269,23 +271,26 @@ def _finish(event: Event, plan: Plan, now: datetime) -> Event:
 _UNFINISHED = (StepStatus.RUNNING, StepStatus.RETRYING, StepStatus.WAITING)
 
 
+def _close_step_under_way(
+    steps: list[StepRecord], now: datetime, **update: Any
+) -> list[StepRecord]:
+    """`steps`, the last one ended with `update` if it was still under way."""
+    if not steps or steps[-1].status not in _UNFINISHED:
+        return list(steps)
+    return [*steps[:-1], steps[-1].model_copy(update={**update, "ended_at": now})]
+
+
 def abort(event: Event, error: ErrorInfo, now: datetime) -> Event:
     """The state machine gave up on the event (the step function kept failing)."""
     if event.status.terminal:
         return event
-    steps = list(event.steps)
-    if steps and steps[-1].status in _UNFINISHED:
-        steps[-1] = steps[-1].model_copy(
-            update={"status": StepStatus.FAILED, "error": error, "ended_at": now}
-        )
+    steps = _close_step_under_way(event.steps, now, status=StepStatus.FAILED, error=error)
     return _fail(event, steps, error, now)
 
 
 def cancel(event: Event, now: datetime) -> Event:
     """Cancelled by request: the step under way is cancelled with the event."""
-    steps = list(event.steps)
-    if steps and steps[-1].status in _UNFINISHED:
-        steps[-1] = steps[-1].model_copy(update={"status": StepStatus.CANCELLED, "ended_at": now})
+    steps = _close_step_under_way(event.steps, now, status=StepStatus.CANCELLED)
     return event.model_copy(
         update={
             "status": EventStatus.CANCELLED,
@@ -298,24 +303,15 @@ def cancel(event: Event, now: datetime) -> Event:
 
 def record_late(event: Event, plan: Plan, outcome: CallOutcome) -> Event:
     """An answer that came after the event was cancelled: kept on its step, never applied."""
-    index = event.step_index
-    step = (
-        event.steps[index]
-        if len(event.steps) > index
-        else StepRecord(
-            index=index,
-            service=current_service(event, plan).name,
-            status=StepStatus.CANCELLED,
-            started_at=outcome.started_at,
-        )
-    )
-    late = Attempt(
-        attempt=step.attempts + 1,
+    step = event.current_step or StepRecord(
+        index=event.step_index,
+        service=current_service(event, plan).name,
+        status=StepStatus.CANCELLED,
         started_at=outcome.started_at,
-        ended_at=outcome.ended_at,
-        duration_ms=outcome.duration_ms,
-        status_code=outcome.status_code,
-        error=ErrorInfo(
+    )
+    late = outcome.as_attempt(
+        step.attempts + 1,
+        ErrorInfo(
             type="ArrivedAfterCancel",
             message="the answer came after the event was cancelled and was not applied",
             status_code=outcome.status_code,

@@ -397,6 +397,11 @@ class Event(Model):
     claimed_until: datetime | None = None
 
     @property
+    def current_step(self) -> StepRecord | None:
+        """The record of the step under way, once it has one."""
+        return self.steps[self.step_index] if len(self.steps) > self.step_index else None
+
+    @property
     def execution_name(self) -> str:
         """The state machine execution of the current run."""
         return self.event_id if self.run == 1 else f"{self.event_id}-run-{self.run}"

@@ -25,8 +25,13 @@ def save_service(
 ) -> tuple[ServiceAccepted, bool]:
     deps.address_policy.check_registration(service.address, "address")
     if not create_only:
-        service = _keep_secrets(deps, service)
-        _check_dependents(deps, service)
+        try:
+            current: ServiceRecord | None = deps.store.get_service(service.name)
+        except NotFound:
+            current = None
+        service = _keep_secrets(current, service)
+        if current is not None:
+            _check_dependents(deps, current, service)
     record, created = deps.store.save_service(service, deps.clock(), create_only=create_only)
     logger.info("service saved", service_id=record.service_id, version=record.version, new=created)
     accepted = ServiceAccepted(
@@ -35,14 +40,11 @@ def save_service(
     return accepted, created
 
 
-def _keep_secrets(deps: Dependencies, service: Service) -> Service:
+def _keep_secrets(current: ServiceRecord | None, service: Service) -> Service:
     """A secret header sent back as REDACTED (from a GET) keeps its stored value."""
     if REDACTED not in service.secret_headers.values():
         return service
-    try:
-        stored = deps.store.get_service(service.name).definition.secret_headers
-    except NotFound:
-        stored = {}
+    stored = current.definition.secret_headers if current is not None else {}
     kept = {
         name: stored.get(name, "") if value == REDACTED else value
         for name, value in service.secret_headers.items()
@@ -50,12 +52,8 @@ def _keep_secrets(deps: Dependencies, service: Service) -> Service:
     return service.model_copy(update={"secret_headers": kept})
 
 
-def _check_dependents(deps: Dependencies, service: Service) -> None:
+def _check_dependents(deps: Dependencies, current: ServiceRecord, service: Service) -> None:
     """Refuse a service change that would break the data flow of a workflow using it."""
-    try:
-        current = deps.store.get_service(service.name)
-    except NotFound:
-        return
     for workflow_id in current.used_by:
         workflow = deps.store.get_workflow(workflow_id).definition
         services = deps.store.get_services(workflow.spec.all_services() - {service.name})

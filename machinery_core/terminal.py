@@ -123,7 +123,7 @@ class Output:
         self.live = self.rich and self.console.is_interactive
 
     def json(self, body: Any) -> None:
-        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+        print_json(body)
 
     def line(self, text: str, style: str = "") -> None:
         if self.rich:
@@ -225,10 +225,15 @@ def event_view(
     return Group(*parts)
 
 
+def print_json(body: Any) -> None:
+    """`body` on stdout as the API's JSON: indented, non-ASCII kept."""
+    click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+
+
 def report_error(error: ClientError, as_json: bool) -> None:
     """The error on stderr, readably (and as JSON on stdout with --output json)."""
     if as_json:
-        click.echo(json.dumps(error.to_body(), indent=2, ensure_ascii=False))
+        print_json(error.to_body())
     click.secho(f"Error: {error.message}", err=True, fg="red")
     for detail in error.details:
         path = detail.get("path") or detail.get("location") or "-"

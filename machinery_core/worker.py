@@ -248,7 +248,7 @@ def dispatch(
 
     token = secrets.token_urlsafe(32)  # 256 random bits
     now = deps.clock()
-    attempts = event.steps[event.step_index].attempts if len(event.steps) > event.step_index else 0
+    attempts = event.current_step.attempts if event.current_step is not None else 0
     callback = Callback(
         token_hash=hash_token(token),
         event_id=event_id,
@@ -293,7 +293,7 @@ def callback_timed_out(
 ) -> dict[str, Any]:
     """AwaitCallback timed out: the waiting step fails, unless its callback just won the race."""
     event, plan = _load(deps, event_id, plan_carried)
-    step = event.steps[event.step_index] if len(event.steps) > event.step_index else None
+    step = event.current_step
     if event.status.terminal or step is None or step.status is not StepStatus.WAITING:
         return answer_for(event)
     service = engine.current_service(event, plan)

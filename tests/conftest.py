@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
-import re
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 import requests
+from loopback import start_local
 from moto import mock_aws
 
+from machinery_core.local.launch import example_ports_held, free_port
 from machinery_core.local.template import Template
 from machinery_core.store import Store
 
@@ -46,12 +45,6 @@ def store(dynamodb: object) -> Store:
     return Store(dynamodb, "machinery-test", timedelta(days=30))  # type: ignore[arg-type]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class LocalStack:
     """A `machinery local --examples` process, driven over real HTTP."""
 
@@ -76,16 +69,42 @@ class LocalStack:
     def delete(self, path: str) -> requests.Response:
         return self.http.delete(self.url + path, timeout=10)
 
-    def wait_for_end(self, event_id: str, timeout: float = 20.0) -> dict[str, object]:
-        """Poll until the event is terminal; fail the test if it is not by `timeout`."""
+    def send(self, workflow: str, data: object, **body: object) -> str:
+        """POST an event (`data`, plus `body`'s other fields) to `workflow`; its accepted id."""
+        answer = self.post(f"/e/{workflow}", json={"data": data, **body})
+        assert answer.status_code == 202, answer.text
+        event_id: str = answer.json()["event_id"]
+        return event_id
+
+    def wait_until(
+        self,
+        event_id: str,
+        done: Callable[[dict[str, Any]], bool],
+        what: str,
+        timeout: float = 20.0,
+    ) -> dict[str, Any]:
+        """Poll the event until `done(event)`; fail the test if it is not by `timeout`.
+
+        `what` is the failure message, a str.format template over `event_id`, `timeout` and
+        `event` (the last one polled), e.g. "event {event_id} still {event[status]}".
+        """
         deadline = time.monotonic() + timeout
         while True:
-            event: dict[str, object] = self.get(f"/events/{event_id}").json()
-            if event["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            event: dict[str, Any] = self.get(f"/events/{event_id}").json()
+            if done(event):
                 return event
             if time.monotonic() > deadline:
-                pytest.fail(f"event {event_id} still {event['status']} after {timeout}s")
+                pytest.fail(what.format(event_id=event_id, timeout=timeout, event=event))
             time.sleep(0.02)
+
+    def wait_for_end(self, event_id: str, timeout: float = 20.0) -> dict[str, object]:
+        """Poll until the event is terminal; fail the test if it is not by `timeout`."""
+        return self.wait_until(
+            event_id,
+            lambda event: event["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"),
+            "event {event_id} still {event[status]} after {timeout}s",
+            timeout,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -94,8 +113,7 @@ def example_ports() -> Iterator[None]:
 
     A second test run on the same machine waits here instead of failing to bind them.
     """
-    with open(Path(os.environ.get("TMPDIR", "/tmp")) / "machinery-example-ports.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with example_ports_held():
         yield
 
 
@@ -104,40 +122,14 @@ def local_stack(example_ports: None) -> Iterator[LocalStack]:
     """The local runtime as users run it (`machinery local --examples`), with waits scaled to 1%."""
     port = free_port()
     signing_key = "e2e-notification-signing-key"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "machinery_core.cli",
-            "local",
-            "--examples",
-            "--port",
-            str(port),
-            "--time-scale",
-            "0.01",
-        ],
-        cwd=ROOT,
+    process, url, banner = start_local(
+        ["--examples", "--port", str(port), "--time-scale", "0.01"],
         # ALLOWED_SERVICE_HOSTS unset: the local runtime's own default (loopback) applies
         env={
             **{k: v for k, v in os.environ.items() if k != "ALLOWED_SERVICE_HOSTS"},
             "MACHINERY_NOTIFICATION_SECRET": signing_key,
         },
-        stdout=subprocess.PIPE,
-        stderr=sys.stderr,
-        text=True,
     )
-    assert process.stdout is not None
-    url = None
-    banner: list[str] = []
-    deadline = time.monotonic() + 60
-    while url is None and time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        banner.append(line.rstrip("\n"))
-        found = re.search(r"Machinery API: (http://\S+)", line)
-        if found:
-            url = found.group(1)
     if url is None:
         process.kill()
         pytest.fail("machinery local did not start")

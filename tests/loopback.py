@@ -1,21 +1,65 @@
 """A scripted HTTP service on 127.0.0.1 for every test tier: it records each call and
-answers with `respond(call, nth_call)`."""
+answers with `respond(call, nth_call)`. Also: a `machinery local` started on loopback, and a
+loopback URL nobody listens on."""
 
 from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
+from machinery_core.local.launch import api_url_in, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
 Reply = tuple[int, dict[str, str], bytes]
+
+
+def start_local(
+    args: list[str], env: dict[str, str], timeout: float = 60.0
+) -> tuple[subprocess.Popen[str], str | None, list[str]]:
+    """Start `machinery local *args` and read its output until it names the API's URL.
+
+    The process, the URL (None if it ended or `timeout` passed first: the caller decides
+    what that means) and the lines read, newlines stripped.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "machinery_core.cli", "local", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=sys.stderr,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        url = api_url_in(line)
+        if url is not None:
+            return process, url, lines
+    return process, None, lines
+
+
+def closed_url(path: str = "/") -> str:
+    """A loopback URL on a port nobody listens on at the moment."""
+    return f"http://127.0.0.1:{free_port()}{path}"
 
 
 def json_reply(status: int, body: object, headers: dict[str, str] | None = None) -> Reply:

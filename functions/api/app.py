@@ -71,6 +71,14 @@ def _answers(
     return answers
 
 
+def _text_answer(description: str, *content_types: str) -> OpenAPIResponse:
+    """A success whose body is text (of any of `content_types`), for the OpenAPI document."""
+    return {
+        "description": description,
+        "content": {kind: {"schema": {"type": "string"}} for kind in content_types},
+    }
+
+
 def _json(
     status: HTTPStatus, body: BaseModel | dict[str, Any], headers: dict[str, str] | None = None
 ) -> Response[Any]:
@@ -190,13 +198,12 @@ def list_events(
 
 # A diagram answers text: Mermaid source as text/plain (shown, not saved, by browsers and
 # curl), or a standalone SVG image.
-_DIAGRAM = _answers(200, None, 404)
-_DIAGRAM[200] = {
-    "description": "The diagram: Mermaid flowchart source (format=mermaid) or an SVG image",
-    "content": {
-        diagram.CONTENT_TYPES["mermaid"]: {"schema": {"type": "string"}},
-        diagram.CONTENT_TYPES["svg"]: {"schema": {"type": "string"}},
-    },
+_DIAGRAM = {
+    **_answers(200, None, 404),
+    200: _text_answer(
+        "The diagram: Mermaid flowchart source (format=mermaid) or an SVG image",
+        *diagram.CONTENT_TYPES.values(),
+    ),
 }
 
 
@@ -291,11 +298,7 @@ def openapi() -> Response[Any]:
 
 # The dashboard: one HTML page whose script reads the API from the same origin, so it gets the
 # API's own authorisation. Its CSP admits only its inline style and script, by their digests.
-_HTML = _answers(200, None)
-_HTML[200] = {
-    "description": "The web dashboard (HTML)",
-    "content": {"text/html": {"schema": {"type": "string"}}},
-}
+_HTML = {**_answers(200, None), 200: _text_answer("The web dashboard (HTML)", "text/html")}
 
 
 @app.get("/ui", responses=_HTML)

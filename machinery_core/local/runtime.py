@@ -206,16 +206,20 @@ class LocalRuntime:
 
     # --- Lambda ----------------------------------------------------------------------
 
-    def invoke(self, function: str, payload: dict[str, Any]) -> tuple[Any, str | None]:
-        """Run a function's handler in-process: (result, None) or (error payload, error type)."""
-        deployed = next(
+    def function(self, name: str) -> DeployedFunction | None:
+        """The deployed function `name` names: its ARN, logical id or function name."""
+        return next(
             (
                 f
                 for f in self.functions.values()
-                if function in (f.arn, f.spec.logical_id, f"{STACK}-{f.spec.logical_id}")
+                if name in (f.arn, f.spec.logical_id, f"{STACK}-{f.spec.logical_id}")
             ),
             None,
         )
+
+    def invoke(self, function: str, payload: dict[str, Any]) -> tuple[Any, str | None]:
+        """Run a function's handler in-process: (result, None) or (error payload, error type)."""
+        deployed = self.function(function)
         if deployed is None:
             return {
                 "errorType": "ResourceNotFoundException",

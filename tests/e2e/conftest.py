@@ -10,12 +10,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from e2e_kit import Registry
+from e2e_kit import Registry, StartStub
 from loopback import Call, LoopbackServer, Reply
 
 
 @pytest.fixture
-def stub_service() -> Iterator[Callable[[Callable[[Call, int], Reply]], LoopbackServer]]:
+def stub_service() -> Iterator[StartStub]:
     """Start stub services for one test; every one is shut down afterwards."""
     started: list[LoopbackServer] = []
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import queue
-import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from loopback import Call, Reply, json_reply
+from loopback import Call, LoopbackServer, Reply, json_reply
 
 if TYPE_CHECKING:
     from conftest import LocalStack
+
+# The `stub_service` fixture: start a loopback service answering with `respond(call, nth)`.
+StartStub = Callable[[Callable[[Call, int], Reply]], LoopbackServer]
 
 
 def unique(prefix: str) -> str:
@@ -127,12 +129,20 @@ def wait_for_notification(
     stack: LocalStack, event_id: str, timeout: float = 10.0
 ) -> dict[str, Any]:
     """The event once its completion notification is DELIVERED or FAILED (polled to `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        event: dict[str, Any] = stack.get(f"/events/{event_id}").json()
+
+    def delivered_or_failed(event: dict[str, Any]) -> bool:
         note = event.get("notification")
-        if note is not None and note["status"] != "PENDING":
-            return event
-        if time.monotonic() > deadline:
-            pytest.fail(f"event {event_id}'s notification is still {note} after {timeout}s")
-        time.sleep(0.02)
+        return note is not None and note["status"] != "PENDING"
+
+    return stack.wait_until(
+        event_id,
+        delivered_or_failed,
+        "event {event_id}'s notification is still {event[notification]} after {timeout}s",
+        timeout,
+    )
+
+
+def newest_event(stack: LocalStack, workflow: str) -> str | None:
+    """The id of the workflow's most recent event, if it has any."""
+    items = stack.get(f"/workflows/{workflow}/events", params={"limit": 1}).json()["items"]
+    return items[0]["event_id"] if items else None

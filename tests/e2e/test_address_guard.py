@@ -7,16 +7,14 @@ Nothing here is sent anywhere but 127.0.0.1: refused addresses are only register
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from e2e_kit import Registry, service_definition, unique
-from loopback import Call, LoopbackServer, Reply, json_reply
+from e2e_kit import Registry, StartStub, service_definition, unique
+from loopback import json_reply
 
 pytestmark = pytest.mark.e2e
 
-StartStub = Callable[[Callable[[Call, int], Reply]], LoopbackServer]
 TEXT = {"message": "string"}
 
 

@@ -10,12 +10,11 @@ from typing import Any
 
 import pytest
 import requests
-from e2e_kit import Inbox, Registry, service_definition, unique, workflow_definition
-from loopback import Call, LoopbackServer, Reply, json_reply
+from e2e_kit import Inbox, Registry, StartStub, service_definition, unique, workflow_definition
+from loopback import Call, Reply, json_reply
 
 pytestmark = pytest.mark.e2e
 
-StartStub = Callable[[Callable[[Call, int], Reply]], LoopbackServer]
 # Scaled by --time-scale 0.01: a 9 s wait for the callback, far longer than any test needs,
 # so a test that does call back never races the timeout.
 PATIENT_SECONDS = 900
@@ -48,9 +47,7 @@ def _callback_workflow(registry: Registry, address: str, **options: Any) -> str:
 
 
 def _send(stack: Any, workflow: str, message: str = MESSAGE) -> str:
-    answer = stack.post(f"/e/{workflow}", json={"data": {"message": message}})
-    assert answer.status_code == 202, answer.text
-    event_id: str = answer.json()["event_id"]
+    event_id: str = stack.send(workflow, {"message": message})
     return event_id
 
 

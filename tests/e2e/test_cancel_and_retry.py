@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from e2e_kit import Inbox, Registry, service_definition, unique, workflow_definition
-from loopback import Call, LoopbackServer, Reply, json_reply
+from e2e_kit import Inbox, Registry, StartStub, service_definition, unique, workflow_definition
+from loopback import Call, Reply, json_reply
 
 pytestmark = pytest.mark.e2e
 
-StartStub = Callable[[Callable[[Call, int], Reply]], LoopbackServer]
-
 
 def _wait_for_status(stack: Any, event_id: str, status: str, timeout: float = 10) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        event: dict[str, Any] = stack.get(f"/events/{event_id}").json()
-        if event["status"] == status:
-            return event
-        if time.monotonic() > deadline:
-            pytest.fail(f"event {event_id} is {event['status']}, not {status}, after {timeout}s")
-        time.sleep(0.02)
+    event: dict[str, Any] = stack.wait_until(
+        event_id,
+        lambda event: event["status"] == status,
+        f"event {{event_id}} is {{event[status]}}, not {status}, after {{timeout}}s",
+        timeout,
+    )
+    return event
 
 
 def _one_step_workflow(registry: Registry, address: str, **options: Any) -> str:

@@ -7,14 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from e2e_kit import Registry, service_definition, unique, workflow_definition
-from loopback import Call, LoopbackServer, Reply, json_reply
+from e2e_kit import Registry, StartStub, service_definition, unique, workflow_definition
+from loopback import json_reply
 
 from machinery_core.cli import main
 
@@ -26,8 +25,6 @@ EVENT_FILE = DEFINITIONS / "event-text.json"
 EXPECTED_OUTPUTS = {"message": "! GNINROM EHT NI ESIR LLIW NUS EHT", "space_count": 7}
 EXAMPLE_SERVICES = {"upper", "reverse", "space-counter", "reverse-later"}
 EXAMPLE_WORKFLOWS = {"process-text", "process-text-async"}
-
-StartStub = Callable[[Callable[[Call, int], Reply]], LoopbackServer]
 
 
 def machinery(stack: Any, *args: str, stdin: str | None = None) -> Result:

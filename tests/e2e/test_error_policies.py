@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from e2e_kit import Registry, service_definition, unique
-from loopback import Call, LoopbackServer, Reply, json_reply
+from e2e_kit import Registry, StartStub, service_definition, unique
+from loopback import json_reply
 
 pytestmark = pytest.mark.e2e
-
-StartStub = Callable[[Callable[[Call, int], Reply]], LoopbackServer]
 
 
 def test_a_fallback_service_takes_over_a_step_whose_service_fails(

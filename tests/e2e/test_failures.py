@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from e2e_kit import Registry, service_definition, text_reply, unique
-from loopback import Call, LoopbackServer, Reply, json_reply
+from e2e_kit import Registry, StartStub, service_definition, text_reply, unique
+from loopback import Call, Reply, closed_url, json_reply
 
 pytestmark = pytest.mark.e2e
 
-StartStub = Callable[[Callable[[Call, int], Reply]], LoopbackServer]
 RETRY = {"max_attempts": 3, "interval_seconds": 1, "backoff_rate": 2}
 
 
@@ -45,9 +42,7 @@ def _workflow_over(
 
 
 def _run(stack: Any, workflow: str, message: str = "hello world") -> tuple[str, dict[str, Any]]:
-    answer = stack.post(f"/e/{workflow}", json={"data": {"message": message}})
-    assert answer.status_code == 202, answer.text
-    event_id = answer.json()["event_id"]
+    event_id = stack.send(workflow, {"message": message})
     return event_id, stack.wait_for_end(event_id)
 
 
@@ -170,10 +165,7 @@ def test_a_service_nobody_listens_on_is_retried_then_fails(
     local_stack: Any, registry: Registry
 ) -> None:
     # Given a service registered at a loopback port nothing listens on
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    workflow = _workflow_over(registry, f"http://127.0.0.1:{port}/", retry=RETRY)
+    workflow = _workflow_over(registry, closed_url(), retry=RETRY)
 
     # When an event runs
     _, event = _run(local_stack, workflow)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,16 +13,17 @@ import pytest
 from e2e_kit import (
     Inbox,
     Registry,
+    StartStub,
+    newest_event,
     service_definition,
     unique,
     wait_for_notification,
     workflow_definition,
 )
-from loopback import Call, LoopbackServer, Reply, json_reply
+from loopback import Call, Reply, closed_url, json_reply
 
 pytestmark = pytest.mark.e2e
 
-StartStub = Callable[[Callable[[Call, int], Reply]], LoopbackServer]
 NOTICE_FIELDS = {
     "event_id",
     "workflow_id",
@@ -39,12 +38,8 @@ PROCESSED = {"message": "ESAELP EM YFITON", "space_count": 2}
 
 
 def _send(stack: Any, workflow: str, notify_url: str | None = None) -> str:
-    body: dict[str, Any] = {"data": {"message": MESSAGE}}
-    if notify_url is not None:
-        body["notify"] = {"url": notify_url}
-    answer = stack.post(f"/e/{workflow}", json=body)
-    assert answer.status_code == 202, answer.text
-    event_id: str = answer.json()["event_id"]
+    notify = {} if notify_url is None else {"notify": {"url": notify_url}}
+    event_id: str = stack.send(workflow, {"message": MESSAGE}, **notify)
     return event_id
 
 
@@ -64,11 +59,6 @@ def _verified_notice(stack: Any, call: Call) -> dict[str, Any]:
 
 def _summary(event: dict[str, Any]) -> dict[str, Any]:
     return {key: event[key] for key in NOTICE_FIELDS}
-
-
-def _newest_event(stack: Any, workflow: str) -> str | None:
-    items = stack.get(f"/workflows/{workflow}/events", params={"limit": 1}).json()["items"]
-    return items[0]["event_id"] if items else None
 
 
 def _moment(value: object) -> datetime:
@@ -208,12 +198,6 @@ def test_a_failing_receiver_is_retried_until_it_takes_the_notification(
     assert notices[0]["event_id"] == event_id
 
 
-def _nobody_listens() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}/"
-
-
 @pytest.mark.parametrize("receiver_kind", ["answers-500", "nobody-listens"])
 def test_a_receiver_that_never_takes_it_fails_the_notification_after_five_attempts(
     local_stack: Any, stub_service: StartStub, receiver_kind: str
@@ -230,7 +214,7 @@ def test_a_receiver_that_never_takes_it_fails_the_notification_after_five_attemp
         receiver = stub_service(down)
         url = receiver.address
     else:
-        url = _nobody_listens()
+        url = closed_url()
 
     # When an event asks to be notified there
     event_id = _send(local_stack, "process-text", url)
@@ -264,7 +248,7 @@ def test_a_notify_url_that_is_not_http_is_refused(
     local_stack: Any, registry: Registry, url: str
 ) -> None:
     # Given the example workflow and its newest event
-    newest = _newest_event(local_stack, "process-text")
+    newest = newest_event(local_stack, "process-text")
 
     # When an event, or a workflow definition, names a notify URL that is not http(s)
     event = local_stack.post(
@@ -283,4 +267,4 @@ def test_a_notify_url_that_is_not_http_is_refused(
     assert [detail["path"] for detail in event.json()["details"]] == ["notify.url"]
     assert workflow.status_code == 422, workflow.text
     assert [detail["path"] for detail in workflow.json()["details"]] == ["spec.notify.url"]
-    assert _newest_event(local_stack, "process-text") == newest
+    assert newest_event(local_stack, "process-text") == newest

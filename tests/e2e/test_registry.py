@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import pytest
-from e2e_kit import Registry, service_definition, unique, workflow_definition
-from loopback import Call, LoopbackServer, Reply, json_reply
+from e2e_kit import Registry, StartStub, service_definition, unique, workflow_definition
+from loopback import json_reply
 
 pytestmark = pytest.mark.e2e
 
-StartStub = Callable[[Callable[[Call, int], Reply]], LoopbackServer]
 UNUSED_ADDRESS = "http://127.0.0.1:9/"
 
 

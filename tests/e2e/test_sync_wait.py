@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
-from e2e_kit import Inbox, Registry, service_definition, unique, workflow_definition
-from loopback import Call, LoopbackServer, Reply, json_reply
+from e2e_kit import (
+    Inbox,
+    Registry,
+    StartStub,
+    newest_event,
+    service_definition,
+    unique,
+    workflow_definition,
+)
+from loopback import json_reply
 
 pytestmark = pytest.mark.e2e
 
-StartStub = Callable[[Callable[[Call, int], Reply]], LoopbackServer]
 MESSAGE = "The Sun will rise in the morning !"
 OUTPUTS = {"message": "! GNINROM EHT NI ESIR LLIW NUS EHT", "space_count": 7}
 
@@ -24,11 +30,6 @@ def _send(stack: Any, workflow: str, wait: object, message: str = MESSAGE) -> re
         f"/e/{workflow}", json={"data": {"message": message}}, params=params
     )
     return answer
-
-
-def _newest_event(stack: Any, workflow: str) -> str | None:
-    items = stack.get(f"/workflows/{workflow}/events", params={"limit": 1}).json()["items"]
-    return items[0]["event_id"] if items else None
 
 
 @pytest.mark.parametrize("wait", [5, 25])
@@ -149,7 +150,7 @@ def test_a_wait_out_of_range_is_refused_before_anything_is_accepted(
     local_stack: Any, wait: object
 ) -> None:
     # Given the example workflow and its newest event
-    newest = _newest_event(local_stack, "process-text")
+    newest = newest_event(local_stack, "process-text")
 
     # When an event is sent with a wait outside 0..25 seconds
     answer = _send(local_stack, "process-text", wait)
@@ -160,4 +161,4 @@ def test_a_wait_out_of_range_is_refused_before_anything_is_accepted(
     assert any("wait" in detail["path"] for detail in details), details
 
     # And no event was created
-    assert _newest_event(local_stack, "process-text") == newest
+    assert newest_event(local_stack, "process-text") == newest

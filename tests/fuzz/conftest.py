@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fuzz_kit import FuzzStack, free_port, require_loopback, seed, start
+from fuzz_kit import FuzzStack, require_loopback, seed, start
 from loopback import LoopbackServer, json_reply
+
+from machinery_core.local.launch import free_port
 
 
 @pytest.fixture(scope="session")

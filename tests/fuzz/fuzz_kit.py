@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from loopback import LoopbackServer
+from loopback import LoopbackServer, start_local
 
-ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 60.0
 EVENT_SECONDS = 20.0
 
@@ -47,12 +42,6 @@ class FuzzStack:
         }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def require_loopback(url: str) -> str:
     """The fuzzer may only ever talk to 127.0.0.0/8."""
     host = urlsplit(url).hostname or ""
@@ -61,36 +50,15 @@ def require_loopback(url: str) -> str:
 
 
 def start(port: int) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "machinery_core.cli",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--time-scale",
-            "0.01",
-        ],
-        cwd=ROOT,
+    process, url, _ = start_local(
+        ["--host", "127.0.0.1", "--port", str(port), "--time-scale", "0.01"],
         # Only loopback service addresses may be registered there (the local default, made
         # explicit): the address guard is one more fence, not the one the fuzzer relies on.
         env={**os.environ, "ALLOWED_SERVICE_HOSTS": "127.0.0.0/8"},
-        stdout=subprocess.PIPE,
-        stderr=sys.stderr,
-        text=True,
+        timeout=STARTUP_SECONDS,
     )
-    assert process.stdout is not None
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        found = re.search(r"Machinery API: (http://\S+)", line)
-        if found:
-            return process, found.group(1)
+    if url is not None:
+        return process, url
     process.kill()
     process.wait(timeout=10)
     pytest.fail("machinery local (fuzz stack) did not start")

@@ -9,7 +9,15 @@ from dataclasses import replace
 import boto3
 import pytest
 import requests
-from integration_kit import ACCOUNT, REGION, Services, TaskSpy, Wired, example_behaviours
+from integration_kit import (
+    ACCOUNT,
+    REGION,
+    Services,
+    TaskSpy,
+    Wired,
+    example_behaviours,
+    recorded,
+)
 from loopback import Call, LoopbackServer, Reply, json_reply
 
 from machinery_core.addresses import LOOPBACK_HOSTS, AddressPolicy
@@ -50,6 +58,20 @@ def wired(store: Store) -> Iterator[Wired]:
             yield Wired(deps, store, stepfunctions, machine["stateMachineArn"])
         finally:
             configure(None)
+
+
+@pytest.fixture
+def registered(wired: Wired, request: pytest.FixtureRequest) -> Wired:
+    """The `upper` service and the `shout` workflow, registered through the API.
+
+    Each is sent with the requesting test module's own `invoke`, so it is answered and
+    checked exactly as that module's tests are.
+    """
+    invoke = request.module.invoke
+    for name in ("create_service", "create_workflow"):
+        status, _, body = invoke(recorded(name))
+        assert status == 201, body
+    return wired
 
 
 @pytest.fixture

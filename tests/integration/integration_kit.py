@@ -1,4 +1,5 @@
-"""Helpers of the integration tier: handler loading, a fake Lambda context, wired deps."""
+"""Helpers of the integration tier: handler loading, recorded events, a fake Lambda context,
+wired deps, a clock the test moves, and the step handler's answers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,6 +19,7 @@ from botocore.exceptions import ClientError
 from loopback import LoopbackServer
 
 from machinery_core.dependencies import Dependencies
+from machinery_core.models import utc_now
 from machinery_core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +38,25 @@ def load_handler_module(name: str, relative: str) -> ModuleType:
     sys.modules[name] = module  # pydantic resolves the handlers' generic models through it
     spec.loader.exec_module(module)
     return module
+
+
+def recorded(name: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The recorded API Gateway event tests/events/{name}.json (with `body`, if given)."""
+    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    if body is not None:
+        event["body"] = json.dumps(body)
+        event["headers"]["content-length"] = str(len(event["body"].encode()))
+    return event
+
+
+def at_path_id(event: dict[str, Any], key: str, value: str) -> dict[str, Any]:
+    """The recorded event with its path parameter `key` set to `value` (as API Gateway would)."""
+    changed = copy.deepcopy(event)
+    old = changed["pathParameters"][key]
+    changed["pathParameters"][key] = value
+    changed["rawPath"] = changed["rawPath"].replace(old, value)
+    changed["requestContext"]["http"]["path"] = changed["rawPath"]
+    return changed
 
 
 class FakeLambdaContext:
@@ -60,6 +82,37 @@ class Wired:
     store: Store
     stepfunctions: Any
     state_machine_arn: str
+
+
+def executions(wired: Wired) -> list[str]:
+    """The names of the executions started on `wired`'s state machine."""
+    listed = wired.stepfunctions.list_executions(stateMachineArn=wired.state_machine_arn)
+    return [execution["name"] for execution in listed["executions"]]
+
+
+class Clock:
+    """The dependencies' clock, moved on by the test."""
+
+    def __init__(self) -> None:
+        self.now = utc_now()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+def step_answer(
+    status: str, wait_seconds: int = 0, timeout_seconds: int = 0, notify: bool = False
+) -> dict[str, Any]:
+    """What the step handler answers the state machine."""
+    return {
+        "status": status,
+        "wait_seconds": wait_seconds,
+        "timeout_seconds": timeout_seconds,
+        "notify": notify,
+    }
 
 
 class TaskSpy:

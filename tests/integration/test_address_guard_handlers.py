@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import requests
-from integration_kit import EVENTS, FakeLambdaContext, Wired, load_handler_module
+from integration_kit import FakeLambdaContext, Wired, executions, load_handler_module, recorded
 from loopback import FakeResolver, LoopbackServer, Unreachable
 from requests.adapters import HTTPAdapter
 
@@ -72,14 +72,6 @@ def local(wired: Wired) -> Iterator[Guard]:
     """As `machinery local` runs by default: loopback is allowed."""
     with requests.Session() as session:
         yield guard(wired, LOOPBACK_HOSTS, session)
-
-
-def recorded(name: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
-    if body is not None:
-        event["body"] = json.dumps(body)
-        event["headers"]["content-length"] = str(len(event["body"].encode()))
-    return event
 
 
 def put_service(body: dict[str, Any]) -> dict[str, Any]:
@@ -142,11 +134,6 @@ def run_to_the_end(event_id: str, invocations: int = 10) -> list[dict[str, Any]]
         if answer["status"] not in ("CONTINUE", "BACKOFF"):
             return answers
     pytest.fail(f"event {event_id} still running after {invocations} invocations: {answers}")
-
-
-def executions(wired: Wired) -> list[str]:
-    listed = wired.stepfunctions.list_executions(stateMachineArn=wired.state_machine_arn)
-    return [execution["name"] for execution in listed["executions"]]
 
 
 # --- registration ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from integration_kit import EVENTS, FakeLambdaContext, Wired, load_handler_module
+from integration_kit import FakeLambdaContext, Wired, at_path_id, load_handler_module, recorded
 
 from machinery_core.errors import NotFound
 from machinery_core.models import EventStatus, Plan
@@ -18,25 +18,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 api = load_handler_module("api_app", "functions/api/app.py")
 
 
-def recorded(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
-    return event
-
-
 def with_body(event: dict[str, Any], body: str) -> dict[str, Any]:
     changed = copy.deepcopy(event)
     changed["body"] = body
     changed["headers"]["content-length"] = str(len(body.encode()))
-    return changed
-
-
-def at_path_id(event: dict[str, Any], key: str, value: str) -> dict[str, Any]:
-    """The recorded event with its path parameter `key` set to `value` (as API Gateway would)."""
-    changed = copy.deepcopy(event)
-    old = changed["pathParameters"][key]
-    changed["pathParameters"][key] = value
-    changed["rawPath"] = changed["rawPath"].replace(old, value)
-    changed["requestContext"]["http"]["path"] = changed["rawPath"]
     return changed
 
 
@@ -45,15 +30,6 @@ def invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
     headers = {key.lower(): value for key, value in (answer.get("headers") or {}).items()}
     body = json.loads(answer["body"]) if answer.get("body") else None
     return answer["statusCode"], headers, body
-
-
-@pytest.fixture
-def registered(wired: Wired) -> Wired:
-    """The `upper` service and the `shout` workflow, registered through the API."""
-    for name in ("create_service", "create_workflow"):
-        status, _, body = invoke(recorded(name))
-        assert status == 201, body
-    return wired
 
 
 # --- services ----------------------------------------------------------------------------

@@ -14,20 +14,22 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from integration_kit import (
-    EVENTS,
+    Clock,
     DynamoCalls,
     FakeLambdaContext,
     Services,
     TaskSpy,
     Wired,
     load_handler_module,
+    recorded,
     task_timed_out,
 )
+from integration_kit import step_answer as answer
 
 from machinery_core import callbacks, events, worker
 from machinery_core.dependencies import Dependencies, configure
@@ -44,7 +46,6 @@ from machinery_core.models import (
     Service,
     StepStatus,
     Workflow,
-    utc_now,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -57,30 +58,6 @@ API_URL = "https://api.example.test"
 TASK = "sfn-task-token-1"
 TIMEOUT = 60  # the callback service's timeout_seconds
 TOKEN_TTL = timedelta(seconds=TIMEOUT) + worker.CALLBACK_GRACE
-
-
-def answer(
-    status: str, wait_seconds: int = 0, timeout_seconds: int = 0, notify: bool = False
-) -> dict[str, Any]:
-    return {
-        "status": status,
-        "wait_seconds": wait_seconds,
-        "timeout_seconds": timeout_seconds,
-        "notify": notify,
-    }
-
-
-class Clock:
-    """The dependencies' clock, moved on by the test."""
-
-    def __init__(self) -> None:
-        self.now = utc_now()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 @dataclass
@@ -752,7 +729,7 @@ def test_the_step_handler_refuses_an_unknown_action(rig: Rig) -> None:
 
 def callback_request(token: str, body: str | None = None) -> dict[str, Any]:
     """The recorded callback, for `token` (and `body`, if given)."""
-    event: dict[str, Any] = json.loads((EVENTS / "complete_callback.json").read_text())
+    event = recorded("complete_callback")
     old = event["pathParameters"]["token"]
     event["pathParameters"]["token"] = token
     event["rawPath"] = event["requestContext"]["http"]["path"] = f"/callbacks/{token}"
@@ -786,7 +763,7 @@ def test_the_recorded_callback_completes_the_step(rig: Rig) -> None:
 
 
 def test_an_unknown_callback_token_answers_a_bare_404(rig: Rig) -> None:
-    event: dict[str, Any] = json.loads((EVENTS / "complete_callback.json").read_text())
+    event = recorded("complete_callback")
 
     status, body = post(event)
 

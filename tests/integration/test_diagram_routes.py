@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from integration_kit import EVENTS, FakeLambdaContext, Wired, load_handler_module
+from integration_kit import FakeLambdaContext, Wired, at_path_id, load_handler_module, recorded
 
 from machinery_core import engine
 from machinery_core.engine import CallOutcome
@@ -23,11 +23,6 @@ SVG = "{http://www.w3.org/2000/svg}"
 MERMAID = "text/plain; charset=utf-8"
 
 
-def recorded(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
-    return event
-
-
 def with_query(event: dict[str, Any], **params: str) -> dict[str, Any]:
     """The recorded event with exactly these query parameters (none: no query string)."""
     changed = copy.deepcopy(event)
@@ -38,29 +33,11 @@ def with_query(event: dict[str, Any], **params: str) -> dict[str, Any]:
     return changed
 
 
-def at_path_id(event: dict[str, Any], key: str, value: str) -> dict[str, Any]:
-    changed = copy.deepcopy(event)
-    old = changed["pathParameters"][key]
-    changed["pathParameters"][key] = value
-    changed["rawPath"] = changed["rawPath"].replace(old, value)
-    changed["requestContext"]["http"]["path"] = changed["rawPath"]
-    return changed
-
-
 def invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], str]:
     answer = api.handler(event, FakeLambdaContext())
     headers = {key.lower(): value for key, value in (answer.get("headers") or {}).items()}
     assert not answer.get("isBase64Encoded")
     return answer["statusCode"], headers, answer.get("body") or ""
-
-
-@pytest.fixture
-def registered(wired: Wired) -> Wired:
-    """The `upper` service and the `shout` workflow, registered through the API."""
-    for name in ("create_service", "create_workflow"):
-        status, _, body = invoke(recorded(name))
-        assert status == 201, body
-    return wired
 
 
 @pytest.fixture

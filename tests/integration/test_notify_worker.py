@@ -10,20 +10,29 @@ import copy
 import hashlib
 import hmac
 import json
-import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from integration_kit import EVENTS, FakeLambdaContext, Services, Wired, load_handler_module
+from integration_kit import (
+    Clock,
+    FakeLambdaContext,
+    Services,
+    Wired,
+    executions,
+    load_handler_module,
+    recorded,
+)
+from integration_kit import step_answer as answer
 
 from machinery_core import events, worker
 from machinery_core.dependencies import Dependencies, configure
 from machinery_core.errors import NotificationFailed
+from machinery_core.local.launch import free_port
 from machinery_core.models import (
     CompletionNotice,
     ErrorInfo,
@@ -38,7 +47,6 @@ from machinery_core.models import (
     PlannedStep,
     Service,
     Workflow,
-    utc_now,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -49,18 +57,6 @@ step = load_handler_module("step_app", "functions/step/app.py")
 STRING = {"type": "string"}
 KEY = b"notification-signing-key-for-tests"
 HOOK = "/hook"
-
-
-def answer(status: str, notify: bool = False) -> dict[str, Any]:
-    return {"status": status, "wait_seconds": 0, "timeout_seconds": 0, "notify": notify}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utc_now()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -219,9 +215,7 @@ def test_a_refused_notification_is_recorded_and_raised_for_a_retry(rig: Rig) -> 
 
 def test_an_unreachable_receiver_is_recorded_without_a_status_code(rig: Rig) -> None:
     # Given a receiver URL on a loopback port with nothing listening on it
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     event_id = rig.ended_event(notification=Notification(url=f"http://127.0.0.1:{port}/hook"))
 
     with pytest.raises(NotificationFailed):
@@ -487,11 +481,6 @@ def test_wait_for_end_pauses_at_most_half_a_second(
 # --- the API: ?wait=N and notify ---------------------------------------------------------
 
 
-def recorded(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
-    return event
-
-
 def invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
     answered = api.handler(copy.deepcopy(event), FakeLambdaContext())
     headers = {key.lower(): value for key, value in (answered.get("headers") or {}).items()}
@@ -503,11 +492,6 @@ def with_wait(event: dict[str, Any], wait: str) -> dict[str, Any]:
     event["rawQueryString"] = f"wait={wait}"
     event["queryStringParameters"] = {"wait": wait}
     return event
-
-
-def executions(wired: Wired) -> list[str]:
-    listed = wired.stepfunctions.list_executions(stateMachineArn=wired.state_machine_arn)
-    return [execution["name"] for execution in listed["executions"]]
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from unit_kit import INTEGER, STRING, T0, at, make_service
 
 from machinery_core import engine
 from machinery_core.engine import CallOutcome
@@ -18,34 +19,14 @@ from machinery_core.models import (
     StepStatus,
 )
 
-T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
-STRING = {"type": "string"}
-INTEGER = {"type": "integer"}
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def make_service(name: str, outputs: dict[str, Any], **extra: Any) -> Service:
-    return Service.model_validate(
-        {
-            "name": name,
-            "address": f"http://127.0.0.1:5000/{name}",
-            "spec": {"inputs": {"message": STRING}, "outputs": outputs},
-            **extra,
-        }
-    )
-
-
 TRANSLATE = make_service(
     "translate",
-    {"message": STRING},
+    outputs={"message": STRING},
     mode="callback",
     timeout_seconds=300,
     retry={"max_attempts": 3, "interval_seconds": 2, "backoff_rate": 3},
 )
-COUNTER = make_service("space-counter", {"space_count": INTEGER})
+COUNTER = make_service("space-counter", outputs={"space_count": INTEGER})
 
 
 def make_plan(*services: Service, outputs: dict[str, Any]) -> Plan:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from unit_kit import STRING, at, make_service
 
 from machinery_core import engine
 from machinery_core.errors import Conflict, StaleVersion
@@ -16,29 +16,14 @@ from machinery_core.models import (
     EventStatus,
     Plan,
     PlannedStep,
-    Service,
     StepStatus,
 )
 from machinery_core.store import Store
 
-T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
-STRING = {"type": "string"}
 TOKEN_HASH = hashlib.sha256(b"a-token-the-store-never-sees").hexdigest()
 
-SERVICE = Service.model_validate(
-    {
-        "name": "translate",
-        "address": "http://127.0.0.1:5000/translate",
-        "spec": {"inputs": {"message": STRING}, "outputs": {"message": STRING}},
-        "mode": "callback",
-        "timeout_seconds": 300,
-    }
-)
+SERVICE = make_service("translate", mode="callback", timeout_seconds=300)
 PLAN = Plan(workflow_version=1, steps=[PlannedStep(service=SERVICE)], outputs={"message": STRING})
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
 
 
 def make_callback(token_hash: str = TOKEN_HASH, **update: Any) -> Callback:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from requests.adapters import BaseAdapter
 import machinery_core.client as client_module
 from machinery_core.cli import is_event_id, main
 from machinery_core.client import MachineryClient, SigV4
+from machinery_core.local.launch import free_port
 from machinery_core.models import Service, Workflow
 
 EVENT_ID = "6f1c2d3e-4b5a-4c6d-8e7f-0123456789ab"
@@ -177,13 +177,6 @@ class FakeApi:
         self.definitions[kind, name] = (version, document)
         answer = {f"{kind}_id": name, "acknowledged_at": MOMENT, "version": version}
         return json_reply(201 if version == 1 else 200, answer)
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (as tests/conftest.py's free_port finds one)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Recorder(BaseAdapter):
@@ -644,7 +637,7 @@ def test_openapi_prints_the_document(api: FakeApi) -> None:
 
 def test_an_api_that_cannot_be_reached_exits_3_with_a_hint(tmp_path: Path) -> None:
     # Given a loopback port nobody listens on
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
 
     # When a command needs the API (text and JSON)
     result = run(url, "status", EVENT_ID)

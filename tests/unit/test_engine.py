@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from unit_kit import INTEGER, STRING, T0, at, make_service
 
 from machinery_core import engine
 from machinery_core.engine import CallOutcome
@@ -22,35 +22,15 @@ from machinery_core.models import (
     StepStatus,
 )
 
-T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
-STRING = {"type": "string"}
-INTEGER = {"type": "integer"}
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def make_service(
-    name: str, inputs: dict[str, Any], outputs: dict[str, Any], **extra: Any
-) -> Service:
-    return Service.model_validate(
-        {
-            "name": name,
-            "address": f"http://127.0.0.1:5000/{name}",
-            "spec": {"inputs": inputs, "outputs": outputs},
-            **extra,
-        }
-    )
-
-
 UPPER = make_service(
     "upper",
-    {"message": STRING},
-    {"message": STRING},
+    inputs={"message": STRING},
+    outputs={"message": STRING},
     retry={"max_attempts": 3, "interval_seconds": 2, "backoff_rate": 3},
 )
-COUNTER = make_service("space-counter", {"message": STRING}, {"space_count": INTEGER})
+COUNTER = make_service(
+    "space-counter", inputs={"message": STRING}, outputs={"space_count": INTEGER}
+)
 
 
 def make_plan(*steps: Service | PlannedStep, outputs: dict[str, Any] | None = None) -> Plan:
@@ -205,7 +185,7 @@ def test_the_last_successful_step_ends_the_event_with_its_outputs() -> None:
 
 def test_an_operation_maps_the_answer_into_the_context() -> None:
     counter = PlannedStep(
-        service=make_service("space-counter", {"text": STRING}, {"count": INTEGER}),
+        service=make_service("space-counter", inputs={"text": STRING}, outputs={"count": INTEGER}),
         operation=StepOperation(inputs={"text": "message"}, outputs={"space_count": "count"}),
     )
     plan = make_plan(counter, outputs={"space_count": INTEGER})

@@ -5,25 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_engine import (
-    COUNTER,
-    FATAL,
-    INTEGER,
-    STRING,
-    UPPER,
-    answered,
-    failed,
-    make_event,
-    make_plan,
-    make_service,
-)
+from test_engine import COUNTER, FATAL, UPPER, answered, failed, make_event, make_plan
+from unit_kit import INTEGER, STRING, make_service
 
 from machinery_core import engine
 from machinery_core.errors import InvalidDefinition
 from machinery_core.models import EventStatus, PlannedStep, StepStatus, Workflow
 from machinery_core.validation import check_workflow
 
-SHOUT = make_service("shout", {"message": STRING}, {"message": STRING})
+SHOUT = make_service("shout", inputs={"message": STRING}, outputs={"message": STRING})
 
 
 def test_continue_marks_the_step_failed_and_goes_on_without_its_outputs() -> None:
@@ -135,7 +125,7 @@ def test_a_fallback_must_exist_and_take_the_step_inputs() -> None:
     with pytest.raises(InvalidDefinition, match="unknown services: nope"):
         check_workflow(_workflow({"upper": {"fallback": "nope"}}, {}), SERVICES)
 
-    needs_text = make_service("needs-text", {"text": STRING}, {"message": STRING})
+    needs_text = make_service("needs-text", inputs={"text": STRING}, outputs={"message": STRING})
     with pytest.raises(InvalidDefinition) as refusal:
         check_workflow(
             _workflow({"upper": {"fallback": "needs-text"}}, {}),
@@ -146,7 +136,7 @@ def test_a_fallback_must_exist_and_take_the_step_inputs() -> None:
 
 def test_only_outputs_both_services_give_are_certain_after_a_fallback() -> None:
     # Given a fallback for space-counter that does not count spaces
-    quiet = make_service("quiet", {"message": STRING}, {"message": STRING})
+    quiet = make_service("quiet", inputs={"message": STRING}, outputs={"message": STRING})
     services = {**SERVICES, "quiet": quiet}
 
     # Then space_count can no longer be a required output

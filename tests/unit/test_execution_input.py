@@ -3,38 +3,25 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
+from unit_kit import make_service
 
 from machinery_core import events
-from machinery_core.models import FieldSpec, Plan, PlannedStep, Service
-
-STRING = {"type": "string"}
-
-
-def service(name: str, **extra: Any) -> Service:
-    return Service.model_validate(
-        {
-            "name": name,
-            "address": f"http://127.0.0.1:5000/{name}",
-            "spec": {"inputs": {"message": STRING}, "outputs": {"message": STRING}},
-            **extra,
-        }
-    )
+from machinery_core.models import FieldSpec, Plan, PlannedStep
 
 
 def plan(*steps: PlannedStep) -> Plan:
     return Plan(
         workflow_version=3,
-        steps=list(steps) or [PlannedStep(service=service("upper"))],
+        steps=list(steps) or [PlannedStep(service=make_service("upper"))],
         outputs={"message": FieldSpec(type="string")},
         callback_base_url="https://api.example.test",
     )
 
 
 def test_the_input_carries_the_plan_without_its_defaults() -> None:
-    accepted = plan(PlannedStep(service=service("upper", timeout_seconds=3)))
+    accepted = plan(PlannedStep(service=make_service("upper", timeout_seconds=3)))
 
     carried = json.loads(events.execution_input("evt-1", accepted))
 
@@ -49,10 +36,12 @@ def test_a_plan_holding_secret_headers_stays_out_of_the_input(where: str) -> Non
     # Given a plan with a service whose secret header must never show in an execution's history
     secret = {"secret_headers": {"Authorization": "Bearer s3cret"}}
     step = (
-        PlannedStep(service=service("upper", **secret))
+        PlannedStep(service=make_service("upper", **secret))
         if where == "service"
         else PlannedStep(
-            service=service("upper"), on_error="fallback", fallback=service("spare", **secret)
+            service=make_service("upper"),
+            on_error="fallback",
+            fallback=make_service("spare", **secret),
         )
     )
 

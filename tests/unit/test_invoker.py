@@ -16,6 +16,7 @@ from unit_kit import Loopback
 from machinery_core.addresses import LOOPBACK_HOSTS, AddressPolicy
 from machinery_core.engine import CallOutcome
 from machinery_core.invoker import MAX_RESPONSE_BYTES, ServiceInvoker
+from machinery_core.local.launch import free_port
 from machinery_core.models import Service
 
 
@@ -174,9 +175,7 @@ def test_a_read_timeout_is_a_retryable_timeout(invoker: ServiceInvoker, loopback
 
 def test_a_refused_connection_is_retryable(invoker: ServiceInvoker) -> None:
     # Given a loopback port with nothing listening on it
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
 
     outcome = call(invoker, f"http://127.0.0.1:{port}/upper")
 
@@ -337,9 +336,7 @@ def test_deliver_reports_a_non_2xx_answer(
 
 
 def test_deliver_reports_a_refused_connection(invoker: ServiceInvoker) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
 
     status, problem = invoker.deliver(f"http://127.0.0.1:{port}/hook", b"{}", {})
 

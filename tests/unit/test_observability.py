@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from aws_lambda_powertools import Tracer
@@ -54,18 +53,27 @@ def test_a_tracer_that_does_not_trace_still_runs_the_handler_and_raises_its_erro
 
 def test_on_first_use_builds_once_on_first_attribute_access_whatever_the_threads() -> None:
     builds: list[int] = []
+    # The build is held until every thread is about to use `lazy`, so that they overlap it
+    arrived = threading.Barrier(9)  # the 8 threads and this one
+    everyone_arrived = threading.Event()
 
     def build() -> str:
         builds.append(1)
-        time.sleep(0.01)  # long enough for the other threads to arrive meanwhile
+        everyone_arrived.wait(timeout=10)
         return "built"
 
     lazy = OnFirstUse(build)
     assert builds == []  # nothing until used
 
-    threads = [threading.Thread(target=lambda: lazy.upper()) for _ in range(8)]
+    def use() -> None:
+        arrived.wait()
+        lazy.upper()
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
     for thread in threads:
         thread.start()
+    arrived.wait()
+    everyone_arrived.set()
     for thread in threads:
         thread.join()
 

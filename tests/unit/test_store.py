@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from unit_kit import STRING, T0, at, make_service
 
 from machinery_core.errors import (
     BadRequest,
@@ -29,7 +30,6 @@ from machinery_core.models import (
     Plan,
     PlannedStep,
     RunRecord,
-    Service,
     StepOperation,
     StepRecord,
     StepStatus,
@@ -42,24 +42,6 @@ from machinery_core.store import (
     decode_cursor,
     encode_cursor,
 )
-
-T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
-STRING = {"type": "string"}
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def make_service(name: str = "upper", **extra: Any) -> Service:
-    return Service.model_validate(
-        {
-            "name": name,
-            "address": f"http://127.0.0.1:5000/{name}",
-            "spec": {"inputs": {"message": STRING}, "outputs": {"message": STRING}},
-            **extra,
-        }
-    )
 
 
 def make_workflow(name: str = "shout", services: tuple[str, ...] = ("upper",)) -> Workflow:

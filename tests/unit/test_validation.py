@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from pydantic import TypeAdapter
+from unit_kit import INTEGER, STRING, make_service
 
 from machinery_core.errors import InvalidDefinition
 from machinery_core.models import Fields, Service, Workflow
@@ -19,26 +20,12 @@ def fields(spec: dict[str, Any]) -> Fields:
     return TypeAdapter(Fields).validate_python(spec)
 
 
-def text_service(name: str, inputs: dict[str, Any], outputs: dict[str, Any]) -> Service:
-    return Service.model_validate(
-        {
-            "name": name,
-            "address": f"http://127.0.0.1:5000/{name}",
-            "spec": {"inputs": inputs, "outputs": outputs},
-        }
-    )
-
-
 def seed_services() -> dict[str, Service]:
     services = [
         Service.model_validate_json(path.read_text())
         for path in sorted(DEFINITIONS.glob("service-*.json"))
     ]
     return {s.name: s for s in services}
-
-
-STRING = {"type": "string"}
-INTEGER = {"type": "integer"}
 
 
 def refusal(workflow: Workflow, services: dict[str, Service]) -> InvalidDefinition:
@@ -171,8 +158,10 @@ def test_a_required_service_input_that_nothing_provides_is_refused() -> None:
 def test_an_earlier_step_output_satisfies_a_later_input() -> None:
     # Given `shout` needs `loud`, which only `upper2` produces
     services = {
-        "upper2": text_service("upper2", {"message": STRING}, {"loud": STRING}),
-        "shout": text_service("shout", {"loud": STRING}, {"done": {"type": "boolean"}}),
+        "upper2": make_service("upper2", inputs={"message": STRING}, outputs={"loud": STRING}),
+        "shout": make_service(
+            "shout", inputs={"loud": STRING}, outputs={"done": {"type": "boolean"}}
+        ),
     }
     workflow = Workflow.model_validate(
         {
@@ -211,7 +200,7 @@ def test_a_type_mismatch_is_refused_with_the_field_path() -> None:
 
 
 def test_an_integer_may_feed_a_number_input() -> None:
-    services = {"half": text_service("half", {"value": {"type": "number"}}, {})}
+    services = {"half": make_service("half", inputs={"value": {"type": "number"}}, outputs={})}
     workflow = Workflow.model_validate(
         {"name": "w", "spec": {"services": ["half"], "inputs": {"value": INTEGER}}}
     )
@@ -272,7 +261,9 @@ def test_an_optional_workflow_input_cannot_satisfy_a_required_service_input() ->
 
 
 def test_an_optional_workflow_input_may_feed_an_optional_service_input() -> None:
-    services = {"greet": text_service("greet", {"name": {**STRING, "required": False}}, {})}
+    services = {
+        "greet": make_service("greet", inputs={"name": {**STRING, "required": False}}, outputs={})
+    }
     workflow = Workflow.model_validate(
         {
             "name": "w",
@@ -305,7 +296,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 # --- operations --------------------------------------------------------------------------
 
-RENAMED_COUNTER = text_service("space-counter", {"text": STRING}, {"count": INTEGER})
+RENAMED_COUNTER = make_service("space-counter", inputs={"text": STRING}, outputs={"count": INTEGER})
 COUNTING = {
     "name": "count-spaces",
     "spec": {
@@ -401,7 +392,7 @@ def test_an_operation_output_replaces_the_default_merge() -> None:
 
 def test_a_richer_expression_is_typed_any_and_accepted() -> None:
     # Given an input built by a JMESPath function over the context
-    services = {"count": text_service("count", {"n": INTEGER}, {"n": INTEGER})}
+    services = {"count": make_service("count", inputs={"n": INTEGER}, outputs={"n": INTEGER})}
     workflow = Workflow.model_validate(
         {
             "name": "w",
