@@ -52,7 +52,7 @@ else:
     sys.path.insert(0, code_uri)
     import app  # noqa: F401  (Handler: app.handler)
     imported = time.perf_counter()
-    from machinery_core.dependencies import dependencies
+    from machinery_core.runtime.dependencies import dependencies
     dependencies()
     ready = time.perf_counter()
 try:  # this process's own peak: ru_maxrss also counts the parent's, copied by fork

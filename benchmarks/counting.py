@@ -305,9 +305,9 @@ def _counting_runtime_class() -> type[Any]:
                     self._active -= 1
                     self._changed.notify_all()
 
-        def _execution_ended(self, execution_input: dict[str, Any], status: str) -> None:
+        def execution_ended(self, execution_input: dict[str, Any], status: str) -> None:
             try:
-                super()._execution_ended(execution_input, status)
+                super().execution_ended(execution_input, status)
             finally:
                 with self._changed:
                     self.ended.add(str(execution_input.get("event_id")))

@@ -16,9 +16,9 @@ import requests
 from loopback import start_local
 from moto import mock_aws
 
+from machinery_core.adapters.store import Store
 from machinery_core.local.launch import example_ports_held, free_port
 from machinery_core.local.template import Template
-from machinery_core.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"

@@ -15,10 +15,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from machinery_core import __version__, callbacks, diagram, events, registry
-from machinery_core.dependencies import dependencies
-from machinery_core.errors import InvalidDefinition, MachineryError, PayloadTooLarge
-from machinery_core.models import (
+from machinery_core import __version__
+from machinery_core.domain import diagram
+from machinery_core.domain.errors import InvalidDefinition, MachineryError, PayloadTooLarge
+from machinery_core.domain.models import (
     CallbackAccepted,
     ErrorBody,
     EventAccepted,
@@ -35,7 +35,9 @@ from machinery_core.models import (
     WorkflowAccepted,
     WorkflowRecord,
 )
-from machinery_core.observability import logger, metrics, tracer
+from machinery_core.runtime.dependencies import dependencies
+from machinery_core.runtime.observability import logger, metrics, tracer
+from machinery_core.service import callbacks, events, registry
 from machinery_core.ui import dashboard as dashboard_page
 
 MAX_BODY_BYTES = 256 * 1024

@@ -6,9 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from machinery_core import worker
-from machinery_core.dependencies import dependencies
-from machinery_core.observability import logger, metrics, tracer
+from machinery_core.runtime.dependencies import dependencies
+from machinery_core.runtime.observability import logger, metrics, tracer
+from machinery_core.service import worker
 
 
 @logger.inject_lambda_context(correlation_id_path="event_id")

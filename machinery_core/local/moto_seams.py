@@ -63,6 +63,8 @@ def install(
         (Timeout, "_eval_body"),
         (BaseExecutionWorkerCommunication, "terminated"),
         (ExecutionWorker, "_execution_logic"),
+        (ExecutionWorker, "_get_evaluation_environment"),
+        (ExecutionWorker, "stop"),
         *((DynamoDBBackend, name) for name in _DYNAMODB_CALLS),
     ]
     for owner, attribute in seams:
@@ -147,6 +149,31 @@ def install(
             on_execution_end(_as_dict(self._evaluation_details.execution_details.inpt), "CRASHED")
 
     ExecutionWorker._execution_logic = execution_logic  # type: ignore[method-assign]
+
+    # moto's StopExecution fails with AttributeError (a 500 here) for an execution whose
+    # worker has not built its environment yet, where AWS stops it: the stop is kept and
+    # applied as soon as the environment exists. The lock closes the window between the two.
+    stop_lock = threading.Lock()
+    original_environment = ExecutionWorker._get_evaluation_environment
+    original_stop = ExecutionWorker.stop
+
+    def environment(self: Any) -> Any:
+        with stop_lock:
+            self.env = original_environment(self)
+            pending = getattr(self, "_pending_stop", None)
+        if pending is not None:
+            self.env.set_stop(**pending)
+        return self.env
+
+    def stop(self: Any, stop_date: Any, error: str | None, cause: str | None) -> None:
+        with stop_lock:
+            if self.env is None:
+                self._pending_stop = {"stop_date": stop_date, "error": error, "cause": cause}
+                return
+        original_stop(self, stop_date=stop_date, error=error, cause=cause)
+
+    ExecutionWorker._get_evaluation_environment = environment  # type: ignore[method-assign]
+    ExecutionWorker.stop = stop  # type: ignore[method-assign]
 
     original_setitem = LimitedSizeDict.__setitem__
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from machinery_core.addresses import LOOPBACK_HOSTS, AddressPolicy
+from machinery_core.adapters.addresses import LOOPBACK_HOSTS, AddressPolicy
 from machinery_core.local import moto_seams, powertools_seams
 from machinery_core.local.template import FunctionSpec, Template
 
@@ -127,9 +127,10 @@ class LocalRuntime:
         import boto3
         import requests
 
-        from machinery_core.dependencies import Dependencies, configure, secret_reader
-        from machinery_core.invoker import ServiceInvoker
-        from machinery_core.store import Store
+        from machinery_core.adapters.executions import Executions
+        from machinery_core.adapters.invoker import ServiceInvoker
+        from machinery_core.adapters.store import Store
+        from machinery_core.runtime.dependencies import Dependencies, configure, secret_reader
 
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         stepfunctions = boto3.client("stepfunctions", region_name=REGION)
@@ -145,19 +146,18 @@ class LocalRuntime:
         policy = AddressPolicy.parse(self.allowed_service_hosts)
         self.dependencies = Dependencies(
             store=Store(dynamodb, self.table_name, timedelta(days=retention)),
-            stepfunctions=stepfunctions,
-            state_machine_arn=self.state_machine_arn,
+            executions=Executions(stepfunctions, self.state_machine_arn),
             invoker=ServiceInvoker(session, address_policy=policy),
             signing_key=secret_reader(secret_arn),
             address_policy=policy,
         )
         configure(self.dependencies)
-        moto_seams.install(self.invoke, lambda: self.time_scale, self._execution_ended)
+        moto_seams.install(self.invoke, lambda: self.time_scale, self.execution_ended)
         powertools_seams.install()  # the API handler serves concurrent requests here
         return self
 
     def stop(self) -> None:
-        from machinery_core.dependencies import configure
+        from machinery_core.runtime.dependencies import configure
 
         configure(None)
         if self._mock is not None:
@@ -235,7 +235,7 @@ class LocalRuntime:
                 "stackTrace": traceback.format_exception(error),
             }, error_type
 
-    def _execution_ended(self, execution_input: dict[str, Any], status: str) -> None:
+    def execution_ended(self, execution_input: dict[str, Any], status: str) -> None:
         if status != "SUCCEEDED":
             # The event must not stay RUNNING because its execution ended some other way.
             event_id = execution_input.get("event_id")
@@ -252,9 +252,9 @@ class LocalRuntime:
         with self._prune_lock:
             self._ended += 1
             if self._ended % PRUNE_EVERY == 0:
-                self._prune_executions()
+                self.prune_executions()
 
-    def _prune_executions(self) -> None:
+    def prune_executions(self) -> None:
         """moto keeps every execution and scans them linearly on each start: keep it short."""
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 

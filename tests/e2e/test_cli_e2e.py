@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from e2e_kit import Registry, StartStub, service_definition, unique, workflow_definition
 from loopback import json_reply
 
-from machinery_core.cli import main
+from machinery_core.cli.command import main
 
 pytestmark = pytest.mark.e2e
 

@@ -20,10 +20,11 @@ from integration_kit import (
 )
 from loopback import Call, LoopbackServer, Reply, json_reply
 
-from machinery_core.addresses import LOOPBACK_HOSTS, AddressPolicy
-from machinery_core.dependencies import Dependencies, configure
-from machinery_core.invoker import ServiceInvoker
-from machinery_core.store import Store
+from machinery_core.adapters.addresses import LOOPBACK_HOSTS, AddressPolicy
+from machinery_core.adapters.executions import Executions
+from machinery_core.adapters.invoker import ServiceInvoker
+from machinery_core.adapters.store import Store
+from machinery_core.runtime.dependencies import Dependencies, configure
 
 PASS_MACHINE = json.dumps(
     {
@@ -48,8 +49,7 @@ def wired(store: Store) -> Iterator[Wired]:
     with requests.Session() as session:
         deps = Dependencies(
             store=store,
-            stepfunctions=stepfunctions,
-            state_machine_arn=machine["stateMachineArn"],
+            executions=Executions(stepfunctions, machine["stateMachineArn"]),
             invoker=ServiceInvoker(session, address_policy=policy),
             address_policy=policy,
         )
@@ -78,7 +78,7 @@ def registered(wired: Wired, request: pytest.FixtureRequest) -> Wired:
 def tasks(wired: Wired) -> TaskSpy:
     """`wired` with Step Functions replaced by a TaskSpy (in `wired.deps` and every handler)."""
     spy = TaskSpy(wired.stepfunctions)
-    wired.deps = replace(wired.deps, stepfunctions=spy)
+    wired.deps = replace(wired.deps, executions=Executions(spy, wired.state_machine_arn))
     configure(wired.deps)  # `wired` unconfigures it when the test ends
     return spy
 

@@ -18,9 +18,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 from loopback import LoopbackServer
 
-from machinery_core.dependencies import Dependencies
-from machinery_core.models import utc_now
-from machinery_core.store import Store
+from machinery_core.adapters.store import Store
+from machinery_core.domain.models import utc_now
+from machinery_core.runtime.dependencies import Dependencies
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"

@@ -18,11 +18,11 @@ from integration_kit import FakeLambdaContext, Wired, executions, load_handler_m
 from loopback import FakeResolver, LoopbackServer, Unreachable
 from requests.adapters import HTTPAdapter
 
-from machinery_core.addresses import LOOPBACK_HOSTS, AddressPolicy
-from machinery_core.dependencies import configure
-from machinery_core.errors import NotFound, NotificationFailed
-from machinery_core.invoker import ServiceInvoker
-from machinery_core.models import EventStatus, StepStatus
+from machinery_core.adapters.addresses import LOOPBACK_HOSTS, AddressPolicy
+from machinery_core.adapters.invoker import ServiceInvoker
+from machinery_core.domain.errors import NotFound, NotificationFailed
+from machinery_core.domain.models import EventStatus, StepStatus
+from machinery_core.runtime.dependencies import configure
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from integration_kit import FakeLambdaContext, Wired, at_path_id, load_handler_module, recorded
 
-from machinery_core.errors import NotFound
-from machinery_core.models import EventStatus, Plan
+from machinery_core.domain.errors import NotFound
+from machinery_core.domain.models import EventStatus, Plan
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 

@@ -31,10 +31,8 @@ from integration_kit import (
 )
 from integration_kit import step_answer as answer
 
-from machinery_core import callbacks, events, worker
-from machinery_core.dependencies import Dependencies, configure
-from machinery_core.errors import Conflict, InvalidDefinition, NotFound
-from machinery_core.models import (
+from machinery_core.domain.errors import Conflict, InvalidDefinition, NotFound
+from machinery_core.domain.models import (
     CallbackAccepted,
     ErrorInfo,
     Event,
@@ -47,6 +45,8 @@ from machinery_core.models import (
     StepStatus,
     Workflow,
 )
+from machinery_core.runtime.dependencies import Dependencies, configure
+from machinery_core.service import callbacks, events, worker
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 

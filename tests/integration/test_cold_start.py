@@ -40,14 +40,14 @@ boto3.DEFAULT_SESSION.events.register(
 )
 sys.path.insert(0, sys.argv[1])
 import app  # noqa: F401  (Handler: app.handler)
-from machinery_core.dependencies import dependencies
-from machinery_core.observability import tracer
+from machinery_core.runtime.dependencies import dependencies
+from machinery_core.runtime.observability import tracer
 
 deps = dependencies()
 report = {"modules": sorted(sys.modules), "clients": list(clients),
           "provider": type(tracer.provider).__module__}
 if "--use" in sys.argv:
-    deps.stepfunctions.meta  # the first Step Functions call, the first service call
+    deps.executions.client.meta  # the first Step Functions call, the first service call
     deps.invoker.call
     report["used_modules"] = sorted(sys.modules)
     report["used_clients"] = list(clients)
@@ -117,7 +117,8 @@ def test_a_cold_start_loads_no_test_tool_no_xray_sdk_and_nothing_only_some_calls
         assert not loaded(report["modules"], name), f"the {handler} cold start loaded {name}"
     # and created only the DynamoDB client: Step Functions waits for its first call
     assert report["clients"] == ["dynamodb"]
-    assert report["provider"] == "machinery_core.observability"  # a tracer that records nothing
+    # and a tracer that records nothing
+    assert report["provider"] == "machinery_core.runtime.observability"
 
 
 @pytest.mark.parametrize("handler", HANDLERS)

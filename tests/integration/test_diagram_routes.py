@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from integration_kit import FakeLambdaContext, Wired, at_path_id, load_handler_module, recorded
 
-from machinery_core import engine
-from machinery_core.engine import CallOutcome
-from machinery_core.models import ErrorInfo
+from machinery_core.domain import engine
+from machinery_core.domain.engine import CallOutcome
+from machinery_core.domain.models import ErrorInfo
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 

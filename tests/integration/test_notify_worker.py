@@ -29,11 +29,8 @@ from integration_kit import (
 )
 from integration_kit import step_answer as answer
 
-from machinery_core import events, worker
-from machinery_core.dependencies import Dependencies, configure
-from machinery_core.errors import NotificationFailed
-from machinery_core.local.launch import free_port
-from machinery_core.models import (
+from machinery_core.domain.errors import NotificationFailed
+from machinery_core.domain.models import (
     CompletionNotice,
     ErrorInfo,
     Event,
@@ -48,6 +45,9 @@ from machinery_core.models import (
     Service,
     Workflow,
 )
+from machinery_core.local.launch import free_port
+from machinery_core.runtime.dependencies import Dependencies, configure
+from machinery_core.service import events, worker
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 

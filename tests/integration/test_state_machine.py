@@ -12,11 +12,11 @@ import pytest
 from integration_kit import DynamoCalls
 from loopback import LoopbackServer, json_reply
 
-from machinery_core import events
-from machinery_core.errors import StaleVersion
+from machinery_core.domain.errors import StaleVersion
+from machinery_core.domain.models import Plan
 from machinery_core.local import moto_seams
 from machinery_core.local.runtime import LocalRuntime
-from machinery_core.models import Plan
+from machinery_core.service import events
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,7 +99,7 @@ def test_the_execution_carries_the_plan_to_the_run_task(
     runtime: LocalRuntime, step_handler: dict[str, Any]
 ) -> None:
     payloads = _recording(runtime, step_handler)
-    dynamodb = runtime.dependencies.store._db
+    dynamodb = runtime.dependencies.store.table.client
 
     # When an event runs
     with DynamoCalls(dynamodb) as recorded:
@@ -196,7 +196,7 @@ def test_pruning_keeps_only_running_executions(runtime: LocalRuntime) -> None:
     assert any(str(e.status) != "RUNNING" for e in machine.executions)
 
     # When the runtime prunes, then moto keeps no finished execution to scan
-    runtime._prune_executions()
+    runtime.prune_executions()
     assert all(str(e.status) == "RUNNING" for e in machine.executions)
 
 

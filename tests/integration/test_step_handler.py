@@ -19,10 +19,9 @@ from integration_kit import (
     load_handler_module,
 )
 
-from machinery_core.dependencies import configure
-from machinery_core.errors import ClaimHeld, StaleVersion
-from machinery_core.events import execution_input
-from machinery_core.models import (
+from machinery_core.adapters.store import Store
+from machinery_core.domain.errors import ClaimHeld, StaleVersion
+from machinery_core.domain.models import (
     Event,
     EventStatus,
     Plan,
@@ -31,7 +30,8 @@ from machinery_core.models import (
     StepStatus,
     utc_now,
 )
-from machinery_core.store import Store
+from machinery_core.runtime.dependencies import configure
+from machinery_core.service.events import execution_input
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 

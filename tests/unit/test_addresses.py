@@ -14,17 +14,17 @@ import requests
 from loopback import FakeResolver, Unreachable
 from unit_kit import Loopback
 
-from machinery_core.addresses import (
+from machinery_core.adapters.addresses import (
     LOOPBACK_HOSTS,
     PUBLIC_ONLY,
     AddressPolicy,
     AddressRefused,
     UnresolvedHost,
 )
-from machinery_core.dependencies import Dependencies
-from machinery_core.errors import InvalidDefinition
-from machinery_core.invoker import ServiceInvoker
-from machinery_core.models import Service
+from machinery_core.adapters.invoker import ServiceInvoker
+from machinery_core.domain.errors import InvalidDefinition
+from machinery_core.domain.models import Service
+from machinery_core.runtime.dependencies import Dependencies
 
 
 def service(address: str) -> Service:

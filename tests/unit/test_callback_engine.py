@@ -6,9 +6,9 @@ from typing import Any
 
 from unit_kit import INTEGER, STRING, T0, at, make_service
 
-from machinery_core import engine
-from machinery_core.engine import CallOutcome
-from machinery_core.models import (
+from machinery_core.domain import engine
+from machinery_core.domain.engine import CallOutcome
+from machinery_core.domain.models import (
     ErrorInfo,
     Event,
     EventStatus,

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from unit_kit import STRING, at, make_service
 
-from machinery_core import engine
-from machinery_core.errors import Conflict, StaleVersion
-from machinery_core.models import (
+from machinery_core.adapters.store import Store
+from machinery_core.domain import engine
+from machinery_core.domain.errors import Conflict, StaleVersion
+from machinery_core.domain.models import (
     Callback,
     Event,
     EventStatus,
@@ -18,7 +19,6 @@ from machinery_core.models import (
     PlannedStep,
     StepStatus,
 )
-from machinery_core.store import Store
 
 TOKEN_HASH = hashlib.sha256(b"a-token-the-store-never-sees").hexdigest()
 

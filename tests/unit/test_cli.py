@@ -20,11 +20,11 @@ from click.testing import CliRunner, Result
 from loopback import Call, LoopbackServer, Reply, json_reply
 from requests.adapters import BaseAdapter
 
-import machinery_core.client as client_module
-from machinery_core.cli import is_event_id, main
-from machinery_core.client import MachineryClient, SigV4
+import machinery_core.cli.client as client_module
+from machinery_core.cli.client import MachineryClient, SigV4
+from machinery_core.cli.command import is_event_id, main
+from machinery_core.domain.models import Service, Workflow
 from machinery_core.local.launch import free_port
-from machinery_core.models import Service, Workflow
 
 EVENT_ID = "6f1c2d3e-4b5a-4c6d-8e7f-0123456789ab"
 MOMENT = "2025-01-01T00:00:00Z"

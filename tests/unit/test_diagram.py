@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from machinery_core import diagram
-from machinery_core.events import workflow_as_run
-from machinery_core.models import (
+from machinery_core.domain import diagram
+from machinery_core.domain.models import (
     Attempt,
     ErrorInfo,
     Event,
@@ -29,6 +28,7 @@ from machinery_core.models import (
     WorkflowRecord,
     WorkflowSpec,
 )
+from machinery_core.service.events import workflow_as_run
 
 DEFINITIONS = Path(__file__).resolve().parents[2] / "examples" / "definitions"
 SVG = "{http://www.w3.org/2000/svg}"

@@ -1,4 +1,4 @@
-"""The pure state transitions of an event (machinery_core.engine)."""
+"""The pure state transitions of an event (machinery_core.domain.engine)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from unit_kit import INTEGER, STRING, T0, at, make_service
 
-from machinery_core import engine
-from machinery_core.engine import CallOutcome
-from machinery_core.models import (
+from machinery_core.domain import engine
+from machinery_core.domain.engine import CallOutcome
+from machinery_core.domain.models import (
     ErrorInfo,
     Event,
     EventStatus,

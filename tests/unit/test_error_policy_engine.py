@@ -8,10 +8,10 @@ import pytest
 from test_engine import COUNTER, FATAL, UPPER, answered, failed, make_event, make_plan
 from unit_kit import INTEGER, STRING, make_service
 
-from machinery_core import engine
-from machinery_core.errors import InvalidDefinition
-from machinery_core.models import EventStatus, PlannedStep, StepStatus, Workflow
-from machinery_core.validation import check_workflow
+from machinery_core.domain import engine
+from machinery_core.domain.errors import InvalidDefinition
+from machinery_core.domain.models import EventStatus, PlannedStep, StepStatus, Workflow
+from machinery_core.domain.validation import check_workflow
 
 SHOUT = make_service("shout", inputs={"message": STRING}, outputs={"message": STRING})
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from unit_kit import make_service
 
-from machinery_core import events
-from machinery_core.models import FieldSpec, Plan, PlannedStep
+from machinery_core.domain.models import FieldSpec, Plan, PlannedStep
+from machinery_core.service import events
 
 
 def plan(*steps: PlannedStep) -> Plan:

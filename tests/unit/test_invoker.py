@@ -13,11 +13,11 @@ import requests
 from loopback import FakeResolver, Reply
 from unit_kit import Loopback
 
-from machinery_core.addresses import LOOPBACK_HOSTS, AddressPolicy
-from machinery_core.engine import CallOutcome
-from machinery_core.invoker import MAX_RESPONSE_BYTES, ServiceInvoker
+from machinery_core.adapters.addresses import LOOPBACK_HOSTS, AddressPolicy
+from machinery_core.adapters.invoker import MAX_RESPONSE_BYTES, ServiceInvoker
+from machinery_core.domain.engine import CallOutcome
+from machinery_core.domain.models import Service
 from machinery_core.local.launch import free_port
-from machinery_core.models import Service
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from machinery_core.mapping import build_input, merge_outputs
-from machinery_core.models import Service, StepOperation
+from machinery_core.domain.mapping import build_input, merge_outputs
+from machinery_core.domain.models import Service, StepOperation
 
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}

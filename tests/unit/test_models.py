@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from machinery_core.models import FieldSpec, RetryPolicy, Service, Workflow
+from machinery_core.domain.models import FieldSpec, RetryPolicy, Service, Workflow
 
 SEED_UPPER: dict[str, Any] = {
     "name": "upper",

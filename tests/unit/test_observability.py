@@ -7,8 +7,8 @@ import threading
 import pytest
 from aws_lambda_powertools import Tracer
 
-from machinery_core.dependencies import OnFirstUse
-from machinery_core.observability import _NoTracing, tracing_enabled
+from machinery_core.runtime.dependencies import OnFirstUse
+from machinery_core.runtime.observability import _NoTracing, tracing_enabled
 
 IN_LAMBDA = {"LAMBDA_TASK_ROOT": "/var/task"}
 

@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from machinery_core import registry
-from machinery_core.addresses import LOOPBACK_HOSTS, AddressPolicy
-from machinery_core.dependencies import Dependencies
-from machinery_core.errors import Conflict, InvalidDefinition
-from machinery_core.invoker import ServiceInvoker
-from machinery_core.models import REDACTED, Service, Workflow
-from machinery_core.store import Store
+from machinery_core.adapters.addresses import LOOPBACK_HOSTS, AddressPolicy
+from machinery_core.adapters.executions import Executions
+from machinery_core.adapters.invoker import ServiceInvoker
+from machinery_core.adapters.store import Store
+from machinery_core.domain.errors import Conflict, InvalidDefinition
+from machinery_core.domain.models import REDACTED, Service, Workflow
+from machinery_core.runtime.dependencies import Dependencies
+from machinery_core.runtime.settings import StateMachineType
+from machinery_core.service import registry
 
 DEFINITIONS = Path(__file__).resolve().parents[2] / "examples" / "definitions"
 
@@ -26,8 +28,7 @@ def deps(store: Store) -> Dependencies:
     policy = AddressPolicy.parse(LOOPBACK_HOSTS)
     return Dependencies(
         store=store,
-        stepfunctions=None,  # type: ignore[arg-type]
-        state_machine_arn="",
+        executions=Executions(None, ""),  # type: ignore[arg-type]
         invoker=ServiceInvoker(requests.Session(), address_policy=policy),
         address_policy=policy,
     )
@@ -79,7 +80,7 @@ def test_a_compatible_service_update_is_saved_with_a_new_version(example: Depend
 
 def test_an_express_deployment_refuses_workflows_with_callback_services(deps: Dependencies) -> None:
     # Given a deployment whose state machine is EXPRESS, and a callback service
-    deps.state_machine_type = "EXPRESS"
+    deps.executions.kind = StateMachineType.EXPRESS
     slow = Service.model_validate(
         {
             "name": "slow",
@@ -104,7 +105,7 @@ def test_an_express_deployment_refuses_workflows_with_callback_services(deps: De
 def test_an_express_deployment_refuses_turning_a_used_service_into_a_callback(
     example: Dependencies,
 ) -> None:
-    example.state_machine_type = "EXPRESS"
+    example.executions.kind = StateMachineType.EXPRESS
     changed = example.store.get_service("reverse").definition.model_copy(
         update={"mode": "callback"}
     )

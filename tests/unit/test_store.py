@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 from unit_kit import STRING, T0, at, make_service
 
-from machinery_core.errors import (
+from machinery_core.adapters.store import (
+    MAX_JSON_BYTES,
+    PLAN_TTL_MARGIN,
+    Store,
+    decode_cursor,
+    encode_cursor,
+)
+from machinery_core.domain.errors import (
     BadRequest,
     Conflict,
     InvalidDefinition,
@@ -18,7 +25,7 @@ from machinery_core.errors import (
     NotFound,
     StaleVersion,
 )
-from machinery_core.models import (
+from machinery_core.domain.models import (
     Attempt,
     ErrorInfo,
     Event,
@@ -34,13 +41,6 @@ from machinery_core.models import (
     StepRecord,
     StepStatus,
     Workflow,
-)
-from machinery_core.store import (
-    MAX_JSON_BYTES,
-    PLAN_TTL_MARGIN,
-    Store,
-    decode_cursor,
-    encode_cursor,
 )
 
 
@@ -566,7 +566,7 @@ def test_the_plan_of_a_replayed_idempotency_key_is_left_to_expire(
     store: Store, dynamodb: Any
 ) -> None:
     # Given an event created under an Idempotency-Key
-    claim = IdempotencyClaim(pk="IDEMPOTENCY#shout#k", request_hash="h", expires_at=at(86_400))
+    claim = IdempotencyClaim(workflow_id="shout", key="k", request_hash="h", expires_at=at(86_400))
     store.create_event(make_event("evt-1"), PLAN, claim)
 
     # When the same key comes with a new event, then it is refused as already used

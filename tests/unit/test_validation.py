@@ -9,9 +9,9 @@ import pytest
 from pydantic import TypeAdapter
 from unit_kit import INTEGER, STRING, make_service
 
-from machinery_core.errors import InvalidDefinition
-from machinery_core.models import Fields, Service, Workflow
-from machinery_core.validation import check_data, check_workflow
+from machinery_core.domain.errors import InvalidDefinition
+from machinery_core.domain.models import Fields, Service, Workflow
+from machinery_core.domain.validation import check_data, check_workflow
 
 DEFINITIONS = Path(__file__).resolve().parents[2] / "examples" / "definitions"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from loopback import Call, LoopbackServer, Reply
 
-from machinery_core.models import Service
+from machinery_core.domain.models import Service
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 STRING = {"type": "string"}

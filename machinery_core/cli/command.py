@@ -21,9 +21,9 @@ from typing import IO, TYPE_CHECKING, Any, ParamSpec
 import click
 
 if TYPE_CHECKING:
-    from machinery_core.apply import Outcome
-    from machinery_core.client import MachineryClient
-    from machinery_core.terminal import Output
+    from machinery_core.cli.apply import Outcome
+    from machinery_core.cli.client import MachineryClient
+    from machinery_core.cli.terminal import Output
 
 DEFAULT_API_URL = "http://127.0.0.1:3000"  # the local runtime's default address
 MAX_WAIT_SECONDS = 25  # the API's longest sync wait (POST /e/{workflow_id}?wait=N)
@@ -153,7 +153,7 @@ def local(host: str, port: int, examples: bool, template: Path | None, time_scal
 
 
 def _address_guard_notice(allowed: str) -> str:
-    from machinery_core.addresses import LOOPBACK_HOSTS  # urllib3: not for --help
+    from machinery_core.adapters.addresses import LOOPBACK_HOSTS  # urllib3: not for --help
 
     if allowed == LOOPBACK_HOSTS:
         return (
@@ -214,8 +214,8 @@ def _api_command(command: Callable[P, int]) -> Callable[P, None]:
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> None:
-        from machinery_core.client import ClientError
-        from machinery_core.terminal import report_error
+        from machinery_core.cli.client import ClientError
+        from machinery_core.cli.terminal import report_error
 
         ctx = click.get_current_context()
         try:
@@ -235,14 +235,14 @@ def _settings() -> Settings:
 
 
 def _client() -> MachineryClient:
-    from machinery_core.client import MachineryClient
+    from machinery_core.cli.client import MachineryClient
 
     settings = _settings()
     return MachineryClient(settings.api_url, sign=settings.sign)
 
 
 def _output() -> Output:
-    from machinery_core.terminal import Output
+    from machinery_core.cli.terminal import Output
 
     return Output(as_json=_settings().output == "json")
 
@@ -270,8 +270,8 @@ def apply(paths: tuple[Path, ...]) -> int:
     skipped. Exits 2 if a definition was refused (or a file is not JSON), 3 if the API
     cannot be reached.
     """
-    from machinery_core.apply import RESULTS, apply_one, collect, ordered, read
-    from machinery_core.terminal import report_error
+    from machinery_core.cli.apply import RESULTS, apply_one, collect, ordered, read
+    from machinery_core.cli.terminal import report_error
 
     client = _client()
     out = _output()
@@ -385,7 +385,7 @@ def _follow_and_show(
     event_id = str(event["event_id"])
 
     def steps_in_workflow() -> int | None:
-        from machinery_core.client import ClientError
+        from machinery_core.cli.client import ClientError
 
         try:
             services = client.workflow(str(event["workflow_id"]))["definition"]["spec"]["services"]
@@ -502,7 +502,7 @@ def diagram(target: str, fmt: str, out_file: Path | None) -> int:
     TARGET is an event when it is an event id (a UUID, as in 6f1c2d3e-...), else a workflow;
     a UUID that names no event is tried as a workflow.
     """
-    from machinery_core.client import ApiError
+    from machinery_core.cli.client import ApiError
 
     client = _client()
     out = _output()
@@ -539,7 +539,3 @@ def openapi() -> int:
     """Print the API's OpenAPI document (GET /openapi.json)."""
     _output().json(_client().openapi())
     return 0
-
-
-if __name__ == "__main__":
-    main()

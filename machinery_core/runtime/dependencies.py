@@ -6,23 +6,24 @@ injected whole by tests and the local runtime with `configure`.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from machinery_core.addresses import PUBLIC_ONLY, AddressPolicy
-from machinery_core.models import utc_now
-from machinery_core.store import Store
+from machinery_core.adapters.addresses import PUBLIC_ONLY, AddressPolicy
+from machinery_core.adapters.executions import Executions
+from machinery_core.adapters.store import Store
+from machinery_core.domain.models import utc_now
+from machinery_core.runtime.settings import Settings
 
 if TYPE_CHECKING:
     from botocore.config import Config
     from mypy_boto3_stepfunctions import SFNClient
 
     # requests comes with the invoker: built on first use, it stays out of a cold start
-    from machinery_core.invoker import ServiceInvoker
+    from machinery_core.adapters.invoker import ServiceInvoker
 
 T = TypeVar("T")
 
@@ -30,14 +31,11 @@ T = TypeVar("T")
 @dataclass
 class Dependencies:
     store: Store
-    stepfunctions: SFNClient
-    state_machine_arn: str
+    executions: Executions
     invoker: ServiceInvoker
     clock: Callable[[], datetime] = utc_now
     # The API's own URL for callback services; None: the URL the request came in on.
     callback_base_url: str | None = None
-    # EXPRESS state machines cannot wait for a task token: no callback services there.
-    state_machine_type: str = "STANDARD"
     # The key completion notifications are signed with (HMAC-SHA256).
     signing_key: Callable[[], bytes] = field(default=lambda: b"")
     # Which service and notification addresses registration accepts (the invoker holds
@@ -45,25 +43,28 @@ class Dependencies:
     address_policy: AddressPolicy = PUBLIC_ONLY
 
     @classmethod
-    def from_environment(cls) -> Dependencies:
+    def from_environment(cls, settings: Settings | None = None) -> Dependencies:
         import boto3
         from botocore.config import Config
 
+        settings = settings or Settings.from_environment()
         config = Config(retries={"mode": "standard", "max_attempts": 3}, tcp_keepalive=True)
         dynamodb = boto3.client("dynamodb", config=config)
-        retention = timedelta(days=int(os.environ.get("EVENT_RETENTION_DAYS", "30")))
-        policy = AddressPolicy.parse(os.environ.get("ALLOWED_SERVICE_HOSTS", ""))
+        retention = timedelta(days=settings.event_retention_days)
+        policy = AddressPolicy.parse(settings.allowed_service_hosts)
         # Step Functions and the invoker only on first use: many invocations need neither
         # (the API's reads; most state-machine actions start no execution).
         stepfunctions = OnFirstUse(lambda: boto3.client("stepfunctions", config=config))
         return cls(
-            store=Store(dynamodb, os.environ["TABLE_NAME"], retention),
-            stepfunctions=cast("SFNClient", stepfunctions),
-            state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
+            store=Store(dynamodb, settings.table_name, retention),
+            executions=Executions(
+                cast("SFNClient", stepfunctions),
+                settings.state_machine_arn,
+                settings.state_machine_type,
+            ),
             invoker=cast("ServiceInvoker", OnFirstUse(lambda: _invoker(policy))),
-            callback_base_url=os.environ.get("CALLBACK_BASE_URL") or None,
-            state_machine_type=os.environ.get("STATE_MACHINE_TYPE", "STANDARD"),
-            signing_key=secret_reader(os.environ.get("NOTIFICATION_SECRET_ARN", ""), config),
+            callback_base_url=settings.callback_base_url,
+            signing_key=secret_reader(settings.notification_secret_arn, config),
             address_policy=policy,
         )
 
@@ -71,8 +72,8 @@ class Dependencies:
 def _invoker(policy: AddressPolicy) -> ServiceInvoker:
     import requests
 
-    from machinery_core.invoker import ServiceInvoker
-    from machinery_core.observability import trace_requests
+    from machinery_core.adapters.invoker import ServiceInvoker
+    from machinery_core.runtime.observability import trace_requests
 
     trace_requests()
     return ServiceInvoker(requests.Session(), address_policy=policy)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import uuid
@@ -13,9 +12,9 @@ from typing import get_args
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import TypeAdapter, ValidationError
 
-from machinery_core import diagram, engine, worker
-from machinery_core.dependencies import Dependencies
-from machinery_core.errors import (
+from machinery_core.adapters.store import keys
+from machinery_core.domain import diagram, engine
+from machinery_core.domain.errors import (
     Conflict,
     DispatchFailed,
     InvalidDefinition,
@@ -24,7 +23,7 @@ from machinery_core.errors import (
     NotificationFailed,
     StaleVersion,
 )
-from machinery_core.models import (
+from machinery_core.domain.models import (
     ErrorInfo,
     Event,
     EventAccepted,
@@ -48,8 +47,10 @@ from machinery_core.models import (
     WorkflowRecord,
     WorkflowSpec,
 )
-from machinery_core.observability import logger, metrics
-from machinery_core.validation import check_data, type_of
+from machinery_core.domain.validation import check_data, type_of
+from machinery_core.runtime.dependencies import Dependencies
+from machinery_core.runtime.observability import logger, metrics
+from machinery_core.service import worker
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # The execution input carries the plan up to this size (Step Functions allows 256 KB for
@@ -106,8 +107,9 @@ def accept_event(
     claim = None
     if idempotency_key:
         claim = IdempotencyClaim(
-            pk=f"IDEMPOTENCY#{workflow_id}#{_sha256(idempotency_key)}",
-            request_hash=_sha256(request.model_dump_json()),
+            workflow_id=workflow_id,
+            key=idempotency_key,
+            request_hash=keys.sha256(request.model_dump_json()),
             expires_at=now + IDEMPOTENCY_WINDOW,
         )
     try:
@@ -148,11 +150,7 @@ def execution_input(event_id: str, plan: Plan) -> str:
 def _start(deps: Dependencies, event: Event, plan: Plan) -> None:
     """Start the event's execution; if that fails, the stored event is marked FAILED."""
     try:
-        deps.stepfunctions.start_execution(
-            stateMachineArn=deps.state_machine_arn,
-            name=event.execution_name,
-            input=execution_input(event.event_id, plan),
-        )
+        deps.executions.start(event.execution_name, execution_input(event.event_id, plan))
     except (ClientError, BotoCoreError) as error:
         logger.exception(
             "could not start the execution", event_id=event.event_id, workflow_id=event.workflow_id
@@ -179,17 +177,17 @@ def cancel_event(deps: Dependencies, event_id: str) -> EventView:
             continue  # it moved on meanwhile: look again
     else:
         raise Conflict("the event keeps changing; try again")
-    execution_arn = deps.state_machine_arn.replace(":stateMachine:", ":execution:", 1)
-    try:
-        deps.stepfunctions.stop_execution(
-            executionArn=f"{execution_arn}:{event.execution_name}",
-            error="Cancelled",
-            cause="cancelled through POST /events/{event_id}/cancel",
-        )
-    except (ClientError, BotoCoreError):
-        # Already ended or never started: the event is CANCELLED either way.
-        logger.warning("could not stop the execution", event_id=event_id)
-    logger.info("event cancelled", event_id=event_id, workflow_id=event.workflow_id)
+    # Already ended or never started, the event is CANCELLED either way: its next step, if
+    # any, finds it ended. Only an unexpected error (throttled, denied) raises, after the
+    # event is on record as CANCELLED.
+    stopped = deps.executions.stop(
+        event.execution_name,
+        error="Cancelled",
+        cause="cancelled through POST /events/{event_id}/cancel",
+    )
+    logger.info(
+        "event cancelled", event_id=event_id, workflow_id=event.workflow_id, execution=stopped
+    )
     if event.notification is not None:
         # The stopped execution never reaches its Notify state: one attempt from here.
         try:
@@ -222,10 +220,6 @@ def _replay(deps: Dependencies, claim: IdempotencyClaim) -> EventAccepted:
         raise Conflict("this Idempotency-Key was used with a different request")
     original = deps.store.get_event(event_id)
     return EventAccepted.of(original, replayed=True)
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def get_event(deps: Dependencies, event_id: str) -> EventView:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from machinery_core.models import Service, StepOperation, compile_expression
+from machinery_core.domain.models import Service, StepOperation, compile_expression
 
 
 @dataclass(frozen=True)

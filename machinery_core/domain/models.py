@@ -350,7 +350,8 @@ class Callback:
 class IdempotencyClaim:
     """An Idempotency-Key of POST /e/{workflow_id}, as stored."""
 
-    pk: str  # IDEMPOTENCY#{workflow}#{sha256 of the key}
+    workflow_id: str
+    key: str  # as the client sent it; the store keeps only its hash
     request_hash: str  # sha256 of the request: the same key with another body is refused
     expires_at: datetime
 

@@ -17,8 +17,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from machinery_core import mapping
-from machinery_core.models import (
+from machinery_core.domain import mapping
+from machinery_core.domain.models import (
     ErrorInfo,
     EventStatus,
     EventView,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from machinery_core import mapping
-from machinery_core.models import (
+from machinery_core.domain import mapping
+from machinery_core.domain.models import (
     Attempt,
     ErrorInfo,
     Event,
@@ -25,7 +25,7 @@ from machinery_core.models import (
     StepStatus,
     milliseconds,
 )
-from machinery_core.validation import check_data
+from machinery_core.domain.validation import check_data
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from machinery_core import engine, worker
-from machinery_core.dependencies import Dependencies
-from machinery_core.engine import CallOutcome
-from machinery_core.errors import Conflict, InvalidDefinition, NotFound, StaleVersion
-from machinery_core.models import CallbackAccepted, ErrorInfo, EventStatus, StepStatus
-from machinery_core.observability import logger
-from machinery_core.validation import check_data
+from machinery_core.domain import engine
+from machinery_core.domain.engine import CallOutcome
+from machinery_core.domain.errors import Conflict, InvalidDefinition, NotFound, StaleVersion
+from machinery_core.domain.models import CallbackAccepted, ErrorInfo, EventStatus, StepStatus
+from machinery_core.domain.validation import check_data
+from machinery_core.runtime.dependencies import Dependencies
+from machinery_core.runtime.observability import logger
+from machinery_core.service import worker
 
 MAX_TOKEN_LENGTH = 256
 
@@ -68,17 +67,11 @@ def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
         # Only what ends the wait (its timeout, an abort) writes to a waiting event.
         raise NotFound("not found") from None
     answer = worker.answer_for(event, transition.wait_seconds)
-    try:
-        deps.stepfunctions.send_task_success(
-            taskToken=callback.task_token, output=json.dumps(answer)
-        )
-    except ClientError as error:
+    if not deps.executions.resume(callback.task_token, json.dumps(answer)):
         # The task already timed out: the timeout path finds the step no longer waiting
         # and carries on from what was just recorded.
         logger.warning(
-            "the state machine no longer waits for this callback",
-            event_id=event.event_id,
-            error=error.response.get("Error", {}).get("Code"),
+            "the state machine no longer waits for this callback", event_id=event.event_id
         )
     logger.info(
         "callback received",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from machinery_core.client import ApiError, MachineryClient
+from machinery_core.cli.client import ApiError, MachineryClient
 
 Kind = Literal["service", "workflow"]
 Result = Literal["created", "updated", "unchanged", "skipped", "failed"]
@@ -109,7 +109,7 @@ def canonical(kind: Kind, document: Any) -> dict[str, Any] | None:
     header values masked; None if it does not validate (the API will say why)."""
     from pydantic import ValidationError
 
-    from machinery_core.models import Service, Workflow
+    from machinery_core.domain.models import Service, Workflow
 
     try:
         validated: Service | Workflow = (
@@ -123,7 +123,7 @@ def canonical(kind: Kind, document: Any) -> dict[str, Any] | None:
 
 
 def has_secrets(document: Any) -> bool:
-    from machinery_core.models import REDACTED
+    from machinery_core.domain.models import REDACTED
 
     secrets = document.get("secret_headers") if isinstance(document, dict) else None
     return isinstance(secrets, dict) and any(value != REDACTED for value in secrets.values())

@@ -23,11 +23,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from machinery_core import engine
-from machinery_core.dependencies import Dependencies
-from machinery_core.engine import CallOutcome
-from machinery_core.errors import ClaimHeld, ItemTooLarge, NotificationFailed, StaleVersion
-from machinery_core.models import (
+from machinery_core.domain import engine
+from machinery_core.domain.engine import CallOutcome
+from machinery_core.domain.errors import ClaimHeld, ItemTooLarge, NotificationFailed, StaleVersion
+from machinery_core.domain.models import (
     Callback,
     CompletionNotice,
     ErrorInfo,
@@ -37,7 +36,8 @@ from machinery_core.models import (
     Plan,
     StepStatus,
 )
-from machinery_core.observability import logger, metrics
+from machinery_core.runtime.dependencies import Dependencies
+from machinery_core.runtime.observability import logger, metrics
 
 # Left for the checkpoint write and the answer after the last call of an invocation.
 SAFETY_SECONDS = 3.0
@@ -314,7 +314,7 @@ def callback_timed_out(
 
 
 def _resume(deps: Dependencies, task_token: str, answer: dict[str, Any]) -> None:
-    deps.stepfunctions.send_task_success(taskToken=task_token, output=json.dumps(answer))
+    deps.executions.resume(task_token, json.dumps(answer))
 
 
 # --- completion notifications ------------------------------------------------------------

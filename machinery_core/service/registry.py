@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from machinery_core import diagram
-from machinery_core.dependencies import Dependencies
-from machinery_core.errors import Conflict, InvalidDefinition, NotFound
-from machinery_core.models import (
+from machinery_core.domain import diagram
+from machinery_core.domain.errors import Conflict, InvalidDefinition, NotFound
+from machinery_core.domain.models import (
     REDACTED,
     Page,
     Service,
@@ -16,8 +15,10 @@ from machinery_core.models import (
     WorkflowRecord,
     redact,
 )
-from machinery_core.observability import logger
-from machinery_core.validation import check_workflow
+from machinery_core.domain.validation import check_workflow
+from machinery_core.runtime.dependencies import Dependencies
+from machinery_core.runtime.observability import logger
+from machinery_core.runtime.settings import StateMachineType
 
 
 def save_service(
@@ -100,7 +101,7 @@ def save_workflow(
 
 
 def _check_runnable(deps: Dependencies, workflow: Workflow, services: dict[str, Service]) -> None:
-    if deps.state_machine_type != "EXPRESS":
+    if deps.executions.kind is not StateMachineType.EXPRESS:
         return
     waiting = [name for name in workflow.spec.services if services[name].mode == "callback"]
     if waiting:

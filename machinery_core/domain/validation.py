@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from machinery_core import mapping
-from machinery_core.errors import InvalidDefinition
-from machinery_core.mapping import Known
-from machinery_core.models import Fallback, Fields, Service, StepOperation, Workflow
+from machinery_core.domain import mapping
+from machinery_core.domain.errors import InvalidDefinition
+from machinery_core.domain.mapping import Known
+from machinery_core.domain.models import Fallback, Fields, Service, StepOperation, Workflow
 
 Detail = dict[str, Any]
 

@@ -15,7 +15,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from machinery_core.client import ClientError, Unreachable
+from machinery_core.cli.client import ClientError, Unreachable
 
 ENDED = ("SUCCEEDED", "FAILED", "CANCELLED")
 FAILED = ("FAILED", "CANCELLED")

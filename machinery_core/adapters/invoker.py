@@ -17,9 +17,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from machinery_core.addresses import PUBLIC_ONLY, AddressError, AddressPolicy
-from machinery_core.engine import CallOutcome
-from machinery_core.models import ErrorInfo, Service, utc_now
+from machinery_core.adapters.addresses import PUBLIC_ONLY, AddressError, AddressPolicy
+from machinery_core.domain.engine import CallOutcome
+from machinery_core.domain.models import ErrorInfo, Service, utc_now
 
 _pins = threading.local()
 

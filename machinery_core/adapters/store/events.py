@@ -1,0 +1,241 @@
+"""Events: the event item every step rewrites, its plan, its listing entry, its idempotency key.
+
+An event's plan (every service definition it runs, pinned at intake) is its own item,
+written once before the event, so the event item that every step rewrites, and DynamoDB
+bills by its whole size, holds only the event's state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from machinery_core.adapters.store import keys
+from machinery_core.adapters.store.encoding import (
+    encode_cursor,
+    epoch,
+    moment,
+    number,
+    packed,
+    string,
+    unpacked,
+)
+from machinery_core.adapters.store.table import Item, Table, cancelled_indexes, conditional
+from machinery_core.domain.errors import (
+    Conflict,
+    KeyAlreadyUsed,
+    MachineryError,
+    NotFound,
+    StaleVersion,
+)
+from machinery_core.domain.models import (
+    Event,
+    EventStatus,
+    EventSummary,
+    IdempotencyClaim,
+    Plan,
+)
+
+STATUS_MEMORY = 4096  # event states whose stored status a store remembers
+# A plan outlives its event's TTL by this much: DynamoDB deletes expired items in no order.
+PLAN_TTL_MARGIN = timedelta(days=1)
+
+
+class EventItems:
+    table: Table
+    event_ttl: timedelta
+    # The status of each event state this store read or wrote, by (event id, version):
+    # GSI1 copies `status` and `updated_at` for event listings, and a write that keeps
+    # the status as it was leaves them, and so the index, alone. Unknown: they are set.
+    stored_status: dict[tuple[str, int], EventStatus]
+
+    def _known(self, event: Event) -> Event:
+        if len(self.stored_status) >= STATUS_MEMORY:
+            self.stored_status.clear()  # only a saving, never a rule: forgetting is safe
+        self.stored_status[(event.event_id, event.version)] = event.status
+        return event
+
+    def create_event(self, event: Event, plan: Plan, claim: IdempotencyClaim | None = None) -> None:
+        """Store a new event; with `claim`, only if its Idempotency-Key is not on record.
+
+        The plan is written first, so an event on record always has its plan; a plan whose
+        event is then refused (a duplicate, a replayed Idempotency-Key) expires by TTL.
+        """
+        expires = event.acknowledged_at + self.event_ttl
+        item: Item = {
+            **keys.event_key(event.event_id),
+            "GSI1PK": string(keys.events_partition(event.workflow_id)),
+            "GSI1SK": string(keys.events_sort_key(event.acknowledged_at, event.event_id)),
+            "workflow_id": string(event.workflow_id),
+            "status": string(event.status.value),
+            "revision": number(event.version),
+            "acknowledged_at": moment(event.acknowledged_at),
+            "updated_at": moment(event.updated_at),
+            "expires_at": epoch(expires),
+            "state": packed(event),
+        }
+        self._put_plan(event.event_id, plan, expires + PLAN_TTL_MARGIN)
+        if claim is None:
+            with conditional(lambda _: Conflict(f"event {event.event_id!r} already exists")):
+                self.table.client.put_item(
+                    TableName=self.table.table_name,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(PK)",
+                )
+            return
+        # The key and the event are written together: a key on record always has its event.
+        key_item: Item = {
+            **keys.key(keys.idempotency_pk(claim.workflow_id, claim.key), keys.IDEMPOTENCY),
+            "event_id": string(event.event_id),
+            "request_hash": string(claim.request_hash),
+            "expires_at": epoch(claim.expires_at),
+        }
+        actions: list[Item] = [
+            {
+                "Put": {
+                    "TableName": self.table.table_name,
+                    "Item": key_item,
+                    # TTL deletes lazily: a key past its expiry is free again
+                    "ConditionExpression": "attribute_not_exists(PK) OR #expires < :now",
+                    "ExpressionAttributeNames": {"#expires": "expires_at"},
+                    "ExpressionAttributeValues": {":now": epoch(event.acknowledged_at)},
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self.table.table_name,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+        ]
+
+        def refusal(error: ClientError) -> MachineryError:
+            if 0 in cancelled_indexes(error):
+                return KeyAlreadyUsed("the Idempotency-Key is already on record")
+            return Conflict(f"event {event.event_id!r} already exists")
+
+        with conditional(refusal):
+            self.table.transact(actions)
+
+    def _put_plan(self, event_id: str, plan: Plan, expires: datetime) -> None:
+        plan_value = packed(plan)
+        with conditional(lambda _: Conflict(f"event {event_id!r} already exists")):
+            self.table.client.put_item(
+                TableName=self.table.table_name,
+                Item={
+                    **keys.key(keys.event_pk(event_id), keys.PLAN),
+                    "plan": plan_value,
+                    "expires_at": epoch(expires),
+                },
+                # idempotent (an SDK retry of this put), but never another event's plan
+                ConditionExpression="attribute_not_exists(PK) OR #plan = :plan",
+                ExpressionAttributeNames={"#plan": "plan"},
+                ExpressionAttributeValues={":plan": plan_value},
+            )
+
+    def get_idempotency(self, claim: IdempotencyClaim) -> tuple[str, str] | None:
+        """(event id, request hash) recorded under the claim's key, if it has not expired."""
+        pk = keys.idempotency_pk(claim.workflow_id, claim.key)
+        item = self.table.get(keys.key(pk, keys.IDEMPOTENCY))
+        if item is None:
+            return None
+        return item["event_id"]["S"], item["request_hash"]["S"]
+
+    def get_event(self, event_id: str) -> Event:
+        item = self.table.get(
+            keys.event_key(event_id), attributes="#state", names={"#state": "state"}
+        )
+        if item is None:
+            raise NotFound(f"event {event_id!r} does not exist")
+        return self._known(Event.model_validate_json(unpacked(item["state"])))
+
+    def load_run(self, event_id: str) -> tuple[Event, Plan]:
+        """The event with the plan it was accepted with, both items in one consistent Query.
+
+        (A Query is billed for the two items' summed size, where two GetItems would each
+        round up to 4 KB.) An event stored before plans had their own item keeps its plan
+        on the event item.
+        """
+        answer = self.table.client.query(
+            TableName=self.table.table_name,
+            KeyConditionExpression="#pk = :pk",
+            ExpressionAttributeNames={"#pk": "PK"},
+            ExpressionAttributeValues={":pk": string(keys.event_pk(event_id))},
+            ConsistentRead=True,
+        )
+        items = {item["SK"]["S"]: item for item in answer.get("Items", [])}
+        event = items.get(keys.EVENT)
+        if event is None:
+            raise NotFound(f"event {event_id!r} does not exist")
+        plan = items.get(keys.PLAN, event)
+        if "plan" not in plan:
+            raise NotFound(f"the plan of event {event_id!r} does not exist")
+        return self._known(Event.model_validate_json(unpacked(event["state"]))), (
+            Plan.model_validate_json(unpacked(plan["plan"]))
+        )
+
+    def save_event(self, event: Event) -> Event:
+        """Persist a transition; refused unless the stored version is the one it started from."""
+        saved = event.model_copy(update={"version": event.version + 1})
+        with conditional(
+            lambda _: StaleVersion(f"event {event.event_id!r} was advanced concurrently")
+        ):
+            self.table.client.update_item(**self._event_update(event, saved))
+        return self._known(saved)
+
+    def _event_update(self, event: Event, saved: Event) -> dict[str, Any]:
+        """The conditional update from `event` to `saved`.
+
+        GSI1 projects `status` and `updated_at` (the event listings' summary): they are set
+        only when the status changes, and the revision the condition checks is not projected,
+        so a step that leaves the status as it was writes the table and not the index (each
+        index write is billed like a table write).
+        """
+        names = {"#state": "state", "#revision": "revision"}
+        values: Item = {
+            ":state": packed(saved),
+            ":next": number(saved.version),
+            ":expected": number(event.version),
+        }
+        assignments = ["#state = :state", "#revision = :next"]
+        if self.stored_status.pop((event.event_id, event.version), None) is not saved.status:
+            names |= {"#status": "status", "#updated": "updated_at"}
+            values |= {":status": string(saved.status.value), ":updated": moment(saved.updated_at)}
+            assignments += ["#status = :status", "#updated = :updated"]
+        return {
+            "TableName": self.table.table_name,
+            "Key": keys.event_key(event.event_id),
+            "UpdateExpression": "SET " + ", ".join(assignments),
+            # `version`: what an event stored before `revision` kept its version in
+            "ConditionExpression": (
+                "#revision = :expected"
+                " OR (attribute_not_exists(#revision) AND #version = :expected)"
+            ),
+            "ExpressionAttributeNames": names | {"#version": "version"},
+            "ExpressionAttributeValues": values,
+        }
+
+    def list_events(
+        self, workflow_id: str, limit: int, cursor: str | None, status: EventStatus | None
+    ) -> tuple[list[EventSummary], str | None]:
+        items, next_key = self.table.query_index(
+            keys.events_partition(workflow_id),
+            limit,
+            cursor,
+            newest_first=True,
+            status=status.value if status is not None else None,
+        )
+        summaries = [
+            EventSummary(
+                event_id=keys.event_id_of(item["PK"]["S"]),
+                workflow_id=item["workflow_id"]["S"],
+                status=EventStatus(item["status"]["S"]),
+                acknowledged_at=datetime.fromisoformat(item["acknowledged_at"]["S"]),
+                updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
+            )
+            for item in items
+        ]
+        return summaries, encode_cursor(next_key)

@@ -1,0 +1,95 @@
+"""Every key of the table, built in one place (docs/architecture.md, "The table").
+
+SERVICE#{name}   / DEFINITION   GSI1: SERVICES          / {name}
+WORKFLOW#{id}    / DEFINITION   GSI1: WORKFLOWS         / {id}
+EVENT#{id}       / EVENT        GSI1: EVENTS#{workflow} / {acknowledged_at}#{id}
+EVENT#{id}       / PLAN         (the plan the event was accepted with; written once)
+CALLBACK#{sha256 of the token} / CALLBACK  (the raw token is never stored)
+IDEMPOTENCY#{workflow}#{sha256 of the key} / IDEMPOTENCY  (kept 24 hours)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+Key = dict[str, dict[str, str]]
+
+INDEX = "GSI1"
+DEFINITION = "DEFINITION"
+SERVICES = "SERVICES"
+WORKFLOWS = "WORKFLOWS"
+EVENT = "EVENT"
+PLAN = "PLAN"
+CALLBACK = "CALLBACK"
+IDEMPOTENCY = "IDEMPOTENCY"
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def key(pk: str, sk: str) -> Key:
+    return {"PK": {"S": pk}, "SK": {"S": sk}}
+
+
+def service_pk(name: str) -> str:
+    return f"SERVICE#{name}"
+
+
+def workflow_pk(workflow_id: str) -> str:
+    return f"WORKFLOW#{workflow_id}"
+
+
+def event_pk(event_id: str) -> str:
+    return f"EVENT#{event_id}"
+
+
+def event_id_of(pk: str) -> str:
+    return pk.removeprefix("EVENT#")
+
+
+def callback_pk(token_hash: str) -> str:
+    return f"CALLBACK#{token_hash}"
+
+
+def idempotency_pk(workflow_id: str, idempotency_key: str) -> str:
+    """The key's record: only its hash is stored, as a key may carry what a client chose."""
+    return f"IDEMPOTENCY#{workflow_id}#{sha256(idempotency_key)}"
+
+
+def events_partition(workflow_id: str) -> str:
+    return f"EVENTS#{workflow_id}"
+
+
+def events_sort_key(acknowledged_at: datetime, event_id: str) -> str:
+    return f"{acknowledged_at.isoformat()}#{event_id}"
+
+
+def service_key(name: str) -> Key:
+    return key(service_pk(name), DEFINITION)
+
+
+def workflow_key(workflow_id: str) -> Key:
+    return key(workflow_pk(workflow_id), DEFINITION)
+
+
+def event_key(event_id: str) -> Key:
+    return key(event_pk(event_id), EVENT)
+
+
+def callback_key(token_hash: str) -> Key:
+    return key(callback_pk(token_hash), CALLBACK)
+
+
+def index_key_fits(start: dict[str, Any], partition: str) -> bool:
+    """Whether a decoded cursor is a GSI1 key of the listing it is used on."""
+    return (
+        set(start) == {"PK", "SK", "GSI1PK", "GSI1SK"}
+        and all(
+            isinstance(value, dict) and list(value) == ["S"] and isinstance(value["S"], str)
+            for value in start.values()
+        )
+        and start["GSI1PK"]["S"] == partition
+    )

@@ -1,0 +1,1 @@
+"""The `machinery` command and its API client (never shipped to Lambda)."""

@@ -1,0 +1,1 @@
+"""What a Lambda container builds once: settings, dependencies, observability."""

@@ -1,0 +1,37 @@
+"""The deployment's settings: the Lambda environment template.yaml sets, read and validated once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+
+class StateMachineType(StrEnum):
+    STANDARD = "STANDARD"
+    EXPRESS = "EXPRESS"
+
+
+class Settings(BaseModel):
+    """One field per environment variable (its name is the alias); unknown ones are ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    table_name: str = Field(alias="TABLE_NAME", min_length=3)
+    state_machine_arn: str = Field("", alias="STATE_MACHINE_ARN")
+    state_machine_type: StateMachineType = Field(
+        StateMachineType.STANDARD, alias="STATE_MACHINE_TYPE"
+    )
+    event_retention_days: PositiveInt = Field(30, alias="EVENT_RETENTION_DAYS")
+    # Comma-separated host names and networks service addresses may use (addresses.py).
+    allowed_service_hosts: str = Field("", alias="ALLOWED_SERVICE_HOSTS")
+    # The API's own URL for callback services; empty: the URL each request came in on.
+    callback_base_url: str | None = Field(None, alias="CALLBACK_BASE_URL")
+    notification_secret_arn: str = Field("", alias="NOTIFICATION_SECRET_ARN")
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        values = {name: value for name, value in environ.items() if value != ""}
+        return cls.model_validate(values)
