@@ -22,6 +22,9 @@ from pydantic import (
     model_validator,
 )
 
+from machinery_core.contract import EventStatus as EventStatus  # re-exported: the API schema
+from machinery_core.contract import StepStatus as StepStatus
+
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 
 
@@ -243,28 +246,6 @@ class Workflow(Model):
     name: Slug
     description: str | None = Field(None, max_length=1024)
     spec: WorkflowSpec
-
-
-class EventStatus(StrEnum):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    WAITING = "WAITING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (EventStatus.SUCCEEDED, EventStatus.FAILED, EventStatus.CANCELLED)
-
-
-class StepStatus(StrEnum):
-    RUNNING = "RUNNING"
-    RETRYING = "RETRYING"
-    WAITING = "WAITING"  # for a callback
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
 
 
 class ErrorInfo(Model):

@@ -1,4 +1,4 @@
-"""What the server and the `machinery` command must agree on: statuses and limits.
+"""What the server and the `machinery` command must agree on: statuses, limits, durations.
 
 Standard library only: the command imports it at start-up, where pydantic and boto3 would
 cost it about 100 ms (docs/architecture.md, "Layers").
@@ -39,3 +39,12 @@ MAX_WAIT_SECONDS = 25
 # The largest request body the API reads (API Gateway's own limit is 10 MB).
 MAX_BODY_BYTES = 256 * 1024
 MAX_IDEMPOTENCY_KEY = 256
+
+
+def duration_text(milliseconds: float | None) -> str:
+    """A duration as every view shows it (CLI, diagrams, dashboard): ms below a second."""
+    if milliseconds is None:
+        return "-"
+    if milliseconds < 1000:
+        return f"{milliseconds:.1f} ms"
+    return f"{milliseconds / 1000:.2f} s"
