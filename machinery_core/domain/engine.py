@@ -106,6 +106,28 @@ def _current_step(event: Event, plan: Plan, payload: dict[str, Any], now: dateti
     )
 
 
+def mark_under_way(event: Event, plan: Plan, now: datetime) -> Event:
+    """The current step shown RUNNING with the attempt about to be made.
+
+    Written with the claim that precedes the call (the previous step's checkpoint, or an
+    invocation's first write), so that readers see the step under way at no extra write.
+    A step that already has a record (a retry, a fallback, a handed-back invocation) keeps
+    its `started_at`: a step's duration spans all of its attempts.
+    """
+    if event.step_index >= len(plan.steps) or event.status.terminal:
+        return event
+    step = event.current_step or StepRecord(
+        index=event.step_index,
+        service=current_service(event, plan).name,
+        status=StepStatus.RUNNING,
+        started_at=now,
+    )
+    if step.status not in (StepStatus.RUNNING, StepStatus.RETRYING):
+        return event
+    step = step.model_copy(update={"status": StepStatus.RUNNING, "attempt": step.attempts + 1})
+    return event.model_copy(update={"steps": _replace_step(event.steps, step)})
+
+
 def _replace_step(steps: list[StepRecord], step: StepRecord) -> list[StepRecord]:
     updated = list(steps[: step.index])
     updated.append(step)
@@ -126,8 +148,9 @@ def _fail(event: Event, steps: list[StepRecord], error: ErrorInfo, now: datetime
 
 def wait_for_callback(event: Event, plan: Plan, payload: dict[str, Any], now: datetime) -> Event:
     """The service has the step's input (or is about to): the event waits for its callback."""
-    step = _current_step(event, plan, payload, now).model_copy(
-        update={"status": StepStatus.WAITING, "ended_at": None}
+    step = _current_step(event, plan, payload, now)
+    step = step.model_copy(
+        update={"status": StepStatus.WAITING, "ended_at": None, "attempt": step.attempts + 1}
     )
     return event.model_copy(
         update={
@@ -142,7 +165,13 @@ def refuse_input(
     event: Event, plan: Plan, payload: dict[str, Any], error: ErrorInfo, now: datetime
 ) -> Event:
     step = _current_step(event, plan, payload, now).model_copy(
-        update={"status": StepStatus.FAILED, "ended_at": now, "duration_ms": 0.0, "error": error}
+        update={
+            "status": StepStatus.FAILED,
+            "ended_at": now,
+            "duration_ms": 0.0,
+            "error": error,
+            "attempt": None,
+        }
     )
     return _fail(event, _replace_step(event.steps, step), error, now)
 
@@ -174,6 +203,7 @@ def record_call(
     step_update: dict[str, Any] = {
         "input": payload,
         "attempts": attempt_number,
+        "attempt": None,
         "history": [*step.history, attempt],
         "ended_at": now,
         "duration_ms": milliseconds(step.started_at, now) if step.started_at else None,
@@ -277,7 +307,7 @@ def _close_step_under_way(
     """`steps`, the last one ended with `update` if it was still under way."""
     if not steps or steps[-1].status not in _UNFINISHED:
         return list(steps)
-    return [*steps[:-1], steps[-1].model_copy(update={**update, "ended_at": now})]
+    return [*steps[:-1], steps[-1].model_copy(update={**update, "ended_at": now, "attempt": None})]
 
 
 def abort(event: Event, error: ErrorInfo, now: datetime) -> Event:

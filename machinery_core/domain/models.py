@@ -213,6 +213,12 @@ class WorkflowSpec(Model):
     def _accept_list_form(cls, value: Any) -> Any:
         return _fields_from_list(value)
 
+    @field_validator("operations", "on_error", mode="before")
+    @classmethod
+    def _accept_empty_list(cls, value: Any) -> Any:
+        # The prototype's workflow files say `"operations": [ ]` for none.
+        return {} if value == [] else value
+
     @model_validator(mode="after")
     def _keys_name_steps(self) -> WorkflowSpec:
         for block, keys in (("operations", self.operations), ("on_error", self.on_error)):
@@ -247,6 +253,18 @@ class Workflow(Model):
     description: str | None = Field(None, max_length=1024)
     spec: WorkflowSpec
 
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_prototype_form(cls, data: Any) -> Any:
+        # The prototype's files may name the spec's fields beside `name`, as its services do.
+        if isinstance(data, dict) and "spec" not in data and "services" in data:
+            data = dict(data)
+            data["spec"] = {key: data.pop(key) for key in _SPEC_FIELDS if key in data}
+        return data
+
+
+_SPEC_FIELDS = tuple(WorkflowSpec.model_fields)
+
 
 class ErrorInfo(Model):
     type: str
@@ -268,7 +286,9 @@ class StepRecord(Model):
     index: int
     service: str
     status: StepStatus
-    attempts: int = 0
+    attempts: int = 0  # attempts that have ended
+    # The attempt under way (attempts + 1) while the step is RUNNING or WAITING, else None.
+    attempt: int | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
     duration_ms: float | None = None

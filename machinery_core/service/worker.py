@@ -97,13 +97,16 @@ def advance(
         raise ClaimHeld(f"invocation {holder} is advancing event {event_id!r} until {until}")
 
     def held(state: Event) -> Event:
-        """`state`, claimed for the next call (each checkpoint renews the claim)."""
+        """`state`, claimed for the next call (each checkpoint renews the claim), with that
+        call's step shown under way."""
         if state.step_index >= len(plan.steps) or state.status.terminal:
             return engine.claim(state, None, None)
         service = engine.current_service(state, plan)
         if service.mode == "callback":  # this invocation calls nothing more
             return engine.claim(state, None, None)
-        return engine.claim(state, invocation_id, deps.clock() + _seconds(service.timeout_seconds))
+        now = deps.clock()
+        claimed = engine.claim(state, invocation_id, now + _seconds(service.timeout_seconds))
+        return engine.mark_under_way(claimed, plan, now)
 
     # The claim's conditional write is what stops a concurrent duplicate here.
     event = deps.store.save_event(held(engine.begin(event, now)))

@@ -182,6 +182,20 @@ def test_create_workflow_answers_201(wired: Wired) -> None:
     assert wired.store.get_workflow("shout").definition.spec.services == ["upper"]
 
 
+def test_the_prototypes_workflow_form_with_empty_operations_answers_201(wired: Wired) -> None:
+    # Given a service, and a workflow in the prototype's form: list fields, "operations": [ ]
+    invoke(recorded("create_service"))
+
+    # When it is registered
+    status, _, body = invoke(recorded("create_workflow_prototype_form"))
+
+    # Then it is accepted, with no operations
+    assert status == 201, body
+    stored = wired.store.get_workflow("shout-prototype").definition.spec
+    assert stored.operations == {}
+    assert stored.inputs["message"].type == "string"
+
+
 # --- events ------------------------------------------------------------------------------
 
 

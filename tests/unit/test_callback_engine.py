@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from unit_kit import INTEGER, STRING, T0, at, make_service
+from unit_kit import INTEGER, STRING, T0, at, make_plan, make_service
 
 from machinery_core.domain import engine
 from machinery_core.domain.engine import CallOutcome
@@ -13,8 +13,6 @@ from machinery_core.domain.models import (
     Event,
     EventStatus,
     Plan,
-    PlannedStep,
-    Service,
     StepRecord,
     StepStatus,
 )
@@ -27,14 +25,6 @@ TRANSLATE = make_service(
     retry={"max_attempts": 3, "interval_seconds": 2, "backoff_rate": 3},
 )
 COUNTER = make_service("space-counter", outputs={"space_count": INTEGER})
-
-
-def make_plan(*services: Service, outputs: dict[str, Any]) -> Plan:
-    return Plan(
-        workflow_version=1,
-        steps=[PlannedStep(service=service) for service in services],
-        outputs=outputs,
-    )
 
 
 CALLBACK_THEN_SYNC = make_plan(

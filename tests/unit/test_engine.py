@@ -3,76 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import pytest
-from unit_kit import INTEGER, STRING, T0, at, make_service
+from unit_kit import (
+    COUNTER,
+    FATAL,
+    INTEGER,
+    RETRYABLE,
+    STRING,
+    UPPER,
+    answered,
+    at,
+    failed,
+    make_event,
+    make_plan,
+    make_service,
+)
 
 from machinery_core.domain import engine
-from machinery_core.domain.engine import CallOutcome
 from machinery_core.domain.models import (
     ErrorInfo,
-    Event,
     EventStatus,
-    Plan,
     PlannedStep,
     RetryPolicy,
-    Service,
     StepOperation,
     StepStatus,
 )
 
-UPPER = make_service(
-    "upper",
-    inputs={"message": STRING},
-    outputs={"message": STRING},
-    retry={"max_attempts": 3, "interval_seconds": 2, "backoff_rate": 3},
-)
-COUNTER = make_service(
-    "space-counter", inputs={"message": STRING}, outputs={"space_count": INTEGER}
-)
-
-
-def make_plan(*steps: Service | PlannedStep, outputs: dict[str, Any] | None = None) -> Plan:
-    planned = [s if isinstance(s, PlannedStep) else PlannedStep(service=s) for s in steps]
-    return Plan.model_validate(
-        {
-            "workflow_version": 1,
-            "steps": [p.model_dump() for p in planned],
-            "outputs": outputs if outputs is not None else {"message": STRING},
-        }
-    )
-
-
 TWO_STEPS = make_plan(UPPER, COUNTER, outputs={"message": STRING, "space_count": INTEGER})
-
-
-def make_event(status: EventStatus = EventStatus.RUNNING, **update: Any) -> Event:
-    data = update.pop("data", {"message": "a b"})
-    return Event(
-        event_id="evt-1",
-        workflow_id="process-text",
-        status=status,
-        data=data,
-        context=update.pop("context", dict(data)),
-        acknowledged_at=T0,
-        updated_at=T0,
-        **update,
-    )
-
-
-def answered(body: dict[str, Any], start: float = 1, end: float = 1.25) -> CallOutcome:
-    return CallOutcome(started_at=at(start), ended_at=at(end), status_code=200, body=body)
-
-
-def failed(
-    error: ErrorInfo, start: float = 1, end: float = 1.5, status: int | None = None
-) -> CallOutcome:
-    return CallOutcome(started_at=at(start), ended_at=at(end), status_code=status, error=error)
-
-
-RETRYABLE = ErrorInfo(type="HttpError", message="503", status_code=503, retryable=True)
-FATAL = ErrorInfo(type="HttpError", message="404", status_code=404, retryable=False)
 
 
 # --- begin -------------------------------------------------------------------------------
@@ -382,3 +340,56 @@ def test_retry_delays_are_capped_and_jittered_as_the_policy_says(
         first.event, plan, {"message": "a b"}, failed(RETRYABLE, 4, 5), draw
     )
     assert second.wait_seconds == pytest.approx(expected)
+
+
+# --- the step under way ------------------------------------------------------------------
+
+
+def test_the_next_step_is_marked_running_with_its_first_attempt() -> None:
+    # Given an event about to call its first step
+    event = make_event()
+
+    # When it is marked under way
+    marked = engine.mark_under_way(event, TWO_STEPS, at(1))
+
+    # Then the step shows RUNNING since now, attempt 1 of none ended
+    step = marked.steps[0]
+    assert (step.index, step.service, step.status) == (0, "upper", StepStatus.RUNNING)
+    assert (step.started_at, step.attempt, step.attempts, step.ended_at) == (at(1), 1, 0, None)
+
+
+def test_a_retried_step_keeps_its_start_and_shows_the_next_attempt() -> None:
+    # Given a step whose first attempt failed and waits for its retry
+    event = make_event()
+    retrying = engine.record_call(event, TWO_STEPS, {"message": "a b"}, failed(RETRYABLE)).event
+    assert retrying.steps[0].status is StepStatus.RETRYING
+
+    # When the retry is about to be made
+    marked = engine.mark_under_way(retrying, TWO_STEPS, at(9))
+
+    # Then it is RUNNING again, attempt 2, and its start is the step's first
+    step = marked.steps[0]
+    assert (step.status, step.attempt, step.attempts) == (StepStatus.RUNNING, 2, 1)
+    assert step.started_at == retrying.steps[0].started_at
+
+
+def test_a_recorded_answer_ends_the_attempt_under_way() -> None:
+    marked = engine.mark_under_way(make_event(), TWO_STEPS, at(0.5))
+    after = engine.record_call(marked, TWO_STEPS, {"message": "a b"}, answered({"message": "A B"}))
+    step = after.event.steps[0]
+    assert (step.status, step.attempt, step.attempts) == (StepStatus.SUCCEEDED, None, 1)
+    assert step.started_at == at(0.5)
+
+
+def test_an_ended_event_or_a_finished_plan_is_not_marked() -> None:
+    ended = make_event(EventStatus.SUCCEEDED)
+    assert engine.mark_under_way(ended, TWO_STEPS, at(1)) == ended
+    past_the_end = make_event(step_index=2)
+    assert engine.mark_under_way(past_the_end, TWO_STEPS, at(1)) == past_the_end
+
+
+def test_cancelling_closes_the_attempt_under_way() -> None:
+    marked = engine.mark_under_way(make_event(), TWO_STEPS, at(1))
+    cancelled = engine.cancel(marked, at(2))
+    assert cancelled.steps[0].status is StepStatus.CANCELLED
+    assert cancelled.steps[0].attempt is None

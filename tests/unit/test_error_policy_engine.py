@@ -5,8 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_engine import COUNTER, FATAL, UPPER, answered, failed, make_event, make_plan
-from unit_kit import INTEGER, STRING, make_service
+from unit_kit import (
+    COUNTER,
+    FATAL,
+    INTEGER,
+    STRING,
+    UPPER,
+    answered,
+    failed,
+    make_event,
+    make_plan,
+    make_service,
+)
 
 from machinery_core.domain import engine
 from machinery_core.domain.errors import InvalidDefinition

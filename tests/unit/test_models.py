@@ -221,3 +221,34 @@ def test_delay_before_with_a_rate_of_one_is_constant() -> None:
 def test_retry_policy_bounds_are_enforced(retry: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         RetryPolicy.model_validate(retry)
+
+
+def test_the_prototypes_workflow_file_with_an_empty_list_of_operations_is_accepted() -> None:
+    # Given the prototype's workflow file: list-form fields and `"operations": [ ]`
+    prototype = {
+        "name": "process-text",
+        "spec": {
+            "services": ["upper", "reverse", "space-counter"],
+            "inputs": [{"name": "message", "type": "str", "description": "The text"}],
+            "outputs": [
+                {"name": "message", "type": "str"},
+                {"name": "space_count", "type": "int"},
+            ],
+            "operations": [],
+        },
+    }
+
+    # When it is validated, then it means the same as the seed form with no operations
+    workflow = Workflow.model_validate(prototype)
+    assert workflow.spec.operations == {}
+    assert workflow.spec.outputs["space_count"].type == "integer"
+    # and the same holds with the spec's fields beside the name
+    flat = {"name": "process-text", **prototype["spec"]}  # type: ignore[dict-item]
+    assert Workflow.model_validate(flat) == workflow
+
+
+def test_a_non_empty_list_of_operations_is_still_refused() -> None:
+    with pytest.raises(ValidationError):
+        Workflow.model_validate(
+            {"name": "w", "spec": {"services": ["upper"], "operations": [{"upper": {}}]}}
+        )

@@ -11,7 +11,8 @@ from typing import Any
 
 from loopback import Call, LoopbackServer, Reply
 
-from machinery_core.domain.models import Service
+from machinery_core.domain.engine import CallOutcome
+from machinery_core.domain.models import ErrorInfo, Event, EventStatus, Plan, PlannedStep, Service
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 STRING = {"type": "string"}
@@ -41,6 +42,58 @@ def make_service(
             **extra,
         }
     )
+
+
+# --- the engine tiers' builders ---------------------------------------------------------
+
+UPPER = make_service(
+    "upper",
+    inputs={"message": STRING},
+    outputs={"message": STRING},
+    retry={"max_attempts": 3, "interval_seconds": 2, "backoff_rate": 3},
+)
+COUNTER = make_service(
+    "space-counter", inputs={"message": STRING}, outputs={"space_count": INTEGER}
+)
+
+
+def make_plan(*steps: Service | PlannedStep, outputs: dict[str, Any] | None = None) -> Plan:
+    planned = [s if isinstance(s, PlannedStep) else PlannedStep(service=s) for s in steps]
+    return Plan.model_validate(
+        {
+            "workflow_version": 1,
+            "steps": [p.model_dump() for p in planned],
+            "outputs": outputs if outputs is not None else {"message": STRING},
+        }
+    )
+
+
+def make_event(status: EventStatus = EventStatus.RUNNING, **update: Any) -> Event:
+    data = update.pop("data", {"message": "a b"})
+    return Event(
+        event_id="evt-1",
+        workflow_id="process-text",
+        status=status,
+        data=data,
+        context=update.pop("context", dict(data)),
+        acknowledged_at=T0,
+        updated_at=T0,
+        **update,
+    )
+
+
+def answered(body: dict[str, Any], start: float = 1, end: float = 1.25) -> CallOutcome:
+    return CallOutcome(started_at=at(start), ended_at=at(end), status_code=200, body=body)
+
+
+def failed(
+    error: ErrorInfo, start: float = 1, end: float = 1.5, status: int | None = None
+) -> CallOutcome:
+    return CallOutcome(started_at=at(start), ended_at=at(end), status_code=status, error=error)
+
+
+RETRYABLE = ErrorInfo(type="HttpError", message="503", status_code=503, retryable=True)
+FATAL = ErrorInfo(type="HttpError", message="404", status_code=404, retryable=False)
 
 
 @dataclass
