@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from machinery_core.runtime.dependencies import dependencies
 from machinery_core.runtime.observability import logger, metrics, tracer
-from machinery_core.service import worker
+from machinery_core.service import notifications, worker
 
 
 @logger.inject_lambda_context(correlation_id_path="event_id")
@@ -28,7 +28,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | N
         case "callback_timed_out":
             return worker.callback_timed_out(deps, event_id, plan)
         case "notify":
-            return worker.notify(deps, event_id)
+            return notifications.notify(deps, event_id)
         case "abort":
             return worker.abort(deps, event_id, event["error"])
     raise ValueError(f"unknown action {event.get('action')!r}")

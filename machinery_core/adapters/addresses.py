@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from machinery_core.domain.errors import InvalidDefinition
+from machinery_core.domain.errors import InvalidDefinition, Unprocessable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -43,7 +43,7 @@ _HOST_NAME = re.compile(
 )
 
 
-class AddressError(Exception):
+class AddressError(Unprocessable):
     """A call-time refusal; `kind` and `retryable` become the step's ErrorInfo."""
 
     kind = "AddressRefused"

@@ -12,14 +12,17 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from machinery_core.runtime.settings import StateMachineType
-
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 # Codes Step Functions answers for a task token that nothing waits on any more: the task
 # timed out, its execution ended, or the token was never one (SendTaskSuccess's errors).
 _TOKEN_GONE = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
+
+
+class StateMachineType(StrEnum):
+    STANDARD = "STANDARD"
+    EXPRESS = "EXPRESS"
 
 
 class Stop(StrEnum):

@@ -25,7 +25,7 @@ from machinery_core.domain.models import (
     StepStatus,
     milliseconds,
 )
-from machinery_core.domain.validation import check_data
+from machinery_core.domain.validation import Detail, check_data
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,16 @@ def step_input(event: Event, plan: Plan) -> tuple[dict[str, Any], ErrorInfo | No
     payload = mapping.build_input(service, planned.operation, event.context)
     problems = check_data(service.spec.inputs, payload, "input")
     if problems:
-        summary = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
+        summary = _summary(problems)
         return payload, ErrorInfo(
             type="InputInvalid", message=f"step input breaks the spec: {summary}"
         )
     return payload, None
+
+
+def _summary(problems: list[Detail]) -> str:
+    """Validation problems in one line, for an ErrorInfo message."""
+    return "; ".join(f"{problem['path']}: {problem['message']}" for problem in problems)
 
 
 def _current_step(event: Event, plan: Plan, payload: dict[str, Any], now: datetime) -> StepRecord:
@@ -192,7 +197,7 @@ def record_call(
     if error is None and outcome.body is not None:
         problems = check_data(service.spec.outputs, outcome.body, "output")
         if problems:
-            summary = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
+            summary = _summary(problems)
             error = ErrorInfo(
                 type="OutputInvalid",
                 message=f"the service's answer breaks its spec: {summary}",
@@ -283,7 +288,7 @@ def _finish(event: Event, plan: Plan, now: datetime) -> Event:
     outputs = {name: event.context[name] for name in plan.outputs if name in event.context}
     problems = check_data(plan.outputs, outputs, "outputs")
     if problems:
-        summary = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
+        summary = _summary(problems)
         error = ErrorInfo(
             type="OutputsInvalid", message=f"the workflow outputs break the spec: {summary}"
         )

@@ -40,10 +40,19 @@ class ItemTooLarge(PayloadTooLarge):
     """A write would make its DynamoDB item exceed the 400 KB item size limit."""
 
 
-class InvalidDefinition(MachineryError):
-    """A definition or event that is well-formed JSON but breaks the contract."""
+class Unprocessable(MachineryError):
+    """Well-formed JSON that breaks the contract (422)."""
 
     status_code = 422
+
+
+class InvalidDefinition(Unprocessable):
+    """A service or workflow definition that cannot be registered as it is."""
+
+
+class InvalidInput(Unprocessable):
+    """What a request carries for a run (event data, a callback's outputs, an address to
+    notify) does not match what the definitions declare."""
 
 
 class DispatchFailed(MachineryError):

@@ -1,4 +1,4 @@
-"""The user-facing contract (DESIGN §1) as pydantic v2 models."""
+"""The user-facing contract (README.md, "Definitions" and "API") as pydantic v2 models."""
 
 from __future__ import annotations
 

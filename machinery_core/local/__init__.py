@@ -1,1 +1,1 @@
-"""The local runtime: template.yaml deployed into an in-process moto (DESIGN §4)."""
+"""The local runtime: template.yaml deployed into an in-process moto (docs/architecture.md)."""

@@ -1,4 +1,4 @@
-"""The local runtime: template.yaml deployed into an in-process moto (DESIGN §4).
+"""The local runtime: template.yaml deployed into an in-process moto (docs/architecture.md).
 
 The table is created from the template's own resource, the functions are the template's
 handlers imported from their CodeUri and invoked in-process, and the state machine is

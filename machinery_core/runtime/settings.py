@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-
-class StateMachineType(StrEnum):
-    STANDARD = "STANDARD"
-    EXPRESS = "EXPRESS"
+from machinery_core.adapters.executions import StateMachineType
 
 
 class Settings(BaseModel):

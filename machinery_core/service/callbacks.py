@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from machinery_core.domain import engine
+from machinery_core.domain import engine, tokens
 from machinery_core.domain.engine import CallOutcome
-from machinery_core.domain.errors import Conflict, InvalidDefinition, NotFound, StaleVersion
+from machinery_core.domain.errors import Conflict, InvalidInput, NotFound, StaleVersion
 from machinery_core.domain.models import CallbackAccepted, ErrorInfo, EventStatus, StepStatus
 from machinery_core.domain.validation import check_data
 from machinery_core.runtime.dependencies import Dependencies
 from machinery_core.runtime.observability import logger
-from machinery_core.service import worker
+from machinery_core.service import routes
 
 MAX_TOKEN_LENGTH = 256
 
@@ -24,13 +24,13 @@ MAX_TOKEN_LENGTH = 256
 def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise NotFound("not found")
-    callback = deps.store.get_callback(worker.hash_token(token))
+    callback = deps.store.get_callback(tokens.hash_token(token))
     now = deps.clock()
     if callback is None or callback.expires_at <= now:
         raise NotFound("not found")
     if callback.used:
         raise Conflict("this callback was already used")
-    event, plan = deps.store.load_run(callback.event_id)
+    event, plan = deps.store.load_with_plan(callback.event_id)
     if event.status is EventStatus.CANCELLED and event.step_index == callback.step:
         late = CallOutcome(started_at=callback.dispatched_at, ended_at=now)
         deps.store.save_event(engine.record_late(event, plan, late))
@@ -58,7 +58,7 @@ def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
         problems = check_data(service.spec.outputs, body, "body")
         if problems:
             # The step keeps waiting: the service may call again with correct outputs.
-            raise InvalidDefinition("the outputs do not match the service's spec", problems)
+            raise InvalidInput("the outputs do not match the service's spec", problems)
 
     transition = engine.record_call(event, plan, step.input or {}, outcome)
     try:
@@ -66,7 +66,7 @@ def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
     except StaleVersion:
         # Only what ends the wait (its timeout, an abort) writes to a waiting event.
         raise NotFound("not found") from None
-    answer = worker.answer_for(event, transition.wait_seconds)
+    answer = routes.answer_for(event, transition.wait_seconds)
     if not deps.executions.resume(callback.task_token, json.dumps(answer)):
         # The task already timed out: the timeout path finds the step no longer waiting
         # and carries on from what was just recorded.

@@ -17,7 +17,7 @@ from machinery_core.domain import diagram, engine
 from machinery_core.domain.errors import (
     Conflict,
     DispatchFailed,
-    InvalidDefinition,
+    InvalidInput,
     KeyAlreadyUsed,
     NotFound,
     NotificationFailed,
@@ -50,7 +50,7 @@ from machinery_core.domain.models import (
 from machinery_core.domain.validation import check_data, type_of
 from machinery_core.runtime.dependencies import Dependencies
 from machinery_core.runtime.observability import logger, metrics
-from machinery_core.service import worker
+from machinery_core.service import notifications
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # The execution input carries the plan up to this size (Step Functions allows 256 KB for
@@ -76,7 +76,7 @@ def accept_event(
     spec = record.definition.spec
     problems = check_data(spec.inputs, request.data, "data")
     if problems:
-        raise InvalidDefinition("the event data does not match the workflow inputs", problems)
+        raise InvalidInput("the event data does not match the workflow inputs", problems)
     if request.notify is not None:
         deps.address_policy.check_registration(request.notify.url, "notify.url")
     services = deps.store.get_services(spec.all_services())
@@ -191,7 +191,7 @@ def cancel_event(deps: Dependencies, event_id: str) -> EventView:
     if event.notification is not None:
         # The stopped execution never reaches its Notify state: one attempt from here.
         try:
-            worker.notify(deps, event_id)
+            notifications.notify(deps, event_id)
         except NotificationFailed:
             logger.warning("the cancellation notice was not accepted", event_id=event_id)
         event = deps.store.get_event(event_id)
@@ -200,7 +200,7 @@ def cancel_event(deps: Dependencies, event_id: str) -> EventView:
 
 def redrive_event(deps: Dependencies, event_id: str) -> EventAccepted:
     """Run a FAILED event again from its failed step (POST /events/{event_id}/retry)."""
-    event, plan = deps.store.load_run(event_id)
+    event, plan = deps.store.load_with_plan(event_id)
     if event.status is not EventStatus.FAILED:
         raise Conflict(f"only a FAILED event can be retried; this one is {event.status.value}")
     if event.step_index >= len(plan.steps):
@@ -228,7 +228,7 @@ def get_event(deps: Dependencies, event_id: str) -> EventView:
 
 def event_diagram(deps: Dependencies, event_id: str, form: diagram.DiagramFormat) -> str:
     """The event's run drawn over its workflow as it was when the event was accepted."""
-    event, plan = deps.store.load_run(event_id)
+    event, plan = deps.store.load_with_plan(event_id)
     try:
         current: WorkflowRecord | None = deps.store.get_workflow(event.workflow_id)
     except NotFound:

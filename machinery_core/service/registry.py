@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from machinery_core.adapters.executions import StateMachineType
 from machinery_core.domain import diagram
 from machinery_core.domain.errors import Conflict, InvalidDefinition, NotFound
 from machinery_core.domain.models import (
@@ -18,7 +19,6 @@ from machinery_core.domain.models import (
 from machinery_core.domain.validation import check_workflow
 from machinery_core.runtime.dependencies import Dependencies
 from machinery_core.runtime.observability import logger
-from machinery_core.runtime.settings import StateMachineType
 
 
 def save_service(

@@ -1,10 +1,8 @@
 """The state-loop worker behind the state machine's Task states.
 
 One invocation runs consecutive sync steps, checkpointing each with one conditional
-write, and hands back to the state machine only to wait or to finish. Every answer has
-the same keys and drives the Route choice: CONTINUE (run again), BACKOFF (Wait
-`wait_seconds`), AWAIT (AwaitCallback, up to `timeout_seconds`), SUCCEEDED or FAILED
-(through Notify first when `notify`).
+write, and hands back to the state machine only to wait or to finish, with an answer of
+the Route protocol (routes.py).
 
 The execution input carries the event's plan (see events.execution_input) and the Task
 states that need it pass it on, so an invocation reads only the event, once; the stored
@@ -13,31 +11,26 @@ plan is read (in the same request) only when the input carries none.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import math
 import random
-import secrets
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from machinery_core.domain import engine
+from machinery_core.domain import engine, tokens
 from machinery_core.domain.engine import CallOutcome
-from machinery_core.domain.errors import ClaimHeld, ItemTooLarge, NotificationFailed, StaleVersion
+from machinery_core.domain.errors import ClaimHeld, ItemTooLarge, StaleVersion
 from machinery_core.domain.models import (
     Callback,
-    CompletionNotice,
     ErrorInfo,
     Event,
     EventStatus,
-    NotificationStatus,
     Plan,
     StepStatus,
 )
 from machinery_core.runtime.dependencies import Dependencies
 from machinery_core.runtime.observability import logger, metrics
+from machinery_core.service import routes
 
 # Left for the checkpoint write and the answer after the last call of an invocation.
 SAFETY_SECONDS = 3.0
@@ -46,38 +39,13 @@ SAFETY_SECONDS = 3.0
 CALLBACK_GRACE = timedelta(days=1)
 
 
-NOTIFY_MAX_ATTEMPTS = 5  # the Notify state's Retry allows NOTIFY_MAX_ATTEMPTS - 1 more
 DISPATCH_TIMEOUT_SECONDS = 30.0  # a callback service only has to accept the work
-
-
-def _answer(
-    status: str, wait_seconds: float = 0, timeout_seconds: float = 0, notify: bool = False
-) -> dict[str, Any]:
-    return {
-        "status": status,
-        "wait_seconds": math.ceil(wait_seconds),
-        "timeout_seconds": math.ceil(timeout_seconds),
-        "notify": notify,
-    }
-
-
-def answer_for(event: Event, wait_seconds: float = 0) -> dict[str, Any]:
-    """What the state machine does next with `event`, as the Route choice reads it."""
-    if wait_seconds > 0:
-        return _answer("BACKOFF", wait_seconds)
-    if event.status.terminal:
-        note = event.notification
-        return _answer(
-            event.status.value,
-            notify=note is not None and note.status is NotificationStatus.PENDING,
-        )
-    return _answer("CONTINUE")
 
 
 def _load(deps: Dependencies, event_id: str, carried: dict[str, Any] | None) -> tuple[Event, Plan]:
     """The event and its plan: the one the invocation carries, else the stored one."""
     if carried is None:
-        return deps.store.load_run(event_id)
+        return deps.store.load_with_plan(event_id)
     return deps.store.get_event(event_id), Plan.model_validate(carried)
 
 
@@ -90,7 +58,7 @@ def advance(
 ) -> dict[str, Any]:
     event, plan = _load(deps, event_id, plan_carried)
     if event.status.terminal:
-        return answer_for(event)
+        return routes.answer_for(event)
     now = deps.clock()
     holder, until = event.claimed_by, event.claimed_until
     if holder not in (None, invocation_id) and until is not None and until > now:
@@ -115,12 +83,12 @@ def advance(
         service = engine.current_service(event, plan)
         if service.mode == "callback":
             # `held` left the event unclaimed: the dispatch is another invocation's work
-            return _answer("AWAIT", timeout_seconds=service.timeout_seconds)
+            return routes.answer("AWAIT", timeout_seconds=service.timeout_seconds)
         available = remaining_ms() / 1000 - SAFETY_SECONDS
         if calls and available < service.timeout_seconds:
             # A fresh invocation gets the full timeout; hand back rather than cut the call short.
             deps.store.save_event(engine.claim(event, None, None))
-            return _answer("CONTINUE")
+            return routes.answer("CONTINUE")
         payload, refusal = engine.step_input(event, plan)
         if refusal is not None:
             event = deps.store.save_event(
@@ -155,7 +123,7 @@ def advance(
             duration_ms=outcome.duration_ms,
         )
         if transition.wait_seconds > 0:
-            return answer_for(event, transition.wait_seconds)
+            return routes.answer_for(event, transition.wait_seconds)
         if event.status.terminal:
             break
 
@@ -163,7 +131,7 @@ def advance(
     logger.info(
         "event ended", event_id=event_id, workflow_id=event.workflow_id, status=event.status.value
     )
-    return answer_for(event)
+    return routes.answer_for(event)
 
 
 def _seconds(timeout: float) -> timedelta:
@@ -181,7 +149,7 @@ def _refuse_late(
         raise StaleVersion(f"event {event.event_id!r} was advanced concurrently")
     deps.store.save_event(engine.record_late(current, plan, outcome))
     logger.info("late answer refused", event_id=event.event_id, step=event.step_index)
-    return answer_for(current)
+    return routes.answer_for(current)
 
 
 def _fail_oversized(deps: Dependencies, event: Event, service: str, error: ItemTooLarge) -> Event:
@@ -214,14 +182,10 @@ def abort(deps: Dependencies, event_id: str, error: dict[str, Any]) -> dict[str,
         logger.error(
             "event aborted", event_id=event_id, workflow_id=event.workflow_id, error=info.type
         )
-    return answer_for(event)
+    return routes.answer_for(event)
 
 
 # --- callback services -------------------------------------------------------------------
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def dispatch(
@@ -238,7 +202,7 @@ def dispatch(
     """
     event, plan = _load(deps, event_id, plan_carried)
     if event.status.terminal:
-        _resume(deps, task_token, answer_for(event))
+        _resume(deps, task_token, routes.answer_for(event))
         return
     service = engine.current_service(event, plan)
     payload, refusal = engine.step_input(event, plan)
@@ -246,14 +210,14 @@ def dispatch(
         event = deps.store.save_event(
             engine.refuse_input(event, plan, payload, refusal, deps.clock())
         )
-        _resume(deps, task_token, answer_for(event))
+        _resume(deps, task_token, routes.answer_for(event))
         return
 
-    token = secrets.token_urlsafe(32)  # 256 random bits
+    token = tokens.new_token()
     now = deps.clock()
     attempts = event.current_step.attempts if event.current_step is not None else 0
     callback = Callback(
-        token_hash=hash_token(token),
+        token_hash=tokens.hash_token(token),
         event_id=event_id,
         step=event.step_index,
         attempt=attempts + 1,
@@ -288,7 +252,7 @@ def dispatch(
     except StaleVersion:
         _resume(deps, task_token, _refuse_late(deps, event, plan, outcome))
         return
-    _resume(deps, task_token, answer_for(event, transition.wait_seconds))
+    _resume(deps, task_token, routes.answer_for(event, transition.wait_seconds))
 
 
 def callback_timed_out(
@@ -298,7 +262,7 @@ def callback_timed_out(
     event, plan = _load(deps, event_id, plan_carried)
     step = event.current_step
     if event.status.terminal or step is None or step.status is not StepStatus.WAITING:
-        return answer_for(event)
+        return routes.answer_for(event)
     service = engine.current_service(event, plan)
     outcome = CallOutcome(
         started_at=event.updated_at,
@@ -313,60 +277,8 @@ def callback_timed_out(
     logger.warning(
         "callback timed out", event_id=event_id, workflow_id=event.workflow_id, step=step.index
     )
-    return answer_for(event, transition.wait_seconds)
+    return routes.answer_for(event, transition.wait_seconds)
 
 
 def _resume(deps: Dependencies, task_token: str, answer: dict[str, Any]) -> None:
     deps.executions.resume(task_token, json.dumps(answer))
-
-
-# --- completion notifications ------------------------------------------------------------
-
-
-def sign(key: bytes, body: bytes) -> str:
-    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-
-
-def notify(deps: Dependencies, event_id: str) -> dict[str, Any]:
-    """Notify's task: one delivery attempt, recorded; NotificationFailed asks for a retry."""
-    event = deps.store.get_event(event_id)
-    note = event.notification
-    if note is None or note.status is not NotificationStatus.PENDING or not event.status.terminal:
-        return answer_for(event)
-    body = CompletionNotice.of(event).model_dump_json().encode()
-    status_code, problem = deps.invoker.deliver(
-        note.url,
-        body,
-        {
-            "Content-Type": "application/json",
-            "X-Machinery-Event-Id": event_id,
-            "X-Machinery-Signature": sign(deps.signing_key(), body),
-        },
-    )
-    attempts = note.attempts + 1
-    if problem is None:
-        outcome = NotificationStatus.DELIVERED
-    elif attempts >= NOTIFY_MAX_ATTEMPTS:
-        outcome = NotificationStatus.FAILED
-    else:
-        outcome = NotificationStatus.PENDING
-    note = note.model_copy(
-        update={
-            "status": outcome,
-            "attempts": attempts,
-            "last_status_code": status_code,
-            "last_error": problem,
-            "last_attempt_at": deps.clock(),
-        }
-    )
-    event = deps.store.save_event(event.model_copy(update={"notification": note}))
-    logger.info(
-        "notification attempted",
-        event_id=event_id,
-        workflow_id=event.workflow_id,
-        attempt=attempts,
-        outcome=outcome.value,
-    )
-    if outcome is NotificationStatus.PENDING:
-        raise NotificationFailed(f"attempt {attempts} to {note.url} failed: {problem}")
-    return answer_for(event)

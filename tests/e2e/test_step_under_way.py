@@ -1,4 +1,4 @@
-"""A step under way is visible while it runs; cancel answers 200 or 409 whatever the execution's state."""
+"""A step under way is visible while it runs; cancel answers 200 or 409, never 5xx."""
 
 from __future__ import annotations
 

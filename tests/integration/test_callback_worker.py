@@ -31,7 +31,8 @@ from integration_kit import (
 )
 from integration_kit import step_answer as answer
 
-from machinery_core.domain.errors import Conflict, InvalidDefinition, NotFound
+from machinery_core.domain import tokens
+from machinery_core.domain.errors import Conflict, InvalidInput, NotFound
 from machinery_core.domain.models import (
     CallbackAccepted,
     ErrorInfo,
@@ -46,7 +47,7 @@ from machinery_core.domain.models import (
     Workflow,
 )
 from machinery_core.runtime.dependencies import Dependencies, configure
-from machinery_core.service import callbacks, events, worker
+from machinery_core.service import callbacks, events, routes, worker
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -131,7 +132,7 @@ class Rig:
         return event
 
     def token_used(self, token: str) -> bool:
-        callback = self.store.get_callback(worker.hash_token(token))
+        callback = self.store.get_callback(tokens.hash_token(token))
         assert callback is not None
         return bool(callback.used)
 
@@ -384,7 +385,7 @@ def test_outputs_that_break_the_spec_are_refused_and_the_step_keeps_waiting(
     before = rig.event(event_id)
 
     # When the service calls back with outputs its spec does not allow
-    with pytest.raises(InvalidDefinition) as refused:
+    with pytest.raises(InvalidInput) as refused:
         callbacks.complete(rig.deps, token, body)
 
     # Then it is told which fields are wrong, and nothing was recorded or spent
@@ -602,7 +603,7 @@ def test_a_timeout_after_the_callback_won_changes_nothing(rig: Rig) -> None:
     result = worker.callback_timed_out(rig.deps, event_id)
 
     # Then it answers what the event needs next and writes nothing
-    assert result == worker.answer_for(before) == answer("CONTINUE")
+    assert result == routes.answer_for(before) == answer("CONTINUE")
     assert rig.event(event_id) == before
 
 
@@ -661,7 +662,7 @@ def test_the_plan_calls_back_on_the_configured_url_or_the_one_the_event_came_in_
         "https://abc.execute-api.us-east-1.amazonaws.com",
     )
 
-    _, plan = registered.store.load_run(accepted.event_id)
+    _, plan = registered.store.load_with_plan(accepted.event_id)
     assert plan.callback_base_url == expected
 
 
@@ -690,7 +691,7 @@ def test_the_step_handler_routes_each_action(rig: Rig) -> None:
 def test_with_the_plan_in_their_input_the_tasks_read_only_the_event(rig: Rig) -> None:
     # Given an event, and its plan as the execution input carries it (the Tasks pass it on)
     event_id = rig.accept(notify=True)
-    _, plan = rig.store.load_run(event_id)
+    _, plan = rig.store.load_with_plan(event_id)
     carried = json.loads(events.execution_input(event_id, plan))["plan"]
     assert carried is not None
 

@@ -47,7 +47,7 @@ from machinery_core.domain.models import (
 )
 from machinery_core.local.launch import free_port
 from machinery_core.runtime.dependencies import Dependencies, configure
-from machinery_core.service import events, worker
+from machinery_core.service import events, notifications, worker
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -143,7 +143,7 @@ def test_a_notification_posts_the_signed_completion_notice(rig: Rig) -> None:
     ended = rig.event(event_id)
 
     # When Notify's task runs
-    result = worker.notify(rig.deps, event_id)
+    result = notifications.notify(rig.deps, event_id)
 
     # Then the receiver got the completion notice as JSON
     [delivery] = rig.deliveries()
@@ -163,10 +163,10 @@ def test_a_notification_posts_the_signed_completion_notice(rig: Rig) -> None:
     assert delivery.headers["X-Machinery-Event-Id"] == event_id
     # And its signature is the HMAC-SHA256 of the raw body with the deployment's key
     signature = delivery.headers["X-Machinery-Signature"]
-    assert signature == worker.sign(KEY, delivery.body)
+    assert signature == notifications.sign(KEY, delivery.body)
     computed = "sha256=" + hmac.new(KEY, delivery.body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(computed, signature)
-    assert not hmac.compare_digest(worker.sign(b"another key", delivery.body), signature)
+    assert not hmac.compare_digest(notifications.sign(b"another key", delivery.body), signature)
     # And the delivery is recorded, the state machine told to finish without notifying again
     assert result == answer("SUCCEEDED")
     note = rig.event(event_id).notification
@@ -184,7 +184,7 @@ def test_the_notice_of_a_failed_event_carries_its_error(rig: Rig) -> None:
     error = ErrorInfo(type="HttpError", message="the service answered 404", status_code=404)
     event_id = rig.ended_event(EventStatus.FAILED, error=error)
 
-    assert worker.notify(rig.deps, event_id) == answer("FAILED")
+    assert notifications.notify(rig.deps, event_id) == answer("FAILED")
 
     [delivery] = rig.deliveries()
     notice = delivery.json()
@@ -199,7 +199,7 @@ def test_a_refused_notification_is_recorded_and_raised_for_a_retry(rig: Rig) -> 
 
     # When Notify's task runs, it fails with the error the state machine retries on
     with pytest.raises(NotificationFailed, match="attempt 1 to .*/hook failed"):
-        worker.notify(rig.deps, event_id)
+        notifications.notify(rig.deps, event_id)
 
     # And the failed attempt was recorded first, still pending
     note = rig.event(event_id).notification
@@ -219,7 +219,7 @@ def test_an_unreachable_receiver_is_recorded_without_a_status_code(rig: Rig) -> 
     event_id = rig.ended_event(notification=Notification(url=f"http://127.0.0.1:{port}/hook"))
 
     with pytest.raises(NotificationFailed):
-        worker.notify(rig.deps, event_id)
+        notifications.notify(rig.deps, event_id)
 
     note = rig.event(event_id).notification
     assert note is not None
@@ -237,14 +237,14 @@ def test_the_last_attempt_gives_up_and_lets_the_state_machine_finish(rig: Rig) -
     event_id = rig.ended_event()
 
     # When Notify runs NOTIFY_MAX_ATTEMPTS times (the first and the state machine's retries)
-    for attempt in range(1, worker.NOTIFY_MAX_ATTEMPTS):
+    for attempt in range(1, notifications.NOTIFY_MAX_ATTEMPTS):
         with pytest.raises(NotificationFailed, match=f"attempt {attempt} "):
-            worker.notify(rig.deps, event_id)
-    result = worker.notify(rig.deps, event_id)
+            notifications.notify(rig.deps, event_id)
+    result = notifications.notify(rig.deps, event_id)
 
     # Then the last one records FAILED and returns, so the event's own status stands
     assert result == answer("SUCCEEDED")
-    assert len(rig.deliveries()) == worker.NOTIFY_MAX_ATTEMPTS == 5
+    assert len(rig.deliveries()) == notifications.NOTIFY_MAX_ATTEMPTS == 5
     note = rig.event(event_id).notification
     assert note is not None
     assert (note.status, note.attempts, note.last_status_code) == (
@@ -253,7 +253,7 @@ def test_the_last_attempt_gives_up_and_lets_the_state_machine_finish(rig: Rig) -
         503,
     )
     # And another invocation sends nothing more
-    assert worker.notify(rig.deps, event_id) == answer("SUCCEEDED")
+    assert notifications.notify(rig.deps, event_id) == answer("SUCCEEDED")
     assert len(rig.deliveries()) == 5
 
 
@@ -261,10 +261,10 @@ def test_a_retry_after_a_failure_can_deliver(rig: Rig) -> None:
     rig.receiver_answers(500)
     event_id = rig.ended_event()
     with pytest.raises(NotificationFailed):
-        worker.notify(rig.deps, event_id)
+        notifications.notify(rig.deps, event_id)
 
     rig.receiver_answers(202)
-    assert worker.notify(rig.deps, event_id) == answer("SUCCEEDED")
+    assert notifications.notify(rig.deps, event_id) == answer("SUCCEEDED")
 
     note = rig.event(event_id).notification
     assert note is not None
@@ -297,7 +297,7 @@ def test_nothing_is_sent_unless_an_ended_event_has_a_pending_notification(
 ) -> None:
     event_id = rig.ended_event(status, notification=notification)
 
-    result = worker.notify(rig.deps, event_id)
+    result = notifications.notify(rig.deps, event_id)
 
     assert result == answer(expected)
     assert rig.deliveries() == []
@@ -328,7 +328,7 @@ def test_an_event_that_ends_asks_the_state_machine_to_notify(rig: Rig) -> None:
     assert rig.deliveries() == []  # Notify sends it, not the step
 
     # And Notify delivers it
-    assert worker.notify(rig.deps, event_id) == answer("SUCCEEDED")
+    assert notifications.notify(rig.deps, event_id) == answer("SUCCEEDED")
     assert rig.deliveries()[0].json()["outputs"] == {"message": "HI"}
 
 

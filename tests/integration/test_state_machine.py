@@ -109,7 +109,7 @@ def test_the_execution_carries_the_plan_to_the_run_task(
     # Then Run was invoked with the plan the event was stored with
     assert event["status"] == "SUCCEEDED"
     [run] = [p for p in payloads if p["action"] == "advance" and p["event_id"] == event_id]
-    _, stored = runtime.dependencies.store.load_run(event_id)
+    _, stored = runtime.dependencies.store.load_with_plan(event_id)
     assert Plan.model_validate(run["plan"]) == stored
     # And nothing read the stored plan back (that takes a Query of the table, or a GetItem
     # of the PLAN item): the worker read the event item alone

@@ -331,8 +331,8 @@ class RendezvousStore(Store):
         self.barrier = threading.Barrier(parties)
         self.write_lock = threading.Lock()
 
-    def load_run(self, event_id: str) -> tuple[Event, Plan]:
-        loaded = super().load_run(event_id)
+    def load_with_plan(self, event_id: str) -> tuple[Event, Plan]:
+        loaded = super().load_with_plan(event_id)
         self.barrier.wait(timeout=10)
         return loaded
 

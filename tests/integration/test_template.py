@@ -79,7 +79,7 @@ def test_the_state_machine_loops_run_route_and_waits_for_backoffs_and_callbacks(
     # a callback step waits on its task token, its timeout taken from the worker's answer
     await_callback = states["AwaitCallback"]
     assert await_callback["Resource"].endswith(":lambda:invoke.waitForTaskToken")
-    assert await_callback["TimeoutSecondsPath"] == "$.run.timeout_seconds"
+    assert await_callback["TimeoutSecondsPath"] == "$.route.timeout_seconds"
     assert await_callback["Catch"][0] == {
         "ErrorEquals": ["States.Timeout"],
         "ResultPath": "$.error",
@@ -90,7 +90,7 @@ def test_the_state_machine_loops_run_route_and_waits_for_backoffs_and_callbacks(
     # and the notification is retried on NotificationFailed, then the event ends either way
     assert states["Notify"]["Retry"][0]["ErrorEquals"] == ["NotificationFailed"]
     assert states["Notify"]["Next"] == states["Notify"]["Catch"][0]["Next"] == "Finish"
-    assert states["Backoff"] == {"Type": "Wait", "SecondsPath": "$.run.wait_seconds", "Next": "Run"}
+    assert states["Backoff"] == {"Type": "Wait", "SecondsPath": "$.route.wait_seconds", "Next": "Run"}
     # and whatever Run cannot recover from goes through Abort, which marks the event FAILED
     assert states["Run"]["Catch"][0]["Next"] == "Abort"
     assert states["Abort"]["Next"] == "Route"  # which notifies, if asked, then fails
@@ -162,7 +162,7 @@ def test_sam_builds_the_functions_and_a_layer_with_machinery_core(tmp_path: Path
     assert (build / "ApiFunction" / "app.py").exists()
     assert (build / "StepFunction" / "app.py").exists()
     layer = build / "MachineryLayer" / "python"
-    assert (layer / "machinery_core" / "worker.py").exists()
+    assert (layer / "machinery_core" / "service" / "worker.py").exists()
     assert (layer / "machinery_core" / "ui" / "dashboard.html").exists()  # data files too
     assert (layer / "aws_lambda_powertools").is_dir()
     assert (layer / "pydantic").is_dir()
@@ -179,7 +179,7 @@ def test_sam_builds_the_functions_and_a_layer_with_machinery_core(tmp_path: Path
         if not (source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc").exists()
     ]
     assert uncompiled == []
-    models = layer / "machinery_core" / "__pycache__" / "models.cpython-313.pyc"
+    models = layer / "machinery_core" / "domain" / "__pycache__" / "models.cpython-313.pyc"
     assert int.from_bytes(models.read_bytes()[4:8], "little") == 0b11
     assert list(layer.glob("pydantic_core/_pydantic_core.*-aarch64-linux-gnu.so"))  # arm64
 

@@ -9,8 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from machinery_core.adapters.executions import Executions, Stop
-from machinery_core.runtime.settings import StateMachineType
+from machinery_core.adapters.executions import Executions, StateMachineType, Stop
 
 MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:machinery-Events"
 EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:machinery-Events:evt-1"

@@ -1,4 +1,4 @@
-"""The user-facing contract as pydantic models (DESIGN §1)."""
+"""The user-facing contract as pydantic models."""
 
 from __future__ import annotations
 

@@ -9,13 +9,12 @@ import pytest
 import requests
 
 from machinery_core.adapters.addresses import LOOPBACK_HOSTS, AddressPolicy
-from machinery_core.adapters.executions import Executions
+from machinery_core.adapters.executions import Executions, StateMachineType
 from machinery_core.adapters.invoker import ServiceInvoker
 from machinery_core.adapters.store import Store
 from machinery_core.domain.errors import Conflict, InvalidDefinition
 from machinery_core.domain.models import REDACTED, Service, Workflow
 from machinery_core.runtime.dependencies import Dependencies
-from machinery_core.runtime.settings import StateMachineType
 from machinery_core.service import registry
 
 DEFINITIONS = Path(__file__).resolve().parents[2] / "examples" / "definitions"

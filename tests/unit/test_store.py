@@ -88,12 +88,12 @@ def stored_item(dynamodb: Any, pk: str, sk: str) -> dict[str, Any]:
 
 def test_save_event_bumps_the_version_and_persists_the_state(store: Store) -> None:
     store.create_event(make_event(), PLAN)
-    loaded, plan = store.load_run("evt-1")
+    loaded, plan = store.load_with_plan("evt-1")
 
     saved = store.save_event(loaded.model_copy(update={"status": EventStatus.RUNNING}))
 
     assert saved.version == 1
-    event, plan_again = store.load_run("evt-1")
+    event, plan_again = store.load_with_plan("evt-1")
     assert (event.status, event.version) == (EventStatus.RUNNING, 1)
     assert plan_again == plan == PLAN
 
@@ -130,7 +130,7 @@ def test_an_unknown_event_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         store.get_event("nope")
     with pytest.raises(NotFound):
-        store.load_run("nope")
+        store.load_with_plan("nope")
 
 
 def test_event_items_carry_a_ttl(store: Store, dynamodb: Any) -> None:
@@ -483,7 +483,7 @@ def test_a_rich_event_round_trips_through_the_store(store: Store) -> None:
     saved = store.save_event(rich_event().model_copy(update={"updated_at": at(6)}))
 
     # Then both read back identical, by either read
-    event, plan = store.load_run("evt-rich")
+    event, plan = store.load_with_plan("evt-rich")
     assert (event, plan) == (saved, rich_plan())
     assert store.get_event("evt-rich") == saved
 
@@ -528,9 +528,9 @@ def test_an_event_stored_before_plans_had_their_own_item_still_loads(
     )
 
     # Then it loads with its plan, and saves on as before
-    assert store.load_run("evt-old") == (make_event("evt-old"), PLAN)
+    assert store.load_with_plan("evt-old") == (make_event("evt-old"), PLAN)
     saved = store.save_event(make_event("evt-old"))
-    assert store.load_run("evt-old") == (saved, PLAN)
+    assert store.load_with_plan("evt-old") == (saved, PLAN)
 
 
 def test_load_run_is_one_request(store: Store, dynamodb: Any) -> None:
@@ -540,7 +540,7 @@ def test_load_run_is_one_request(store: Store, dynamodb: Any) -> None:
         "before-call.dynamodb", lambda model, **_: calls.append(model.name)
     )
 
-    store.load_run("evt-1")
+    store.load_with_plan("evt-1")
 
     assert calls == ["Query"]
 
@@ -559,7 +559,7 @@ def test_a_duplicate_event_does_not_replace_the_plan_of_the_first(
 
     # And the first event keeps its own plan
     assert stored_item(dynamodb, "EVENT#evt-1", "PLAN") == before
-    assert store.load_run("evt-1")[1] == PLAN
+    assert store.load_with_plan("evt-1")[1] == PLAN
 
 
 def test_the_plan_of_a_replayed_idempotency_key_is_left_to_expire(
@@ -578,7 +578,7 @@ def test_the_plan_of_a_replayed_idempotency_key_is_left_to_expire(
         store.get_event("evt-2")
     orphan = stored_item(dynamodb, "EVENT#evt-2", "PLAN")
     assert int(orphan["expires_at"]["N"]) > int(T0.timestamp())
-    assert store.load_run("evt-1") == (make_event("evt-1"), PLAN)
+    assert store.load_with_plan("evt-1") == (make_event("evt-1"), PLAN)
 
 
 def test_a_state_over_the_item_limit_is_refused_before_it_is_written(

@@ -152,7 +152,7 @@ class EventItems:
             raise NotFound(f"event {event_id!r} does not exist")
         return self._known(Event.model_validate_json(unpacked(item["state"])))
 
-    def load_run(self, event_id: str) -> tuple[Event, Plan]:
+    def load_with_plan(self, event_id: str) -> tuple[Event, Plan]:
         """The event with the plan it was accepted with, both items in one consistent Query.
 
         (A Query is billed for the two items' summed size, where two GetItems would each
