@@ -7,7 +7,8 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -77,19 +78,108 @@ class PinnedAdapter(HTTPAdapter):
 MAX_RESPONSE_BYTES = 256 * 1024
 MAX_RETRY_AFTER_SECONDS = 3600.0
 
+# What can stop a call before any response: the address guard, or the request itself.
+Failure = AddressError | requests.RequestException | urllib3.exceptions.HTTPError
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response as the invoker read it: what `classify` needs of it, and no socket."""
+
+    status_code: int
+    body: bytes = b""  # at most MAX_RESPONSE_BYTES of it
+    over_limit: bool = False  # the service sent more than MAX_RESPONSE_BYTES
+    retry_after: str | None = None  # the header as sent
+
+
+@dataclass(frozen=True)
+class NoAnswer:
+    """A call that got no response."""
+
+    failure: Failure
+
+
+def classify(
+    answer: Answer | NoAnswer,
+    *,
+    timeout: float,
+    expect_body: bool,
+    started_at: datetime,
+    ended_at: datetime,
+) -> CallOutcome:
+    """What one call's answer means for its step; no clock, no network.
+
+    `timeout` is what the request was allowed (a Timeout names it); `expect_body=False`, a
+    callback dispatch, takes any 2xx as accepted. A Retry-After date counts from `started_at`.
+    """
+    if isinstance(answer, NoAnswer):
+        failed = _failure_error(answer.failure, timeout)
+        return CallOutcome(started_at=started_at, ended_at=ended_at, error=failed)
+    status = answer.status_code
+    body: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    retry_after: float | None = None
+    if status >= 500 or status == 429:
+        error = _error("HttpError", f"the service answered {status}", status, retryable=True)
+        retry_after = _seconds_until(answer.retry_after, started_at)
+    elif not 200 <= status < 300:
+        # A redirect too: following it would reach an address the guard never checked.
+        error = _error("HttpError", f"the service answered {status}", status, retryable=False)
+    elif expect_body:
+        body, error = _json_object(answer)
+    return CallOutcome(
+        started_at=started_at,
+        ended_at=ended_at,
+        status_code=status,
+        body=body,
+        error=error,
+        retry_after=retry_after,
+    )
+
+
+def _failure_error(failure: Failure, timeout: float) -> ErrorInfo:
+    if isinstance(failure, AddressError):
+        return _error(failure.kind, str(failure), retryable=failure.retryable)
+    # Timeouts first: requests' ConnectTimeout is also a ConnectionError, and urllib3's
+    # ReadTimeoutError (a body that stalls mid-read) is also one of its HTTPErrors.
+    if isinstance(failure, (requests.Timeout, urllib3.exceptions.TimeoutError)):
+        return _error("Timeout", f"no answer within {timeout:g}s: {failure}", retryable=True)
+    if isinstance(failure, (requests.ConnectionError, urllib3.exceptions.HTTPError)):
+        return _error("ConnectionError", str(failure), retryable=True)
+    return _error("RequestError", str(failure), retryable=False)
+
+
+def _json_object(answer: Answer) -> tuple[dict[str, Any] | None, ErrorInfo | None]:
+    """The outputs a sync service's 2xx carries: one JSON object within the size limit."""
+
+    def invalid(kind: str, message: str) -> tuple[None, ErrorInfo]:
+        return None, _error(kind, message, answer.status_code, retryable=False)
+
+    if answer.over_limit:
+        return invalid("ResponseTooLarge", f"the answer exceeds {MAX_RESPONSE_BYTES} bytes")
+    try:
+        body = json.loads(answer.body)
+    except ValueError:
+        return invalid("InvalidResponse", "the answer is not JSON")
+    if not isinstance(body, dict):
+        return invalid("InvalidResponse", "the answer is JSON but not an object")
+    return body, None
+
 
 def _seconds_until(retry_after: str | None, now: datetime) -> float | None:
     """A Retry-After header (delay-seconds or an HTTP date) as seconds from `now`."""
     if not retry_after:
         return None
     value = retry_after.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit alone takes "²", which float refuses
         seconds = float(value)
     else:
         try:
             moment = parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
+        if moment.tzinfo is None:  # RFC 5322's "-0000": a time in UTC, zone unknown
+            moment = moment.replace(tzinfo=UTC)
         seconds = (moment - now).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
@@ -141,14 +231,24 @@ class ServiceInvoker:
             "Idempotency-Key": f"{event_id}:{step_index}",
             "X-Machinery-Event-Id": event_id,
         }
-        started = self._clock()
-        status: int | None = None
+        started_at = self._clock()
+        answer = self._send(service, payload, headers, timeout)
+        return classify(
+            answer,
+            timeout=timeout,
+            expect_body=expect_body,
+            started_at=started_at,
+            ended_at=self._clock(),
+        )
+
+    def _send(
+        self, service: Service, payload: dict[str, Any], headers: dict[str, str], timeout: float
+    ) -> Answer | NoAnswer:
+        """The network half of `call`: the guard, then the request to the address it checked."""
         try:
             pin = self.address_policy.check_call(service.address)
         except AddressError as refused:
-            return self._outcome(
-                started, error=_error(refused.kind, str(refused), retryable=refused.retryable)
-            )
+            return NoAnswer(refused)
         try:
             with (
                 _pinned(*pin),
@@ -162,85 +262,16 @@ class ServiceInvoker:
                     allow_redirects=False,
                 ) as response,
             ):
-                status = response.status_code
-                retry_after = _seconds_until(response.headers.get("Retry-After"), started)
+                # One byte past the limit tells an answer that fits from one that does not.
                 raw = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
-        except (requests.Timeout, urllib3.exceptions.TimeoutError) as exc:
-            return self._outcome(
-                started,
-                error=_error("Timeout", f"no answer within {timeout:g}s: {exc}", retryable=True),
-            )
-        except (requests.ConnectionError, urllib3.exceptions.HTTPError) as exc:
-            return self._outcome(started, error=_error("ConnectionError", str(exc), retryable=True))
-        except requests.RequestException as exc:
-            return self._outcome(started, error=_error("RequestError", str(exc), retryable=False))
-
-        if status >= 500 or status == 429:
-            return self._outcome(
-                started,
-                status,
-                error=_error("HttpError", f"the service answered {status}", status, retryable=True),
-                retry_after=retry_after,
-            )
-        if not 200 <= status < 300:
-            return self._outcome(
-                started,
-                status,
-                error=_error(
-                    "HttpError", f"the service answered {status}", status, retryable=False
-                ),
-            )
-        if not expect_body:
-            return self._outcome(started, status)
-        if len(raw) > MAX_RESPONSE_BYTES:
-            return self._outcome(
-                started,
-                status,
-                error=_error(
-                    "ResponseTooLarge",
-                    f"the answer exceeds {MAX_RESPONSE_BYTES} bytes",
-                    status,
-                    retryable=False,
-                ),
-            )
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            return self._outcome(
-                started,
-                status,
-                error=_error("InvalidResponse", "the answer is not JSON", status, retryable=False),
-            )
-        if not isinstance(body, dict):
-            return self._outcome(
-                started,
-                status,
-                error=_error(
-                    "InvalidResponse",
-                    "the answer is JSON but not an object",
-                    status,
-                    retryable=False,
-                ),
-            )
-        return self._outcome(started, status, body=body)
-
-    def _outcome(
-        self,
-        started: datetime,
-        status: int | None = None,
-        *,
-        body: dict[str, Any] | None = None,
-        error: ErrorInfo | None = None,
-        retry_after: float | None = None,
-    ) -> CallOutcome:
-        return CallOutcome(
-            retry_after=retry_after,
-            started_at=started,
-            ended_at=self._clock(),
-            status_code=status,
-            body=body,
-            error=error,
-        )
+                return Answer(
+                    status_code=response.status_code,
+                    body=raw[:MAX_RESPONSE_BYTES],
+                    over_limit=len(raw) > MAX_RESPONSE_BYTES,
+                    retry_after=response.headers.get("Retry-After"),
+                )
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as failed:
+            return NoAnswer(failed)
 
     def deliver(
         self, url: str, body: bytes, headers: dict[str, str], timeout: float = 10.0

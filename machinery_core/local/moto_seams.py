@@ -1,7 +1,8 @@
 """Where the local runtime reaches into moto's Step Functions interpreter (moto 5.2).
 
 Each patch answers a pitfall listed in docs/architecture.md ("The local runtime"). moto's
-minor version is pinned in pyproject.toml; `install` fails loudly if a seam has moved, and a test runs it.
+minor version is pinned in pyproject.toml; `install` fails loudly if a seam has moved, and a
+test runs it.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ def failed_event(registered: Wired) -> str:
     assert status == 202, body
     event_id: str = json.loads(body)["event_id"]
     store = registered.store
-    event, plan = store.load_run(event_id)
+    event, plan = store.load_with_plan(event_id)
     now = event.acknowledged_at
     event = store.save_event(engine.begin(event, now))
     payload, _ = engine.step_input(event, plan)
@@ -132,7 +132,7 @@ def test_the_event_diagram_draws_the_failed_step_in_mermaid(
     assert headers["content-type"] == MERMAID
     assert f"%% Machinery event {failed_event} of workflow shout · FAILED" in body
     [step] = [line for line in body.splitlines() if line.startswith("    s0[")]
-    assert "failed · 1 attempt · 40 ms" in step
+    assert "failed · 1 attempt · 40.0 ms" in step
     assert "HttpError (HTTP 400): refused #lt;#quot;x#quot;#gt; #amp; more" in step
     assert "    class s0 failed" in body.splitlines()
 

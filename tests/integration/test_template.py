@@ -90,7 +90,11 @@ def test_the_state_machine_loops_run_route_and_waits_for_backoffs_and_callbacks(
     # and the notification is retried on NotificationFailed, then the event ends either way
     assert states["Notify"]["Retry"][0]["ErrorEquals"] == ["NotificationFailed"]
     assert states["Notify"]["Next"] == states["Notify"]["Catch"][0]["Next"] == "Finish"
-    assert states["Backoff"] == {"Type": "Wait", "SecondsPath": "$.route.wait_seconds", "Next": "Run"}
+    assert states["Backoff"] == {
+        "Type": "Wait",
+        "SecondsPath": "$.route.wait_seconds",
+        "Next": "Run",
+    }
     # and whatever Run cannot recover from goes through Abort, which marks the event FAILED
     assert states["Run"]["Catch"][0]["Next"] == "Abort"
     assert states["Abort"]["Next"] == "Route"  # which notifies, if asked, then fails

@@ -366,7 +366,7 @@ def test_the_failed_step_shows_its_error_cut_to_length(
 
     # Then the step says it failed, after how many attempts and how long, and why, cut short
     label = _label(_nodes(text)["s1"])
-    assert "failed · 3 attempts · 2041.5 ms" in label
+    assert "failed · 3 attempts · 2.04 s" in label
     parts = label.split("<br/>")
     assert all(len(part) <= diagram.MERMAID_LINE for part in parts)  # wrapped for Mermaid
     first = next(i for i, part in enumerate(parts) if part.startswith("HttpError"))
@@ -374,7 +374,7 @@ def test_the_failed_step_shows_its_error_cut_to_length(
     start = "HttpError (HTTP 503): the service said: "
     assert shown == start + "x" * (diagram.MAX_ERROR - len(start) - 1) + "…"
     # And the succeeded one its attempt and duration; the outputs were not reached
-    assert "succeeded · 1 attempt · 12 ms" in _nodes(text)["s0"]
+    assert "succeeded · 1 attempt · 12.0 ms" in _nodes(text)["s0"]
     assert _classes(text)["outputs"] == "pending"
     # And the SVG wraps the error inside the box without losing its start
     texts = _texts(_svg_node(root, "s1"))
@@ -455,9 +455,32 @@ def test_a_step_its_fallback_took_over_shows_both_parts(services: dict[str, Serv
     )
     step = _nodes(text)["s1"]
     assert step.startswith('    s1["reverse<br/>')
-    assert "failed, fell back · 2 attempts · 20 ms" in step
+    assert "failed, fell back · 2 attempts · 20.0 ms" in step
     assert "HttpError (HTTP 500): down" in step
-    assert "succeeded · 1 attempt · 7 ms" in _nodes(text)["f1"]
+    assert "succeeded · 1 attempt · 7.0 ms" in _nodes(text)["f1"]
+
+
+@pytest.mark.parametrize(
+    ("duration_ms", "shown"), [(1234.5, "1.23 s"), (12.34, "12.3 ms")], ids=["seconds", "ms"]
+)
+def test_a_duration_reads_as_in_the_cli_and_the_dashboard(
+    example: Workflow, services: dict[str, Service], duration_ms: float, shown: str
+) -> None:
+    # Given an event whose first step and whole run took that long
+    steps = [_step(0, "upper", StepStatus.SUCCEEDED, duration_ms=duration_ms)]
+    event = _event(EventStatus.SUCCEEDED, steps, duration_ms=duration_ms)
+
+    # When it is drawn in both formats
+    text = diagram.event_mermaid(example, services, event)
+    root = ET.fromstring(diagram.event_svg(example, services, event))
+
+    # Then both show the duration as every other view does: ms below a second, s above
+    for node, line in (
+        ("s0", f"succeeded · 1 attempt · {shown}"),
+        ("outputs", f"produced · {shown}"),
+    ):
+        assert line in _label(_nodes(text)[node]).split("<br/>")
+        assert line in _texts(_svg_node(root, node))
 
 
 def test_a_fallback_not_needed_is_drawn_unused(services: dict[str, Service]) -> None:

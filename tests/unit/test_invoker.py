@@ -1,4 +1,5 @@
-"""ServiceInvoker against a loopback server: what a call sends and how answers are classified."""
+"""ServiceInvoker against a loopback server: what a call sends, and that what comes back
+reaches the classifier (whose every case test_call_classifier.py tables without a socket)."""
 
 from __future__ import annotations
 
