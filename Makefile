@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 SAM_VENV := .sam-venv
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
+# cfn-lint as the SAM CLI pins it (>=1.52,<1.59), with AWS's serverless rules (cfn-lint >=1.57).
+CFN_LINT_VERSION := 1.58.0
+CFN_LINT_SERVERLESS_VERSION := 0.3.6
 # sam build needs a python3.13 interpreter on PATH; pyenv provides one next to the default.
 # SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS: expand template.yaml's AWS::LanguageExtensions (the
 # ApiAuthorization Fn::If) locally, as CloudFormation does on deploy.
@@ -16,8 +19,8 @@ SAM_ENV := $(SAM_FLAGS) AWS_DEFAULT_REGION=us-east-1 \
 PORT ?= 3000
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: install sam-install browser run test test-fast lint build validate deploy clean screenshot \
-	bench bench-load
+.PHONY: install sam-install browser run test test-fast lint cfn-lint build validate deploy clean \
+	screenshot bench bench-load
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -27,12 +30,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -c 'import machinery_core, moto, aws_lambda_powertools, playwright'
 	touch $@
 
-# The SAM CLI pins exact boto3/pydantic versions: it lives in its own virtual environment.
-sam-install: $(SAM_VENV)/.installed
-$(SAM_VENV)/.installed:
-	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install $(PIP_QUIET) aws-sam-cli==$(SAM_CLI_VERSION) 2>&1 | grep -v '^WARNING: Location' || true
+# The SAM CLI pins exact boto3/pydantic versions: it lives in its own virtual environment, with
+# the cfn-lint it brings and the serverless rules for it. The stamp names the versions, so that
+# changing one reinstalls.
+SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION)-$(CFN_LINT_SERVERLESS_VERSION)
+sam-install: $(SAM_STAMP)
+$(SAM_STAMP):
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install $(PIP_QUIET) aws-sam-cli==$(SAM_CLI_VERSION) \
+		cfn-lint==$(CFN_LINT_VERSION) cfn-lint-serverless==$(CFN_LINT_SERVERLESS_VERSION) \
+		2>&1 | grep -v '^WARNING: Location' || true
 	$(SAM) --version
+	$(SAM_VENV)/bin/python -c 'import cfn_lint_serverless.rules'
 	touch $@
 
 # The dashboard's browser test drives Debian's chromium (Playwright downloads no browser here).
@@ -48,8 +57,35 @@ lint: install
 	$(BIN)/mypy machinery_core
 	$(BIN)/mypy functions/api/app.py
 	$(BIN)/mypy functions/step/app.py
+	$(BIN)/lint-imports  # the layers' boundaries: pyproject.toml [tool.importlinter]
 
-test: install sam-install browser lint
+# cfn-lint with AWS's serverless rules: zero findings (a rule that does not apply is suppressed
+# in template.yaml, its reason beside it). The template comes first: --append-rules takes
+# every argument after it as a rules module.
+cfn-lint: sam-install
+	$(SAM_VENV)/bin/cfn-lint template.yaml --append-rules cfn_lint_serverless.rules
+
+# The OpenAPI linters come from the npm registry, pinned by package.json and package-lock.json
+# (node_modules/ is not committed; Node is on the machine). `--ignore-scripts`: no install
+# scripts run, and none is needed.
+.PHONY: node-install openapi-lint
+node-install: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+# The document GET /openapi.json serves (built in-process by the same function that route
+# calls) against Redocly's recommended rules and Spectral's spectral:oas: no error, and
+# Spectral no warning either.
+openapi-lint: install node-install
+	mkdir -p build
+	$(BIN)/python -c 'import json, sys; sys.path.insert(0, "functions/api"); import app; \
+		json.dump(app.openapi_document(), open("build/openapi.json", "w"), indent=2)'
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+		node_modules/.bin/redocly lint build/openapi.json --config redocly.yaml
+	node_modules/.bin/spectral lint build/openapi.json --ruleset .spectral.yaml --fail-severity=warn
+
+test: install sam-install browser lint cfn-lint openapi-lint
 	MACHINERY_SAM=$(CURDIR)/$(SAM) $(BIN)/pytest
 
 test-fast: install

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import base64
 import json
+from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.event_handler.openapi.models import (
+    APIKey,
+    Contact,
+    License,
+    SecurityScheme,
+    Tag,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from aws_lambda_powertools.event_handler.openapi.types import (
+    OpenAPIResponse,
+    OpenAPIResponseHeader,
+)
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from machinery_core import __version__
+from machinery_core.contract import MAX_BODY_BYTES, MAX_IDEMPOTENCY_KEY, MAX_WAIT_SECONDS
 from machinery_core.domain import diagram
 from machinery_core.domain.errors import InvalidDefinition, MachineryError, PayloadTooLarge
 from machinery_core.domain.models import (
@@ -40,27 +52,46 @@ from machinery_core.runtime.observability import logger, metrics, tracer
 from machinery_core.service import callbacks, events, registry
 from machinery_core.ui import dashboard as dashboard_page
 
-MAX_BODY_BYTES = 256 * 1024
-MAX_WAIT_SECONDS = 25  # API Gateway answers within 30 s
-MAX_IDEMPOTENCY_KEY = 256
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
 DiagramFormat = Annotated[Literal["mermaid", "svg"], Query()]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY,
+        description=(
+            "Anything unique to this request, 1 to 256 characters. The same key with the same "
+            "body within 24 hours answers the event it first created, as that first request "
+            "was answered, marked `replayed` and with `Idempotent-Replayed: true`; with another "
+            "body it is a 409. Keys belong to their workflow."
+        ),
+    ),
+]
+# Set (to `true`) on every answer to a request whose Idempotency-Key named an event already.
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
 
 def _answers(
-    success: int | tuple[int, ...], model: Any, *errors: int
+    success: int | tuple[int, ...],
+    model: Any,
+    *errors: int,
+    headers: dict[str, OpenAPIResponseHeader] | None = None,
 ) -> dict[int, OpenAPIResponse]:
     """What a route answers, for the OpenAPI document: its successes, then ErrorBody errors.
 
-    `model` is the success body: a pydantic model, a JSON schema, or None for no body.
+    `model` is the success body: a pydantic model, a JSON schema, or None for no body;
+    `headers` the response headers every success carries.
     """
     answers: dict[int, OpenAPIResponse] = {}
     for code in success if isinstance(success, tuple) else (success,):
         # No model: no body (powertools would otherwise document the return annotation's).
         answers[code] = {"description": HTTPStatus(code).phrase, "content": {}}
+        if headers:
+            answers[code]["headers"] = headers
         if isinstance(model, dict):
             answers[code]["content"] = {"application/json": {"schema": model}}
         elif model is not None:
@@ -71,6 +102,21 @@ def _answers(
             "content": {"application/json": {"model": ErrorBody}},
         }
     return answers
+
+
+def _location(what: str) -> dict[str, OpenAPIResponseHeader]:
+    return {"Location": {"description": what, "schema": {"type": "string"}}}
+
+
+_REPLAYED: dict[str, OpenAPIResponseHeader] = {
+    REPLAYED_HEADER: {
+        "description": (
+            "`true` when the request's Idempotency-Key named an event already: this answer "
+            "replays the event that key first created (absent otherwise)"
+        ),
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
 
 
 def _text_answer(description: str, *content_types: str) -> OpenAPIResponse:
@@ -101,8 +147,7 @@ def _invalid_request(error: RequestValidationError) -> Response[Any]:
         return _json(HTTPStatus.BAD_REQUEST, {"message": "the request body is not valid JSON"})
     details = [
         {
-            "path": ".".join(str(part) for part in problem.get("loc", ())[1:] if part != "body")
-            or "body",
+            "path": _field_path(problem.get("loc", ("body",))),
             "location": str(problem.get("loc", ("body",))[0]),
             "message": problem.get("msg", "invalid"),
         }
@@ -114,6 +159,19 @@ def _invalid_request(error: RequestValidationError) -> Response[Any]:
     )
 
 
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """Where a problem is: the body's field path, or a parameter's name (a header's as
+    documented, `Idempotency-Key`, although the resolver reads it in lower case)."""
+    if loc and loc[0] == "header" and len(loc) > 1:
+        return _header_name(str(loc[1]))
+    return ".".join(str(part) for part in loc[1:] if part != "body") or "body"
+
+
+def _header_name(name: str) -> str:
+    """`idempotency-key` as it is documented and usually written: `Idempotency-Key`."""
+    return "-".join(part.capitalize() for part in name.split("-"))
+
+
 @app.exception_handler(UnicodeDecodeError)  # type: ignore[untyped-decorator]
 def _not_text(_: UnicodeDecodeError) -> Response[Any]:
     return _json(HTTPStatus.BAD_REQUEST, {"message": "the request body is not UTF-8 JSON"})
@@ -121,36 +179,81 @@ def _not_text(_: UnicodeDecodeError) -> Response[Any]:
 
 @app.not_found
 def _no_route(_: Exception) -> Response[Any]:
-    return _json(HTTPStatus.NOT_FOUND, {"message": "no such route"})
+    # What API Gateway (HTTP API) itself answers for a method and path no route takes.
+    return _json(HTTPStatus.NOT_FOUND, {"message": "Not Found"})
 
 
 # --- services ----------------------------------------------------------------------------
 
 
-@app.post("/services", status_code=201, responses=_answers(201, ServiceAccepted, 400, 409))
+@app.post(
+    "/services",
+    status_code=201,
+    operation_id="createService",
+    tags=["services"],
+    summary="Register a service",
+    description=(
+        "Registers an HTTP service: its address and the typed fields it takes and gives. "
+        "A name already registered is a 409 (PUT /services/{name} replaces one)."
+    ),
+    responses=_answers(
+        201, ServiceAccepted, 400, 409, headers=_location("The service's path, /services/{name}")
+    ),
+)
 def create_service(service: Service) -> Response[ServiceAccepted]:
     accepted, _ = registry.save_service(dependencies(), service, create_only=True)
     return _json(HTTPStatus.CREATED, accepted, {"Location": f"/services/{accepted.service_id}"})
 
 
-@app.get("/services", responses=_answers(200, Page[ServiceRecord], 400))
+@app.get(
+    "/services",
+    operation_id="listServices",
+    tags=["services"],
+    summary="List the services",
+    description="The registered services by name, a page at a time (`next_cursor`).",
+    responses=_answers(200, Page[ServiceRecord], 400),
+)
 def list_services(limit: Limit = 50, cursor: Cursor = None) -> Page[ServiceRecord]:
     return registry.list_services(dependencies(), limit, cursor)
 
 
-@app.get("/services/<name>", responses=_answers(200, ServiceRecord, 404))
+@app.get(
+    "/services/<name>",
+    operation_id="getService",
+    tags=["services"],
+    summary="Read a service",
+    description="The service's definition (secret headers shown as `<redacted>`), its version "
+    "and the workflows that use it.",
+    responses=_answers(200, ServiceRecord, 404),
+)
 def get_service(name: str) -> ServiceRecord:
     return registry.get_service(dependencies(), name)
 
 
-@app.put("/services/<name>", responses=_answers((200, 201), ServiceAccepted, 400, 409))
+@app.put(
+    "/services/<name>",
+    operation_id="putService",
+    tags=["services"],
+    summary="Create or replace a service",
+    description="Registers the service under the path's name (201) or replaces it (200); a "
+    "secret header sent back as `<redacted>` keeps its stored value.",
+    responses=_answers((200, 201), ServiceAccepted, 400, 409),
+)
 def put_service(name: str, service: Service) -> Response[ServiceAccepted]:
     _same_name(name, service.name)
     accepted, created = registry.save_service(dependencies(), service, create_only=False)
     return _json(HTTPStatus.CREATED if created else HTTPStatus.OK, accepted)
 
 
-@app.delete("/services/<name>", status_code=204, responses=_answers(204, None, 404, 409))
+@app.delete(
+    "/services/<name>",
+    status_code=204,
+    operation_id="deleteService",
+    tags=["services"],
+    summary="Delete a service",
+    description="Deletes the service; one that a workflow uses (or names as a fallback) is a 409.",
+    responses=_answers(204, None, 404, 409),
+)
 def delete_service(name: str) -> Response[None]:
     dependencies().store.delete_service(name)
     return Response(status_code=HTTPStatus.NO_CONTENT)
@@ -159,36 +262,92 @@ def delete_service(name: str) -> Response[None]:
 # --- workflows ---------------------------------------------------------------------------
 
 
-@app.post("/workflows", status_code=201, responses=_answers(201, WorkflowAccepted, 400, 409))
+@app.post(
+    "/workflows",
+    status_code=201,
+    operation_id="createWorkflow",
+    tags=["workflows"],
+    summary="Register a workflow",
+    description=(
+        "Registers a workflow: registered services called in order. It is checked first: an "
+        "unknown service, an input nothing provides, a type that does not fit or an output "
+        "nothing produces is a 422 naming the field."
+    ),
+    responses=_answers(
+        201,
+        WorkflowAccepted,
+        400,
+        409,
+        headers=_location("The workflow's path, /workflows/{workflow_id}"),
+    ),
+)
 def create_workflow(workflow: Workflow) -> Response[WorkflowAccepted]:
     accepted, _ = registry.save_workflow(dependencies(), workflow, create_only=True)
     return _json(HTTPStatus.CREATED, accepted, {"Location": f"/workflows/{accepted.workflow_id}"})
 
 
-@app.get("/workflows", responses=_answers(200, Page[WorkflowRecord], 400))
+@app.get(
+    "/workflows",
+    operation_id="listWorkflows",
+    tags=["workflows"],
+    summary="List the workflows",
+    description="The registered workflows by name, a page at a time (`next_cursor`).",
+    responses=_answers(200, Page[WorkflowRecord], 400),
+)
 def list_workflows(limit: Limit = 50, cursor: Cursor = None) -> Page[WorkflowRecord]:
     return registry.list_workflows(dependencies(), limit, cursor)
 
 
-@app.get("/workflows/<workflow_id>", responses=_answers(200, WorkflowRecord, 404))
+@app.get(
+    "/workflows/<workflow_id>",
+    operation_id="getWorkflow",
+    tags=["workflows"],
+    summary="Read a workflow",
+    description="The workflow's definition and version.",
+    responses=_answers(200, WorkflowRecord, 404),
+)
 def get_workflow(workflow_id: str) -> WorkflowRecord:
     return dependencies().store.get_workflow(workflow_id)
 
 
-@app.put("/workflows/<workflow_id>", responses=_answers((200, 201), WorkflowAccepted, 400, 409))
+@app.put(
+    "/workflows/<workflow_id>",
+    operation_id="putWorkflow",
+    tags=["workflows"],
+    summary="Create or replace a workflow",
+    description="Registers the workflow under the path's name (201) or replaces it (200), "
+    "checked as on registration; events already sent keep the version they were sent to.",
+    responses=_answers((200, 201), WorkflowAccepted, 400, 409),
+)
 def put_workflow(workflow_id: str, workflow: Workflow) -> Response[WorkflowAccepted]:
     _same_name(workflow_id, workflow.name)
     accepted, created = registry.save_workflow(dependencies(), workflow, create_only=False)
     return _json(HTTPStatus.CREATED if created else HTTPStatus.OK, accepted)
 
 
-@app.delete("/workflows/<workflow_id>", status_code=204, responses=_answers(204, None, 404, 409))
+@app.delete(
+    "/workflows/<workflow_id>",
+    status_code=204,
+    operation_id="deleteWorkflow",
+    tags=["workflows"],
+    summary="Delete a workflow",
+    description="Deletes the workflow; its events stay readable.",
+    responses=_answers(204, None, 404, 409),
+)
 def delete_workflow(workflow_id: str) -> Response[None]:
     registry.delete_workflow(dependencies(), workflow_id)
     return Response(status_code=HTTPStatus.NO_CONTENT)
 
 
-@app.get("/workflows/<workflow_id>/events", responses=_answers(200, Page[EventSummary], 400, 404))
+@app.get(
+    "/workflows/<workflow_id>/events",
+    operation_id="listEvents",
+    tags=["events"],
+    summary="List a workflow's events",
+    description="The workflow's events, newest first, a page at a time; `status` keeps those "
+    "in one status.",
+    responses=_answers(200, Page[EventSummary], 400, 404),
+)
 def list_events(
     workflow_id: str,
     limit: Limit = 50,
@@ -213,7 +372,14 @@ def _diagram(text: str, form: str) -> Response[str]:
     return Response(status_code=HTTPStatus.OK, content_type=diagram.CONTENT_TYPES[form], body=text)
 
 
-@app.get("/workflows/<workflow_id>/diagram", responses=_DIAGRAM)
+@app.get(
+    "/workflows/<workflow_id>/diagram",
+    operation_id="getWorkflowDiagram",
+    tags=["workflows"],
+    summary="Draw a workflow",
+    description="The workflow as a Mermaid flowchart (text/plain) or a standalone SVG image.",
+    responses=_DIAGRAM,
+)
 def workflow_diagram(workflow_id: str, format: DiagramFormat = "mermaid") -> Response[str]:
     return _diagram(registry.workflow_diagram(dependencies(), workflow_id, format), format)
 
@@ -221,48 +387,84 @@ def workflow_diagram(workflow_id: str, format: DiagramFormat = "mermaid") -> Res
 # --- events ------------------------------------------------------------------------------
 
 
-_SENT = _answers(202, EventAccepted, 400, 404, 409, 503)
+# One status, one schema: 202 is always the acknowledgement, 200 always the ended event,
+# whether the request is a first one or the replay of one (Idempotency-Key).
+_EVENT_HEADERS = {**_location("The event's path, /events/{event_id}"), **_REPLAYED}
+_SENT = _answers(202, EventAccepted, 400, 404, 409, 503, headers=_EVENT_HEADERS)
 _SENT[200] = {
-    "description": "The event ended within `wait`",
+    "description": "The event ended within `wait`: the event, as GET /events/{event_id} reads it",
+    "headers": _EVENT_HEADERS,
     "content": {"application/json": {"model": EventView}},
 }
 
 
-@app.post("/e/<workflow_id>", status_code=202, responses=_SENT)
+@app.post(
+    "/e/<workflow_id>",
+    status_code=202,
+    operation_id="sendEvent",
+    tags=["events"],
+    summary="Send an event",
+    description=(
+        "Stores the event, starts it and answers 202 with its id and a Location; with "
+        "`wait=N` it answers 200 with the ended event if it ends within N seconds. The same "
+        "Idempotency-Key with the same body answers the event that key first created, as "
+        "the first request was answered (202, or 200 if it ends within `wait`), marked "
+        "`replayed: true` and `Idempotent-Replayed: true`."
+    ),
+    responses=_SENT,
+)
 def send_event(
     workflow_id: str,
     request: EventRequest,
     wait: Annotated[int, Query(ge=0, le=MAX_WAIT_SECONDS)] = 0,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[EventAccepted | EventView]:
     deps = dependencies()
     api_url = f"https://{app.current_event.request_context.domain_name}"
-    key = app.current_event.headers.get("idempotency-key")
-    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise InvalidDefinition(
-            "the Idempotency-Key header is empty or too long",
-            [{"path": "Idempotency-Key", "message": f"1 to {MAX_IDEMPOTENCY_KEY} characters"}],
-        )
-    accepted = events.accept_event(deps, workflow_id, request, api_url, key)
-    location = {"Location": f"/events/{accepted.event_id}"}
+    accepted = events.accept_event(deps, workflow_id, request, api_url, idempotency_key)
+    headers = {"Location": f"/events/{accepted.event_id}"}
     if accepted.replayed:
-        return _json(HTTPStatus.OK, accepted, location)
+        headers[REPLAYED_HEADER] = "true"
     ended = events.wait_for_end(deps, accepted.event_id, wait) if wait else None
     if ended is not None:
-        return _json(HTTPStatus.OK, ended, location)
-    return _json(HTTPStatus.ACCEPTED, accepted, location)
+        return _json(HTTPStatus.OK, ended, headers)
+    return _json(HTTPStatus.ACCEPTED, accepted, headers)
 
 
-@app.get("/events/<event_id>", responses=_answers(200, EventView, 404))
+@app.get(
+    "/events/<event_id>",
+    operation_id="getEvent",
+    tags=["events"],
+    summary="Read an event",
+    description="The event's status, data, outputs or error, and every step with its attempts.",
+    responses=_answers(200, EventView, 404),
+)
 def get_event(event_id: str) -> EventView:
     return events.get_event(dependencies(), event_id)
 
 
-@app.get("/events/<event_id>/diagram", responses=_DIAGRAM)
+@app.get(
+    "/events/<event_id>/diagram",
+    operation_id="getEventDiagram",
+    tags=["events"],
+    summary="Draw an event's run",
+    description="The workflow as the event ran it, each step coloured by its status, as a "
+    "Mermaid flowchart (text/plain) or a standalone SVG image.",
+    responses=_DIAGRAM,
+)
 def event_diagram(event_id: str, format: DiagramFormat = "mermaid") -> Response[str]:
     return _diagram(events.event_diagram(dependencies(), event_id, format), format)
 
 
-@app.post("/events/<event_id>/cancel", responses=_answers(200, EventView, 404, 409))
+@app.post(
+    "/events/<event_id>/cancel",
+    operation_id="cancelEvent",
+    tags=["events"],
+    summary="Cancel an event",
+    description="Stops an event that has not ended: it is CANCELLED at once and its execution "
+    "is stopped. An event that has ended is a 409.",
+    responses=_answers(200, EventView, 404, 409),
+)
 def cancel_event(event_id: str) -> EventView:
     return events.cancel_event(dependencies(), event_id)
 
@@ -270,14 +472,35 @@ def cancel_event(event_id: str) -> EventView:
 @app.post(
     "/events/<event_id>/retry",
     status_code=202,
-    responses=_answers(202, EventAccepted, 404, 409, 503),
+    operation_id="retryEvent",
+    tags=["events"],
+    summary="Retry a failed event",
+    description="Runs a FAILED event again from its failed step, keeping what the steps before "
+    "it gave. An event in any other status is a 409.",
+    responses=_answers(
+        202, EventAccepted, 404, 409, 503, headers=_location("The event's path, /events/{event_id}")
+    ),
 )
 def retry_event(event_id: str) -> Response[EventAccepted]:
     accepted = events.redrive_event(dependencies(), event_id)
     return _json(HTTPStatus.ACCEPTED, accepted, {"Location": f"/events/{accepted.event_id}"})
 
 
-@app.post("/callbacks/<token>", responses=_answers(200, CallbackAccepted, 400, 404, 409))
+# The token is the credential (a callback service holds no AWS credentials): no SigV4 here.
+# powertools drops an empty `security=[]`, so it is set as an extension of the operation.
+@app.post(
+    "/callbacks/<token>",
+    operation_id="completeCallback",
+    tags=["callbacks"],
+    summary="Complete a waiting step",
+    description=(
+        "A callback service answers its step here, with the token it was sent: the body is "
+        'the step\'s output object, or `{"error": …}` to fail it. The token is the '
+        "credential: this route is not signed."
+    ),
+    openapi_extensions={"security": []},
+    responses=_answers(200, CallbackAccepted, 400, 404, 409),
+)
 def complete_callback(token: str, body: Annotated[Any, Body()]) -> CallbackAccepted:
     return callbacks.complete(dependencies(), token, body)
 
@@ -285,16 +508,31 @@ def complete_callback(token: str, body: Annotated[Any, Body()]) -> CallbackAccep
 # --- meta --------------------------------------------------------------------------------
 
 
-@app.get("/health", responses=_answers(200, Health))
+@app.get(
+    "/health",
+    operation_id="getHealth",
+    tags=["meta"],
+    summary="Health check",
+    description="Answers 200 with the version that runs.",
+    responses=_answers(200, Health),
+)
 def health() -> Health:
     return Health(version=__version__)
 
 
-@app.get("/openapi.json", responses=_answers(200, {"type": "object"}))
+@app.get(
+    "/openapi.json",
+    operation_id="getOpenApi",
+    tags=["meta"],
+    summary="This document",
+    description="The API's OpenAPI 3.1 document.",
+    responses=_answers(200, {"type": "object"}),
+)
 def openapi() -> Response[Any]:
-    schema = app.get_openapi_json_schema(title="Machinery", version=__version__)
     return Response(
-        status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=schema
+        status_code=HTTPStatus.OK,
+        content_type=content_types.APPLICATION_JSON,
+        body=openapi_document(),
     )
 
 
@@ -303,7 +541,15 @@ def openapi() -> Response[Any]:
 _HTML = {**_answers(200, None), 200: _text_answer("The web dashboard (HTML)", "text/html")}
 
 
-@app.get("/ui", responses=_HTML)
+@app.get(
+    "/ui",
+    operation_id="getDashboard",
+    tags=["meta"],
+    summary="The web dashboard",
+    description="One HTML page that lists the workflows, services and events and sends, "
+    "cancels and retries events through this API.",
+    responses=_HTML,
+)
 def dashboard() -> Response[str]:
     page = dashboard_page()
     return Response(
@@ -312,6 +558,104 @@ def dashboard() -> Response[str]:
         body=page.body,
         headers=page.headers,
     )
+
+
+_TAGS = [
+    Tag(name="services", description="The HTTP services workflows call, and their typed specs"),
+    Tag(name="workflows", description="Typed chains of services, checked when registered"),
+    Tag(name="events", description="Sending events, reading them, cancelling and retrying"),
+    Tag(name="callbacks", description="Where callback services complete their steps"),
+    Tag(name="meta", description="Health, this document and the web dashboard"),
+]
+# A deployed API signs with SigV4 (ApiAuthorization=AWS_IAM, the default): the scheme
+# API Gateway's own OpenAPI extension names, in the Authorization header.
+_SECURITY_SCHEMES: dict[str, SecurityScheme] = {
+    "sigv4": APIKey.model_validate(
+        {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": (
+                "AWS Signature Version 4 for the `execute-api` service, on every route of a "
+                "deployed API (ApiAuthorization=AWS_IAM, the default) but POST "
+                "/callbacks/{token}. The local runtime, and a stack deployed with "
+                "ApiAuthorization=NONE, take requests unsigned."
+            ),
+            "x-amazon-apigateway-authtype": "awsSigv4",
+        }
+    )
+}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document GET /openapi.json serves (`make openapi-lint` lints this one)."""
+    document: dict[str, Any] = json.loads(
+        app.get_openapi_json_schema(
+            title="Machinery",
+            version=__version__,
+            description=(
+                "A serverless workflow orchestrator for HTTP microservices: register services "
+                "and typed workflows of them, send events, and read each event's steps. Every "
+                "error answers an `ErrorBody`; a method and path no route takes answer 404 "
+                '`{"message": "Not Found"}`.'
+            ),
+            contact=Contact(name="Machinery"),
+            license_info=License(name="Apache-2.0", identifier="Apache-2.0"),
+            tags=list(_TAGS),
+            security_schemes=_SECURITY_SCHEMES,
+            security=[{"sigv4": []}],
+        )
+    )
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "header":
+                    _as_documented_header(parameter)
+    return _without_unused_schemas(document)
+
+
+def _as_documented_header(parameter: dict[str, Any]) -> None:
+    """A header parameter as HTTP spells it (the resolver documents it in lower case), and,
+    when optional, simply absent rather than null (a header has no null)."""
+    parameter["name"] = _header_name(parameter["name"])
+    schema = parameter.get("schema", {})
+    options = [option for option in schema.get("anyOf", []) if option != {"type": "null"}]
+    if len(options) == 1 and len(schema["anyOf"]) == 2:
+        rest = {key: value for key, value in schema.items() if key != "anyOf"}
+        parameter["schema"] = {**options[0], **rest}
+
+
+def _without_unused_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    """The document without the component schemas nothing refers to (the resolver adds its
+    own validation error schemas, which this API never answers)."""
+    components = document.get("components", {})
+    schemas: dict[str, Any] = components.get("schemas", {})
+    outside = {key: value for key, value in document.items() if key != "components"}
+    outside["components"] = {key: value for key, value in components.items() if key != "schemas"}
+    used: set[str] = set()
+    pending = list(_schema_refs(outside))
+    while pending:
+        name = pending.pop()
+        if name not in used and name in schemas:
+            used.add(name)
+            pending.extend(_schema_refs(schemas[name]))
+    if schemas:
+        components["schemas"] = {name: schemas[name] for name in schemas if name in used}
+    return document
+
+
+def _schema_refs(node: Any) -> list[str]:
+    """The component schemas `node` refers to, by name."""
+    prefix = "#/components/schemas/"
+    if isinstance(node, dict):
+        found = (
+            [node["$ref"][len(prefix) :]] if str(node.get("$ref", "")).startswith(prefix) else []
+        )
+        return found + [name for value in node.values() for name in _schema_refs(value)]
+    if isinstance(node, list):
+        return [name for item in node for name in _schema_refs(item)]
+    return []
 
 
 def _same_name(path_name: str, body_name: str) -> None:

@@ -3,7 +3,9 @@
 A file holding one JSON object is a service definition when it has an `address`, a
 workflow definition when it has `spec.services`, and is skipped otherwise (an event, say).
 Each definition is read back first and PUT only when it differs, so applying the same
-files twice changes nothing the second time.
+files twice changes nothing the second time. Two files that define the same service or
+workflow are refused before anything is written: which one should win is not for apply to
+guess.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from machinery_core.cli.client import ApiError, MachineryClient
+from machinery_core.cli.client import ApiError, ClientError, MachineryClient
 
 Kind = Literal["service", "workflow"]
 Result = Literal["created", "updated", "unchanged", "skipped", "failed"]
@@ -63,11 +65,17 @@ class Outcome:
 
 
 def collect(paths: Iterable[Path]) -> list[Path]:
-    """The files named, and every *.json under the folders named (sorted), each once."""
+    """The files named, and every *.json under the folders named (sorted), each once (a file
+    named twice, by a folder or another spelling of its path, is read once)."""
     files: list[Path] = []
+    seen: set[Path] = set()
     for path in paths:
         found = sorted(p for p in path.rglob("*.json") if p.is_file()) if path.is_dir() else [path]
-        files += [file for file in found if file not in files]
+        for file in found:
+            real = file.resolve()
+            if real not in seen:
+                seen.add(real)
+                files.append(file)
     return files
 
 
@@ -96,6 +104,40 @@ def read(path: Path) -> Definition:
             problem='neither a service (no "address") nor a workflow (no "spec.services")',
         )
     return Definition(path, kind, document)
+
+
+def duplicates(definitions: Iterable[Definition]) -> list[tuple[Kind, str, list[Path]]]:
+    """Each (kind, name) that more than one file defines, with those files, in file order."""
+    files: dict[tuple[Kind, str], list[Path]] = {}
+    for definition in definitions:
+        if definition.kind is not None and definition.name is not None:
+            files.setdefault((definition.kind, definition.name), []).append(definition.path)
+    return [(kind, name, paths) for (kind, name), paths in files.items() if len(paths) > 1]
+
+
+def refuse_duplicates(definitions: Iterable[Definition]) -> None:
+    """ClientError (exit 2) naming each service or workflow defined by more than one file."""
+    found = duplicates(definitions)
+    if not found:
+        return
+    described = [f"{kind} {name!r} is defined in {_listed(paths)}" for kind, name, paths in found]
+    if len(found) == 1:
+        raise ClientError(f"{described[0]}: nothing was applied")
+    raise ClientError(
+        f"{len(found)} definitions are each defined in more than one file: nothing was applied",
+        [
+            {"path": f"{kind} {name}", "message": text}
+            for (kind, name, _), text in zip(found, described, strict=True)
+        ],
+    )
+
+
+def _listed(paths: list[Path]) -> str:
+    """`both a and b`, or `a, b and c`."""
+    names = [str(path) for path in paths]
+    if len(names) == 2:
+        return f"both {names[0]} and {names[1]}"
+    return ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def ordered(definitions: Iterable[Definition]) -> list[Definition]:

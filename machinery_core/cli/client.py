@@ -29,6 +29,8 @@ _EXECUTE_API_HOST = re.compile(
 # The headers the signature covers besides host and x-amz-date: the ones that say what the
 # body is. requests adds others (User-Agent, Accept-Encoding...) that a proxy may rewrite.
 _SIGNED_HEADERS = ("content-type", "idempotency-key")
+# Set on the answer to a request whose Idempotency-Key an earlier request already used.
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 class ClientError(Exception):
@@ -241,7 +243,10 @@ class MachineryClient:
         return response
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.request(method, path, **kwargs)
+        return self.decode(method, path, self.request(method, path, **kwargs))
+
+    def decode(self, method: str, path: str, response: requests.Response) -> Any:
+        """The answer's JSON body; ClientError when it has none (not a Machinery API)."""
         try:
             return response.json()
         except ValueError as error:
@@ -277,17 +282,28 @@ class MachineryClient:
         *,
         wait: int = 0,
         idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
-        """POST /e/{workflow_id}: the acknowledgement, or the ended event within `wait` s."""
+    ) -> tuple[dict[str, Any], bool]:
+        """POST /e/{workflow_id}: (the acknowledgement, or the ended event within `wait` s;
+        whether it is a replay: an earlier request with this Idempotency-Key created the event).
+
+        The API says so in the body (`"replayed": true`) or in an `Idempotent-Replayed: true`
+        header: an ended event's view (200 with `wait`) has no `replayed` field.
+        """
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        answer: dict[str, Any] = self.json(
-            "POST",
-            f"/e/{path_part(workflow_id)}",
-            body=request,
-            params={"wait": wait} if wait else None,
-            headers=headers,
+        path = f"/e/{path_part(workflow_id)}"
+        response = self.request(
+            "POST", path, body=request, params={"wait": wait} if wait else None, headers=headers
         )
-        return answer
+        answer = self.decode("POST", path, response)
+        if not isinstance(answer, dict) or not isinstance(answer.get("event_id"), str):
+            raise ClientError(
+                f"POST {path} answered {response.status_code} without an event_id: is "
+                f"{self.api_url} a Machinery API?"
+            )
+        replayed = answer.get("replayed") is True or (
+            response.headers.get(REPLAYED_HEADER, "").strip().lower() == "true"
+        )
+        return answer, replayed
 
     def event(self, event_id: str) -> dict[str, Any]:
         answer: dict[str, Any] = self.json("GET", f"/events/{path_part(event_id)}")

@@ -7,11 +7,8 @@ cannot be reached (connection refused, timeout) or answered 5xx.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import signal
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,14 +17,14 @@ from typing import IO, TYPE_CHECKING, Any, ParamSpec
 
 import click
 
+from machinery_core.contract import MAX_WAIT_SECONDS, EventStatus
+
 if TYPE_CHECKING:
     from machinery_core.cli.apply import Outcome
     from machinery_core.cli.client import MachineryClient
     from machinery_core.cli.terminal import Output
 
 DEFAULT_API_URL = "http://127.0.0.1:3000"  # the local runtime's default address
-MAX_WAIT_SECONDS = 25  # the API's longest sync wait (POST /e/{workflow_id}?wait=N)
-STATUSES = ("PENDING", "RUNNING", "WAITING", "SUCCEEDED", "FAILED", "CANCELLED")
 P = ParamSpec("P")
 
 
@@ -99,77 +96,12 @@ def main(ctx: click.Context, api_url: str, output: str, sign: bool | None) -> No
 def local(host: str, port: int, examples: bool, template: Path | None, time_scale: float) -> None:
     """Run the stack locally: template.yaml deployed into an in-process moto."""
     try:
-        import moto  # noqa: F401  (imported by the runtime only once it starts)
-        import yaml  # noqa: F401
-
-        from machinery_core.local import examples as example_kit
-        from machinery_core.local.launch import API_BANNER
-        from machinery_core.local.runtime import LocalRuntime
-        from machinery_core.local.server import serve
-        from machinery_core.local.template import default_template
+        from machinery_core.local.command import run
     except ModuleNotFoundError as missing:  # moto and pyyaml come with the [local] extra
         raise click.UsageError(
             f"the local runtime needs {missing.name}: pip install 'machinery[local]'"
         ) from missing
-
-    template_path = template or default_template()
-    runtime = LocalRuntime(template_path, time_scale=time_scale).start()
-    server = serve(runtime, host, port)
-    url = f"http://{host}:{server.server_address[1]}"
-    runtime.serve_at(url)
-    services = None
-    try:
-        if examples:
-            examples_dir = template_path.parent / "examples"
-            services = example_kit.start_services(examples_dir)
-            registered = example_kit.register_definitions(runtime, examples_dir)
-            click.echo(f"Registered the examples: {', '.join(registered)}")
-        click.echo(_address_guard_notice(runtime.allowed_service_hosts))
-        click.echo(f"{API_BANNER}{url}")
-        click.echo(f"Dashboard: {url}/ui")
-        click.echo(
-            "Completion notifications are signed (X-Machinery-Signature) with the key "
-            f"{runtime.signing_key!r}; set MACHINERY_NOTIFICATION_SECRET to choose it."
-        )
-        if examples:
-            click.echo("Send the example event:")
-            click.echo(
-                f"  curl -X POST {url}/e/process-text -d @examples/definitions/event-text.json"
-            )
-            click.echo(f"Then read it:  curl {url}/events/<event_id>")
-        click.echo("Press Ctrl-C to stop.", err=True)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
-            pass
-    finally:
-        server.shutdown()
-        if services is not None:
-            services.terminate()
-            services.wait(timeout=5)
-        runtime.stop()
-
-
-def _address_guard_notice(allowed: str) -> str:
-    from machinery_core.adapters.addresses import LOOPBACK_HOSTS  # urllib3: not for --help
-
-    if allowed == LOOPBACK_HOSTS:
-        return (
-            f"Loopback service addresses ({allowed.replace(',', ', ')}) are allowed because "
-            "this is a development runtime (a deployed stack refuses them); set "
-            "ALLOWED_SERVICE_HOSTS to change it."
-        )
-    if not allowed.strip():
-        return (
-            "ALLOWED_SERVICE_HOSTS is empty: loopback and private service addresses are "
-            "refused, as in a deployed stack."
-        )
-    return (
-        f"ALLOWED_SERVICE_HOSTS={allowed}: of the loopback and private service addresses, "
-        "only these are allowed."
-    )
+    run(host, port, examples, template, time_scale)
 
 
 # --- the API commands -----------------------------------------------------------------------
@@ -248,7 +180,7 @@ def _output() -> Output:
 
 
 def _exit_for(event: dict[str, Any]) -> int:
-    return 1 if event.get("status") in ("FAILED", "CANCELLED") else 0
+    return 1 if event.get("status") in (EventStatus.FAILED, EventStatus.CANCELLED) else 0
 
 
 @main.command()
@@ -267,15 +199,25 @@ def apply(paths: tuple[Path, ...]) -> int:
     Each definition is created, updated, or left unchanged when the API already holds it as
     written, so applying the same files again changes nothing. A JSON file that is neither a
     service (it has "address") nor a workflow (it has "spec.services"), such as an event, is
-    skipped. Exits 2 if a definition was refused (or a file is not JSON), 3 if the API
-    cannot be reached.
+    skipped. Two files that define the same service or workflow are refused before anything
+    is written. Exits 2 if a definition was refused (or a file is not JSON, or a name is
+    defined twice), 3 if the API cannot be reached.
     """
-    from machinery_core.cli.apply import RESULTS, apply_one, collect, ordered, read
+    from machinery_core.cli.apply import (
+        RESULTS,
+        apply_one,
+        collect,
+        ordered,
+        read,
+        refuse_duplicates,
+    )
     from machinery_core.cli.terminal import report_error
 
+    definitions = [read(path) for path in collect(paths)]
+    refuse_duplicates(definitions)
     client = _client()
     out = _output()
-    outcomes = [apply_one(client, definition) for definition in ordered(map(read, collect(paths)))]
+    outcomes = [apply_one(client, definition) for definition in ordered(definitions)]
     counts = {result: sum(1 for o in outcomes if o.result == result) for result in RESULTS}
     if out.as_json:
         out.json({"results": [outcome.to_json() for outcome in outcomes], "counts": counts})
@@ -314,12 +256,14 @@ def _apply_exit(outcome: Outcome) -> int:
 @click.option(
     "--wait",
     is_flag=True,
-    help="Follow the event until it ends; exit 1 if it ended FAILED or CANCELLED.",
+    help="Follow the event until it ends (its steps live on a terminal); exit 1 if it ended "
+    "FAILED or CANCELLED.",
 )
 @click.option(
     "--idempotency-key",
     metavar="KEY",
-    help="Sent as Idempotency-Key: resending with the same key answers the same event.",
+    help="Sent as Idempotency-Key: resending with the same key answers the same event (a "
+    "replay, which the command says).",
 )
 @click.option(
     "--interval",
@@ -335,33 +279,42 @@ def send(
     """Send the event in FILE (JSON; - reads stdin) to WORKFLOW.
 
     FILE holds either the request, {"data": {...}, "notify": {...}} (only those keys, "data"
-    an object), or the data object itself. With --wait the API's sync wait (25 s) is used,
-    then the event is polled until it ends.
+    an object), or the data object itself. With --wait on a terminal the event's steps are
+    shown live as they run; otherwise (a pipe, --output json) the API's sync wait (25 s) is
+    used, then the event is polled until it ends, and printed. A request whose
+    --idempotency-key an earlier one used is a replay: it answers the event that request
+    created, and says so ("replayed": true in JSON).
     """
     request = _event_request(file)
     client = _client()
     out = _output()
     if not wait:
-        accepted = client.send(workflow, request, idempotency_key=idempotency_key)
+        accepted, replayed = client.send(workflow, request, idempotency_key=idempotency_key)
         if out.as_json:
-            out.json(accepted)
-        else:
-            out.line(f"{accepted['event_id']} {accepted['status']}")
-            if out.rich:
-                out.line(f"Follow it with: machinery status {accepted['event_id']} --watch", "dim")
+            out.json({**accepted, "replayed": True} if replayed else accepted)
+            return 0
+        out.line(f"{accepted['event_id']} {accepted['status']}")
+        if replayed:
+            _say_replayed(out, accepted)
+        if out.rich:
+            out.line(f"Follow it with: machinery status {accepted['event_id']} --watch", "dim")
         return 0
-    waiting = (
-        out.console.status(f"Sending to {workflow} and waiting for the event...")
-        if out.rich
-        else contextlib.nullcontext()
+    # A live view asks for no sync wait (202 at once) so as to show each step as it runs.
+    answer, replayed = client.send(
+        workflow,
+        request,
+        wait=0 if out.live else MAX_WAIT_SECONDS,
+        idempotency_key=idempotency_key,
     )
-    with waiting:
-        answer = client.send(
-            workflow, request, wait=MAX_WAIT_SECONDS, idempotency_key=idempotency_key
-        )
-    # 200 with the ended event; 202 (or a replayed 200) with the acknowledgement only
-    event = answer if "steps" in answer else client.event(answer["event_id"])
-    return _follow_and_show(client, out, event, interval)
+    if replayed and not out.as_json:
+        _say_replayed(out, answer)
+    # 200 with the ended event; 202 (or an older API's replayed 200) with the acknowledgement
+    event = answer if "steps" in answer else client.event(str(answer["event_id"]))
+    return _follow_and_show(client, out, event, interval, replayed)
+
+
+def _say_replayed(out: Output, answer: dict[str, Any]) -> None:
+    out.line(f"replayed: this Idempotency-Key already created event {answer['event_id']}", "yellow")
 
 
 def _event_request(file: IO[str]) -> dict[str, Any]:
@@ -380,7 +333,11 @@ def _event_request(file: IO[str]) -> dict[str, Any]:
 
 
 def _follow_and_show(
-    client: MachineryClient, out: Output, event: dict[str, Any], interval: float
+    client: MachineryClient,
+    out: Output,
+    event: dict[str, Any],
+    interval: float,
+    replayed: bool = False,
 ) -> int:
     event_id = str(event["event_id"])
 
@@ -395,7 +352,7 @@ def _follow_and_show(
 
     event, shown = out.follow(event, lambda: client.event(event_id), interval, steps_in_workflow)
     if not shown:
-        out.event(event)
+        out.event({**event, "replayed": True} if replayed and out.as_json else event)
     return _exit_for(event)
 
 
@@ -433,7 +390,7 @@ def status(event_id: str, watch: bool, interval: float) -> int:
 @click.option(
     "--status",
     "status_filter",
-    type=click.Choice(STATUSES, case_sensitive=False),
+    type=click.Choice([status.value for status in EventStatus], case_sensitive=False),
     help="Only the events with this status.",
 )
 @click.option(
@@ -442,7 +399,7 @@ def status(event_id: str, watch: bool, interval: float) -> int:
 @click.option("--cursor", help="Continue from where an earlier listing stopped (its next_cursor).")
 @_api_command
 def events(workflow: str, status_filter: str | None, limit: int, cursor: str | None) -> int:
-    """List WORKFLOW's recent events, newest first."""
+    """List WORKFLOW's recent events, newest first, with the duration of each that ended."""
     client = _client()
     out = _output()
     items: list[dict[str, Any]] = []
@@ -456,16 +413,9 @@ def events(workflow: str, status_filter: str | None, limit: int, cursor: str | N
     if out.as_json:
         out.json({"items": items, "next_cursor": cursor})
         return 0
-    rows = [
-        (
-            str(item.get("event_id")),
-            str(item.get("status")),
-            str(item.get("acknowledged_at")),
-            str(item.get("updated_at")),
-        )
-        for item in items
-    ]
-    out.table(("event", "status", "accepted", "updated"), rows, status_column=1)
+    from machinery_core.cli.terminal import EVENT_HEADERS, event_rows
+
+    out.table(EVENT_HEADERS, event_rows(items), status_column=1)
     if cursor:
         click.echo(f"More: machinery events {workflow} --cursor {cursor}", err=True)
     return 0

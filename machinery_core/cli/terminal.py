@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -16,10 +17,13 @@ from rich.table import Table
 from rich.text import Text
 
 from machinery_core.cli.client import ClientError, Unreachable
+from machinery_core.contract import ENDED, EventStatus, StepStatus, duration_text
 
-ENDED = ("SUCCEEDED", "FAILED", "CANCELLED")
-FAILED = ("FAILED", "CANCELLED")
+FAILED = frozenset({EventStatus.FAILED, EventStatus.CANCELLED})
+STEP_ENDED = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED})
+STEP_UNDER_WAY = frozenset({StepStatus.RUNNING, StepStatus.RETRYING, StepStatus.WAITING})
 STEP_HEADERS = ("#", "service", "status", "attempts", "duration", "error")
+EVENT_HEADERS = ("event", "status", "accepted", "updated", "duration")
 STYLES = {
     "SUCCEEDED": "green",
     "FAILED": "red",
@@ -44,12 +48,68 @@ def ended(event: dict[str, Any]) -> bool:
     return event.get("status") in ENDED
 
 
-def duration(milliseconds: Any) -> str:
-    if not isinstance(milliseconds, int | float):
-        return "-"
-    if milliseconds < 1000:
-        return f"{milliseconds:.1f} ms"
-    return f"{milliseconds / 1000:.2f} s"
+def number(value: Any) -> float | None:
+    """A JSON number as a float; None for anything else (null, a string, a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def moment(value: Any) -> datetime | None:
+    """An API timestamp (ISO 8601; UTC when it names no zone); None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def since(start: Any, now: datetime) -> float | None:
+    """Milliseconds from the timestamp `start` to `now` (never below 0: clocks differ)."""
+    begun = moment(start)
+    if begun is None:
+        return None
+    return max(0.0, (now - begun).total_seconds() * 1000)
+
+
+def step_duration(step: dict[str, Any], now: datetime | None = None) -> float | None:
+    """The step's recorded duration; with `now` (when the event was read), a step under way
+    has run for now - started_at."""
+    recorded = number(step.get("duration_ms"))
+    if recorded is not None or now is None or step.get("status") not in STEP_UNDER_WAY:
+        return recorded
+    return since(step.get("started_at"), now)
+
+
+def event_duration(event: dict[str, Any], now: datetime | None = None) -> float | None:
+    """The event's duration from the API once it ended; with `now`, before that, the time
+    since it was accepted."""
+    recorded = number(event.get("duration_ms"))
+    if recorded is not None or now is None or ended(event):
+        return recorded
+    return since(event.get("acknowledged_at"), now)
+
+
+def listed_duration(item: dict[str, Any]) -> float | None:
+    """An event listing's duration: the item's own, or for an ended event the time from its
+    acceptance to its last status change (its end), as GET /events/{id} reckons it."""
+    recorded = number(item.get("duration_ms"))
+    if recorded is not None or not ended(item):
+        return recorded
+    accepted, changed = moment(item.get("acknowledged_at")), moment(item.get("updated_at"))
+    if accepted is None or changed is None or changed < accepted:
+        return None
+    return round((changed - accepted).total_seconds() * 1000, 3)
+
+
+def attempts_text(step: dict[str, Any]) -> str:
+    """The attempts made; for a step under way, the number of the attempt being made."""
+    under_way = step.get("attempt")
+    if step.get("status") in STEP_UNDER_WAY and isinstance(under_way, int) and under_way > 0:
+        return str(under_way)
+    return str(step.get("attempts", 0))
 
 
 def error_text(error: Any) -> str:
@@ -72,7 +132,7 @@ def summary(event: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("accepted", str(event.get("acknowledged_at"))))
     if event.get("ended_at"):
         rows.append(("ended", str(event["ended_at"])))
-        rows.append(("duration", duration(event.get("duration_ms"))))
+        rows.append(("duration", duration_text(event_duration(event))))
     if event.get("error"):
         rows.append(("error", error_text(event["error"])))
     if event.get("outputs") is not None:
@@ -83,7 +143,8 @@ def summary(event: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def step_rows(event: dict[str, Any]) -> list[tuple[str, ...]]:
+def step_rows(event: dict[str, Any], now: datetime | None = None) -> list[tuple[str, ...]]:
+    """A row per step; with `now` (a live view) a step under way shows how long it has run."""
     rows: list[tuple[str, ...]] = []
     for step in event.get("steps") or []:
         service = str(step.get("service"))
@@ -94,8 +155,8 @@ def step_rows(event: dict[str, Any]) -> list[tuple[str, ...]]:
                 str(step.get("index", len(rows))),
                 service,
                 str(step.get("status")),
-                str(step.get("attempts", 0)),
-                duration(step.get("duration_ms")),
+                attempts_text(step),
+                duration_text(step_duration(step, now)),
                 error_text(step.get("error")),
             )
         )
@@ -105,7 +166,7 @@ def step_rows(event: dict[str, Any]) -> list[tuple[str, ...]]:
 def progress(event: dict[str, Any], total: int | None) -> tuple[int, int | None]:
     """(steps ended, steps in all when known)."""
     steps = event.get("steps") or []
-    done = sum(1 for step in steps if step.get("status") in ENDED)
+    done = sum(1 for step in steps if step.get("status") in STEP_ENDED)
     if total is not None:
         total = max(total, len(steps))
     elif ended(event):
@@ -164,21 +225,29 @@ class Output:
         total: Callable[[], int | None],
     ) -> tuple[dict[str, Any], bool]:
         """Poll `fetch` every `interval` s until the event ends: (the ended event, whether the
-        live view already shows it). On an interactive terminal a live view of the steps with
-        a progress bar follows it; otherwise nothing is printed meanwhile."""
+        live view already shows it). On an interactive terminal a live view follows it: each
+        step as it appears, a step under way with the time it had run when the event was
+        read, and a progress bar with the event's duration so far (then its recorded one);
+        otherwise nothing is printed meanwhile.
+
+        The clocks stand still between polls: run on from the last read, they would show a
+        step that has since ended as running on (a 20 ms step as 0.5 s, between two polls).
+        """
         if not self.live:
             while not ended(event):
                 time.sleep(interval)
                 event = fetch()
             return event, False
+        read_at = datetime.now(UTC)  # `event` was read just before this call
         steps = total()
-        started = time.monotonic()
-        view = event_view(event, steps, time.monotonic() - started)
-        with Live(view, console=self.console, auto_refresh=False) as live:
+        with Live(
+            event_view(event, steps, read_at), console=self.console, auto_refresh=False
+        ) as live:
             while not ended(event):
                 time.sleep(interval)
                 event = fetch()
-                live.update(event_view(event, steps, time.monotonic() - started), refresh=True)
+                read_at = datetime.now(UTC)
+                live.update(event_view(event, steps, read_at), refresh=True)
         return event, True
 
 
@@ -194,16 +263,32 @@ def rich_table(
     return table
 
 
+def event_rows(items: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """A row per event of a listing (EVENT_HEADERS)."""
+    return [
+        (
+            str(item.get("event_id")),
+            str(item.get("status")),
+            str(item.get("acknowledged_at")),
+            str(item.get("updated_at")),
+            duration_text(listed_duration(item)),
+        )
+        for item in items
+    ]
+
+
 def event_view(
-    event: dict[str, Any], total: int | None, elapsed: float | None = None
+    event: dict[str, Any], total: int | None, now: datetime | None = None
 ) -> RenderableType:
+    """The event as a summary and a table of its steps; with `now` (a live view), a progress
+    line with the event's duration so far and each step under way with its own."""
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
     for key, value in summary(event):
         head.add_row(key, Text(value, style=STYLES.get(value, "") if key == "status" else ""))
     parts: list[RenderableType] = [head]
-    if elapsed is not None:
+    if now is not None:
         done, steps = progress(event, total)
         status = str(event.get("status"))
         bar = ProgressBar(
@@ -218,10 +303,10 @@ def event_view(
             bar,
             Text(f"{done}/{steps if steps is not None else '?'} steps"),
             Text(status, style=STYLES.get(status, "")),
-            Text(f"{elapsed:.1f} s", style="dim"),
+            Text(duration_text(event_duration(event, now)), style="dim"),
         )
         parts.append(line)
-    parts.append(rich_table(STEP_HEADERS, step_rows(event), status_column=2))
+    parts.append(rich_table(STEP_HEADERS, step_rows(event, now), status_column=2))
     return Group(*parts)
 
 

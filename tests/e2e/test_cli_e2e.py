@@ -16,6 +16,7 @@ from e2e_kit import Registry, StartStub, service_definition, unique, workflow_de
 from loopback import json_reply
 
 from machinery_core.cli.command import main
+from machinery_core.contract import duration_text
 
 pytestmark = pytest.mark.e2e
 
@@ -123,8 +124,66 @@ def test_send_wait_status_and_events_follow_the_example_event(local_stack: Any) 
     assert event_id in [item["event_id"] for item in json.loads(listed.stdout)["items"]]
     succeeded = machinery(local_stack, "events", "process-text", "--status", "SUCCEEDED")
     assert succeeded.exit_code == 0, succeeded.output
-    assert succeeded.stdout.splitlines()[0] == "event\tstatus\taccepted\tupdated"
-    assert all(line.split("\t")[1] == "SUCCEEDED" for line in succeeded.stdout.splitlines()[1:])
+    assert succeeded.stdout.splitlines()[0] == "event\tstatus\taccepted\tupdated\tduration"
+    rows = [line.split("\t") for line in succeeded.stdout.splitlines()[1:]]
+    assert all(row[1] == "SUCCEEDED" for row in rows)
+    # And its duration reads as `status` and the dashboard show it
+    [its_row] = [row for row in rows if row[0] == event_id]
+    assert its_row[4] == duration_text(event["duration_ms"])
+    assert f"duration: {duration_text(event['duration_ms'])}" in text.stdout.splitlines()
+
+
+def test_a_replayed_send_says_it_was_a_replay(local_stack: Any) -> None:
+    # Given the example event, sent once with an Idempotency-Key
+    key = unique("cli-replay")
+    send = ("send", "process-text", str(EVENT_FILE), "--idempotency-key", key)
+    first = machinery(local_stack, *send, "--output", "json")
+    assert first.exit_code == 0, first.output
+    created = json.loads(first.stdout)
+    assert created.get("replayed", False) is False
+    event = local_stack.wait_for_end(created["event_id"])
+    replay_line = f"replayed: this Idempotency-Key already created event {event['event_id']}"
+
+    # When it is sent again with that key: as text and JSON, with and without --wait
+    text = machinery(local_stack, *send)
+    as_json = machinery(local_stack, *send, "--output", "json")
+    waited = machinery(local_stack, *send, "--wait")
+    waited_json = machinery(local_stack, *send, "--wait", "--output", "json")
+
+    # Then each answers the first event and says it was a replay
+    for result in (text, as_json, waited, waited_json):
+        assert result.exit_code == 0, result.output
+    assert text.stdout.splitlines() == [f"{event['event_id']} SUCCEEDED", replay_line]
+    assert json.loads(as_json.stdout)["event_id"] == event["event_id"]
+    assert json.loads(as_json.stdout)["replayed"] is True
+    assert waited.stdout.splitlines()[0] == replay_line
+    assert f"event: {event['event_id']}" in waited.stdout.splitlines()
+    assert "status: SUCCEEDED" in waited.stdout.splitlines()
+    assert json.loads(waited_json.stdout) == {**event, "replayed": True}
+
+    # And the workflow still has the one event
+    listed = machinery(local_stack, "events", "process-text", "--limit", "100", "--output", "json")
+    ids = [item["event_id"] for item in json.loads(listed.stdout)["items"]]
+    assert ids.count(event["event_id"]) == 1
+
+
+def test_apply_refuses_two_files_that_define_the_same_workflow(
+    local_stack: Any, tmp_path: Path
+) -> None:
+    # Given a copy of the example workflow that changes it, beside the original
+    original = DEFINITIONS / "workflow-process-text.json"
+    changed = tmp_path / "workflow-process-text.json"
+    document = json.loads(original.read_text())
+    changed.write_text(json.dumps({**document, "description": "must not be applied"}))
+
+    # When both are applied
+    result = machinery(local_stack, "apply", str(original), str(changed))
+
+    # Then it exits 2 naming both files, and the workflow is as it was
+    assert result.exit_code == 2, result.output
+    assert f"workflow 'process-text' is defined in both {original} and {changed}" in result.stderr
+    record = local_stack.get("/workflows/process-text").json()
+    assert record["definition"]["description"] is None
 
 
 def test_send_without_wait_takes_bare_data_from_stdin(local_stack: Any) -> None:
@@ -226,5 +285,5 @@ def test_the_installed_command_prints_plain_lines_when_piped(local_stack: Any) -
 
     # Then it prints tab-separated lines without any terminal escape
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0] == "event\tstatus\taccepted\tupdated"
+    assert done.stdout.splitlines()[0] == "event\tstatus\taccepted\tupdated\tduration"
     assert "\x1b[" not in done.stdout

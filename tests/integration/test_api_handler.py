@@ -224,7 +224,7 @@ def test_send_event_answers_202_stores_the_event_and_starts_its_execution(
     execution_input = json.loads(started["input"])
     assert set(execution_input) == {"event_id", "plan"}
     assert execution_input["event_id"] == event_id
-    _, plan = registered.store.load_run(event_id)
+    _, plan = registered.store.load_with_plan(event_id)
     assert Plan.model_validate(execution_input["plan"]) == plan
 
 
@@ -312,4 +312,4 @@ def test_an_unknown_route_answers_404(wired: Wired) -> None:
 
     status, _, body = invoke(event)
 
-    assert (status, body) == (404, {"message": "no such route"})
+    assert (status, body) == (404, {"message": "Not Found"})

@@ -10,6 +10,7 @@ import json
 import re
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -23,6 +24,7 @@ from requests.adapters import BaseAdapter
 import machinery_core.cli.client as client_module
 from machinery_core.cli.client import MachineryClient, SigV4
 from machinery_core.cli.command import is_event_id, main
+from machinery_core.cli.terminal import event_duration, step_rows
 from machinery_core.domain.models import Service, Workflow
 from machinery_core.local.launch import free_port
 
@@ -44,6 +46,9 @@ WORKFLOW = {
     },
 }
 EVENT_FILE = {"data": {"name": "Ada"}}
+# An emulated interactive terminal: rich draws its live view there
+TERMINAL = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "120"}
+REPLAYED_LINE = f"replayed: this Idempotency-Key already created event {EVENT_ID}"
 
 
 def step(index: int, service: str, status: str, **extra: Any) -> dict[str, Any]:
@@ -383,6 +388,75 @@ def test_apply_reports_a_refused_definition_with_its_details_and_exits_2(
     ]
 
 
+def test_apply_refuses_two_files_defining_the_same_name_before_any_request(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    # Given two files, in two folders, that both define the service "greeter"
+    first = write(tmp_path / "team-a", "greeter.json", SERVICE)
+    second = write(tmp_path / "team-b", "service.json", {**SERVICE, "description": "the other"})
+    write(tmp_path / "team-b", "workflow.json", WORKFLOW)
+
+    # When both folders are applied, as text and as JSON
+    result = run(api.url, "apply", str(tmp_path / "team-a"), str(tmp_path / "team-b"))
+    as_json = run(api.url, "apply", str(tmp_path), "--output", "json")
+
+    # Then it exits 2 naming the kind, the name and both files, and sent nothing at all
+    assert result.exit_code == as_json.exit_code == 2, result.output
+    assert result.stderr.splitlines()[0] == (
+        f"Error: service 'greeter' is defined in both {first} and {second}: nothing was applied"
+    )
+    assert result.stdout == ""
+    assert json.loads(as_json.stdout)["message"].startswith("service 'greeter' is defined in both")
+    assert api.calls() == []
+
+
+def test_apply_names_every_name_defined_more_than_once(api: FakeApi, tmp_path: Path) -> None:
+    # Given a service in three files and a workflow in two
+    services = [write(tmp_path, f"s{n}.json", SERVICE) for n in range(3)]
+    workflows = [write(tmp_path, f"w{n}.json", WORKFLOW) for n in range(2)]
+
+    # When the folder is applied
+    result = run(api.url, "apply", str(tmp_path), "--output", "json")
+
+    # Then each duplicate is a detail naming its files, and nothing was sent
+    assert result.exit_code == 2, result.output
+    body = json.loads(result.stdout)
+    assert body["message"] == (
+        "2 definitions are each defined in more than one file: nothing was applied"
+    )
+    assert body["details"] == [
+        {
+            "path": "service greeter",
+            "message": f"service 'greeter' is defined in {services[0]}, {services[1]} and "
+            f"{services[2]}",
+        },
+        {
+            "path": "workflow greet",
+            "message": f"workflow 'greet' is defined in both {workflows[0]} and {workflows[1]}",
+        },
+    ]
+    assert f"  service greeter: service 'greeter' is defined in {services[0]}" in result.stderr
+    assert api.calls() == []
+
+
+def test_apply_reads_a_file_named_twice_once_and_a_service_and_workflow_may_share_a_name(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    # Given a service and a workflow both named "greeter"
+    service = write(tmp_path / "defs", "service.json", SERVICE)
+    write(tmp_path / "defs", "workflow.json", {**WORKFLOW, "name": "greeter"})
+
+    # When the service file is named, by another spelling of its path too, then its folder
+    again = tmp_path / "defs" / ".." / "defs" / "service.json"
+    summary = apply_json(api, service, again, tmp_path / "defs")
+
+    # Then each file counts once, and both definitions are applied
+    assert results(summary) == [
+        ("service", "greeter", "created"),
+        ("workflow", "greeter", "created"),
+    ]
+
+
 # --- send ------------------------------------------------------------------------------------
 
 
@@ -496,6 +570,175 @@ def test_send_refuses_a_file_it_cannot_use_with_exit_2(api: FakeApi, content: st
     assert api.calls("POST") == []
 
 
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def plain(frames: str) -> list[str]:
+    """What a live view drew, without its terminal escapes: one string per line."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", frames).splitlines()
+
+
+def test_send_wait_on_a_terminal_shows_each_step_live_with_its_real_duration(
+    api: FakeApi,
+) -> None:
+    # Given a one-step workflow whose step has been running for 2 s (the event for 3 s)
+    api.definitions["workflow", "greet"] = (1, WORKFLOW)
+    api.definitions["service", "greeter"] = (1, SERVICE)
+    now = datetime.now(UTC)
+    under_way = step(
+        0, "greeter", "RUNNING", attempts=0, attempt=1, duration_ms=None,
+        started_at=iso(now - timedelta(seconds=2)),
+    )  # fmt: skip
+    running = view("RUNNING", [under_way], acknowledged_at=iso(now - timedelta(seconds=3)))
+    done = view(
+        "SUCCEEDED",
+        [step(0, "greeter", "SUCCEEDED", duration_ms=2340.0)],
+        duration_ms=3456.0,
+        outputs={"greeting": "Hello, Ada"},
+    )
+    api.event_states = [view("PENDING"), running, running, done]
+
+    # When it is sent with --wait on an (emulated) interactive terminal
+    result = run(
+        api.url, "send", "greet", "-", "--wait", "--interval", "0.05",
+        stdin=json.dumps(EVENT_FILE), env=TERMINAL,
+    )  # fmt: skip
+
+    # Then no sync wait held the answer: the view followed the event from its acceptance
+    assert result.exit_code == 0, result.output
+    assert [call.path for call in api.calls("POST")] == ["/e/greet"]
+    assert len([c for c in api.calls("GET") if c.path.startswith("/events/")]) >= 4
+    lines = plain(result.stdout)
+    # And the step showed while it ran: attempt 1, running for 2 s so far
+    cells = [[cell.strip() for cell in line.split("│")] for line in lines if "│" in line]
+    assert any(
+        row[1:3] == ["greeter", "RUNNING"] and row[3] == "1" and re.fullmatch(r"2\.\d\d s", row[4])
+        for row in cells
+    ), lines
+    # And the event's duration so far ran from its acceptance (3 s), not from the poll
+    assert any(re.search(r"0/1 steps\s+RUNNING\s+3\.\d\d s", line) for line in lines), lines
+    # And once it ended, the durations the API recorded, read as everywhere else
+    assert any(row[1:5] == ["greeter", "SUCCEEDED", "1", "2.34 s"] for row in cells), lines
+    assert any(re.search(r"1/1 steps\s+SUCCEEDED\s+3\.46 s", line) for line in lines), lines
+    assert not any("0.0 s" in line for line in lines)
+
+
+def test_send_wait_without_a_terminal_prints_the_ended_event_only(api: FakeApi) -> None:
+    # Given an event still running when the sync wait ends
+    api.event_states = [view("RUNNING"), SUCCEEDED]
+
+    # When it is sent with --wait into a pipe
+    result = run(api.url, "send", "greet", "-", "--wait", "--interval", "0.05", stdin="{}")
+
+    # Then the sync wait is used and the ended event is printed once, as `status` prints it
+    assert result.exit_code == 0, result.output
+    assert api.calls("POST")[0].path == "/e/greet?wait=25"
+    assert result.stdout.splitlines()[:3] == [
+        f"event: {EVENT_ID}",
+        "workflow: greet",
+        "status: SUCCEEDED",
+    ]
+    assert "duration: 12.0 ms" in result.stdout.splitlines()
+    assert "replayed" not in result.stdout
+
+
+def replay_answers() -> dict[str, Reply]:
+    """How an API answers a replayed request: each way the CLI must recognise."""
+    header = {"Idempotent-Replayed": "true"}
+    return {
+        # the API now: 202 and the acknowledgement, marked (and the header)
+        "accepted": json_reply(202, {**ACCEPTED, "replayed": True}, header),
+        # the header alone: the body carries no mark
+        "header-only": json_reply(
+            202, {k: v for k, v in ACCEPTED.items() if k != "replayed"}, header
+        ),
+        # with ?wait and the event ended: 200 with the event view, marked by the header only
+        "ended-view": json_reply(200, SUCCEEDED, header),
+        # an older API: 200 with the acknowledgement, marked in the body, no header
+        "older-api": json_reply(200, {**ACCEPTED, "replayed": True}),
+    }
+
+
+@pytest.mark.parametrize("answer", replay_answers().values(), ids=replay_answers().keys())
+def test_a_replayed_send_says_it_was_a_replay(api: FakeApi, answer: Reply) -> None:
+    # Given an API that answers as to a request whose Idempotency-Key was used already
+    api.send_answers = [answer]
+    send = ("send", "greet", "-", "--idempotency-key", "k-1", "--interval", "0.05")
+
+    # When it is sent as text and JSON, with and without --wait
+    text = run(api.url, *send, stdin="{}")
+    as_json = run(api.url, *send, "--output", "json", stdin="{}")
+    waited = run(api.url, *send, "--wait", stdin="{}")
+    waited_json = run(api.url, *send, "--wait", "--output", "json", stdin="{}")
+
+    # Then every one says it was a replay of the event the key created
+    for result in (text, as_json, waited, waited_json):
+        assert result.exit_code == 0, result.output
+    assert all(call.headers["Idempotency-Key"] == "k-1" for call in api.calls("POST"))
+    assert REPLAYED_LINE in text.stdout.splitlines()
+    assert text.stdout.split()[0] == EVENT_ID
+    assert json.loads(as_json.stdout)["replayed"] is True
+    assert json.loads(as_json.stdout)["event_id"] == EVENT_ID
+    # And with --wait, the line comes before the event, which ends as it ended
+    assert waited.stdout.splitlines()[0] == REPLAYED_LINE
+    assert "status: SUCCEEDED" in waited.stdout
+    assert json.loads(waited_json.stdout) == {**SUCCEEDED, "replayed": True}
+
+
+def test_a_replayed_send_on_a_terminal_says_so_above_the_live_view(api: FakeApi) -> None:
+    # Given a replay of an event that already ended
+    api.send_answers = [replay_answers()["accepted"]]
+
+    # When it is sent with --wait on an (emulated) interactive terminal
+    result = run(
+        api.url, "send", "greet", "-", "--idempotency-key", "k-1", "--wait",
+        stdin="{}", env=TERMINAL,
+    )  # fmt: skip
+
+    # Then the replay is said first, then the event shows as it ended
+    assert result.exit_code == 0, result.output
+    lines = plain(result.stdout)
+    assert lines[0] == REPLAYED_LINE
+    assert any("SUCCEEDED" in line for line in lines[1:])
+
+
+def test_a_first_send_with_a_key_is_no_replay(api: FakeApi) -> None:
+    api.send_answers = [json_reply(202, ACCEPTED)]
+    result = run(api.url, "send", "greet", "-", "--idempotency-key", "k-2", stdin="{}")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == [EVENT_ID, "PENDING"]
+    as_json = run(api.url, "send", "greet", "-", "--idempotency-key", "k-2", "--output", "json",
+                  stdin="{}")  # fmt: skip
+    assert json.loads(as_json.stdout)["replayed"] is False
+
+
+def test_a_step_under_way_shows_the_attempt_it_is_making_and_how_long_it_has_run() -> None:
+    # Given an event accepted 90 s ago whose second step started 1.5 s ago, on its 2nd attempt
+    now = datetime(2025, 1, 1, 0, 1, 30, tzinfo=UTC)
+    event = view(
+        "RUNNING",
+        [
+            step(0, "greeter", "SUCCEEDED", duration_ms=0.25),
+            step(1, "shouter", "RUNNING", attempts=1, attempt=2, duration_ms=None,
+                 started_at="2025-01-01T00:01:28.500000Z"),
+            step(2, "waiter", "WAITING", attempts=0, duration_ms=None,
+                 started_at="2025-01-01T00:01:29.987500+00:00"),
+        ],
+    )  # fmt: skip
+
+    # Then a live view shows the time each has run so far, `status` only what was recorded
+    assert [row[3:5] for row in step_rows(event, now)] == [
+        ("1", "0.2 ms"),  # 0.25 ms: to even, as Python and the dashboard both round
+        ("2", "1.50 s"),
+        ("0", "12.5 ms"),
+    ]
+    assert [row[4] for row in step_rows(event)] == ["0.2 ms", "-", "-"]
+    assert event_duration(event, now) == 90_000.0
+    assert event_duration(event) is None
+    assert event_duration(SUCCEEDED, now) == 12.0
+
+
 # --- status, events, diagram, openapi ---------------------------------------------------------
 
 
@@ -576,16 +819,32 @@ def test_events_pages_through_short_filtered_pages_up_to_the_limit(api: FakeApi)
     ]
 
 
-def test_events_prints_a_table(api: FakeApi) -> None:
-    item = {"workflow_id": "greet", "acknowledged_at": MOMENT, "updated_at": MOMENT}
+def test_events_prints_a_table_with_the_duration_of_each_ended_event(api: FakeApi) -> None:
+    # Given events that ended after 1.234567 s and 12.5 ms, and one still running
+    item = {"workflow_id": "greet", "acknowledged_at": MOMENT}
+    slow = "2025-01-01T00:00:01.234567Z"
+    quick = "2025-01-01T00:00:00.012500Z"
     api.event_pages = [
-        {"items": [{**item, "event_id": EVENT_ID, "status": "SUCCEEDED"}], "next": None}
+        {
+            "items": [
+                {**item, "event_id": "e1", "status": "SUCCEEDED", "updated_at": slow},
+                {**item, "event_id": "e2", "status": "FAILED", "updated_at": quick},
+                {**item, "event_id": "e3", "status": "RUNNING", "updated_at": quick},
+            ],
+            "next": None,
+        }
     ]
+
+    # When they are listed
     result = run(api.url, "events", "greet")
+
+    # Then each ended one reads its duration as `status` and the dashboard do: ms below 1 s
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "event\tstatus\taccepted\tupdated",
-        f"{EVENT_ID}\tSUCCEEDED\t{MOMENT}\t{MOMENT}",
+        "event\tstatus\taccepted\tupdated\tduration",
+        f"e1\tSUCCEEDED\t{MOMENT}\t{slow}\t1.23 s",
+        f"e2\tFAILED\t{MOMENT}\t{quick}\t12.5 ms",
+        f"e3\tRUNNING\t{MOMENT}\t{quick}\t-",
     ]
 
 
