@@ -87,3 +87,14 @@ class Executions:
                 return False
             raise
         return True
+
+    def fail(self, task_token: str, error: str, cause: str) -> bool:
+        """Fail the waiting task (its state's Catch decides what follows); False when nothing
+        waits on `task_token` any more."""
+        try:
+            self.client.send_task_failure(taskToken=task_token, error=error, cause=cause)
+        except ClientError as failure:
+            if _code(failure) in _TOKEN_GONE:
+                return False
+            raise
+        return True

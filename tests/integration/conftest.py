@@ -18,7 +18,7 @@ from integration_kit import (
     example_behaviours,
     recorded,
 )
-from loopback import Call, LoopbackServer, Reply, json_reply
+from loopback import Call, Loopback, LoopbackServer, Reply, json_reply
 
 from machinery_core.adapters.addresses import LOOPBACK_HOSTS, AddressPolicy
 from machinery_core.adapters.executions import Executions
@@ -96,3 +96,12 @@ def services() -> Iterator[Services]:
     server = LoopbackServer(respond).start()
     yield Services(server=server, behaviours=behaviours)
     server.stop()
+
+
+@pytest.fixture
+def loopback() -> Iterator[Loopback]:
+    """A loopback HTTP service whose routes each test scripts."""
+    scripted = Loopback(server=LoopbackServer(respond=lambda call, nth: scripted.answer(call, nth)))
+    scripted.server.start()
+    yield scripted
+    scripted.server.stop()

@@ -7,16 +7,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from integration_kit import ROOT, TEMPLATE, deployed, sam
 
 from machinery_core.local.template import Template
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
 # The values CloudFormation accepts for AWS::Logs::LogGroup RetentionInDays.
 CLOUDWATCH_RETENTIONS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731]
 CLOUDWATCH_RETENTIONS += [1096, 1827, 2192, 2557, 2922, 3288, 3653]
@@ -33,16 +31,9 @@ LOG_DELIVERY_ACTIONS = {
 }
 
 
-def _sam() -> str:
-    sam = os.environ.get("MACHINERY_SAM") or str(ROOT / ".sam-venv" / "bin" / "sam")
-    if not Path(sam).exists():
-        pytest.fail(f"the SAM CLI is missing at {sam}: run `make sam-install` (make test does)")
-    return sam
-
-
 def _cfn_lint(template: Path) -> subprocess.CompletedProcess[str]:
     """cfn-lint with the serverless rules, from the SAM CLI's venv (as `make cfn-lint` runs it)."""
-    cfn_lint = Path(_sam()).parent / "cfn-lint"
+    cfn_lint = sam().parent / "cfn-lint"
     if not cfn_lint.exists():
         pytest.fail(f"cfn-lint is missing at {cfn_lint}: run `make sam-install` (make test does)")
     return subprocess.run(
@@ -55,19 +46,6 @@ def _cfn_lint(template: Path) -> subprocess.CompletedProcess[str]:
         check=False,
         timeout=300,
     )
-
-
-def _sam_env() -> dict[str, str]:
-    version = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    return {
-        **os.environ,
-        "SAM_CLI_TELEMETRY": "0",
-        "SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS": "1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "PYENV_VERSION": f"{version}:3.13.0",
-    }
 
 
 @pytest.fixture(scope="module")
@@ -255,26 +233,16 @@ def test_the_state_machine_type_description_is_current(template: Template) -> No
 def test_a_deploy_applies_the_logging_and_throttling_settings() -> None:
     # Given the template transformed as CloudFormation would, once per StateMachineType, with
     # throttling parameters of 7 requests at once and 3 a second
-    sam_python = Path(_sam()).parent / "python"
-    result = subprocess.run(
-        [
-            str(sam_python),
-            str(Path(__file__).parent / "sam_production_probe.py"),
-            str(TEMPLATE),
-            "7",
-            "3",
-        ],
-        env=_sam_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
+    throttling = {"ApiThrottlingBurstLimit": "7", "ApiThrottlingRateLimit": "3"}
+    stacks = deployed(
+        {
+            kind: {"StateMachineType": kind, "ApiAuthorization": "AWS_IAM", **throttling}
+            for kind in ("STANDARD", "EXPRESS")
+        }
     )
-    assert result.returncode == 0, result.stderr
-    deployed = json.loads(result.stdout)
 
     for kind, level in (("STANDARD", "ERROR"), ("EXPRESS", "ALL")):
-        stack = deployed[kind]
+        stack = _production_settings(stacks[kind])
         # Then the state machine logs at its type's level, without execution data
         assert stack["logging"]["Level"] == level, kind
         assert stack["logging"]["IncludeExecutionData"] is False
@@ -301,3 +269,26 @@ def test_a_deploy_applies_the_logging_and_throttling_settings() -> None:
             "StateMachineLogGroup",
         }
         assert all(group["RetentionInDays"] == 30 for group in groups.values())
+
+
+def _production_settings(resources: dict[str, Any]) -> dict[str, Any]:
+    """What a deployed stack makes of the production settings: the state machine's logging
+    and its role's statements, the API stage's access logs and throttling, the log groups."""
+    [machine] = [r for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    role = resources[machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]]
+    [stage] = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
+    return {
+        "logging": machine["Properties"].get("LoggingConfiguration"),
+        "role_statements": [
+            statement
+            for policy in role["Properties"].get("Policies", [])
+            for statement in policy["PolicyDocument"]["Statement"]
+        ],
+        "access_log_settings": stage["Properties"].get("AccessLogSettings"),
+        "default_route_settings": stage["Properties"].get("DefaultRouteSettings"),
+        "log_groups": {
+            name: resource["Properties"]
+            for name, resource in resources.items()
+            if resource["Type"] == "AWS::Logs::LogGroup"
+        },
+    }

@@ -1,17 +1,21 @@
-"""Unit-tier fixtures: a loopback HTTP server whose routes each test scripts."""
+"""The unit tier: pure code only. No socket, no DNS lookup and no moto here; what needs one
+is in tests/integration/."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
+from typing import Any
 
 import pytest
-from loopback import LoopbackServer
-from unit_kit import Loopback
 
 
-@pytest.fixture
-def loopback() -> Iterator[Loopback]:
-    scripted = Loopback(server=LoopbackServer(respond=lambda call, nth: scripted.answer(call, nth)))
-    scripted.server.start()
-    yield scripted
-    scripted.server.stop()
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any socket or DNS lookup fails the test that made it."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a unit test touched the network: it belongs in tests/integration/")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)

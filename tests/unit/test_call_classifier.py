@@ -1,9 +1,9 @@
 """`classify`, the pure half of a call: what each answer, or each failure to get one, means
-for the step. No socket is opened here; test_invoker.py covers the network half."""
+for the step, with no socket (the unit tier opens none); tests/integration/test_invoker.py
+covers the network half."""
 
 from __future__ import annotations
 
-import socket
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 import urllib3.exceptions
-from unit_kit import T0, at
+from builders import T0, at
 
 from machinery_core.adapters.addresses import AddressRefused, UnresolvedHost
 from machinery_core.adapters.invoker import MAX_RESPONSE_BYTES, Answer, NoAnswer, classify
@@ -22,17 +22,6 @@ ENDED = at(0.25)
 TIMEOUT = 5.0
 HELLO = b'{"message": "HELLO"}'
 TIMED = CallOutcome(started_at=T0, ended_at=ENDED)  # every row is timed the same
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any socket or DNS lookup fails the test: classifying must need neither."""
-
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the classifier touched the network")
-
-    monkeypatch.setattr(socket, "socket", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
 def outcome(

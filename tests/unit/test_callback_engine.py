@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from unit_kit import INTEGER, STRING, T0, at, make_plan, make_service
+from builders import INTEGER, STRING, T0, at, make_plan, make_service
 
 from machinery_core.domain import engine
 from machinery_core.domain.engine import CallOutcome

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from unit_kit import (
+from builders import (
     COUNTER,
     FATAL,
     INTEGER,

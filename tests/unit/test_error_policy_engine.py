@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from unit_kit import (
+from builders import (
     COUNTER,
     FATAL,
     INTEGER,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from unit_kit import make_service
+from builders import make_service
 
 from machinery_core.domain.models import FieldSpec, Plan, PlannedStep
 from machinery_core.service import events

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import INTEGER, STRING, make_service
 from pydantic import TypeAdapter
-from unit_kit import INTEGER, STRING, make_service
 
 from machinery_core.domain.errors import InvalidDefinition
 from machinery_core.domain.models import Fields, Service, Workflow

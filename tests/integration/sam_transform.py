@@ -1,7 +1,8 @@
-"""Run by the SAM CLI's own interpreter: each route's security per ApiAuthorization value.
+"""Run by the SAM CLI's own interpreter: template.yaml as a deploy would make it.
 
-It expands AWS::LanguageExtensions and applies the SAM transform exactly as a deploy would,
-then prints {"AWS_IAM": {"POST /services": [...], ...}, "NONE": {...}} as JSON.
+argv[1] is the template, argv[2] a JSON object of named parameter sets. For each set it
+expands AWS::LanguageExtensions and applies the SAM transform exactly as `sam deploy` does,
+then prints {name: the transformed template's Resources} as one JSON object.
 """
 
 import json
@@ -21,21 +22,15 @@ PSEUDO = {
 
 with open(sys.argv[1]) as source:
     text = source.read()
-security = {}
-for value in ("AWS_IAM", "NONE"):
+deployed = {}
+for name, parameters in json.loads(sys.argv[2]).items():
     template = yaml_parse(text)
     template = expand_language_extensions(
-        template, parameter_values={"ApiAuthorization": value, **PSEUDO}, enabled=True
+        template, parameter_values={**parameters, **PSEUDO}, enabled=True
     ).expanded_template
     for resource in template["Resources"].values():  # the translator wants S3 code locations
         for key in ("CodeUri", "ContentUri"):
             if key in resource.get("Properties", {}):
                 resource["Properties"][key] = "s3://bucket/key"
-    resources = transform(template, {"ApiAuthorization": value}, None)["Resources"]
-    [api] = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
-    security[value] = {
-        f"{method.upper()} {path}": operation.get("security")
-        for path, methods in api["Properties"]["Body"]["paths"].items()
-        for method, operation in methods.items()
-    }
-print(json.dumps(security))
+    deployed[name] = transform(template, parameters, None)["Resources"]
+print(json.dumps(deployed))

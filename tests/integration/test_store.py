@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from unit_kit import STRING, T0, at, make_service
+from builders import STRING, T0, at, make_service
 
 from machinery_core.adapters.store import (
     MAX_JSON_BYTES,

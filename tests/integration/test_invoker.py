@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 import requests
-from loopback import FakeResolver, Reply
-from unit_kit import Loopback
+from loopback import FakeResolver, Loopback, Reply
 
 from machinery_core.adapters.addresses import LOOPBACK_HOSTS, AddressPolicy
 from machinery_core.adapters.invoker import MAX_RESPONSE_BYTES, ServiceInvoker

@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 import pytest
-from unit_kit import STRING, at, make_service
+from builders import STRING, at, make_service
 
 from machinery_core.adapters.store import Store
 from machinery_core.domain import engine

@@ -1,15 +1,9 @@
-"""Helpers of the unit tier: a loopback service whose routes each test scripts, a fixed
-clock, and a service builder."""
+"""Builders every tier shares: a fixed clock, services, plans, events and call outcomes."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from loopback import Call, LoopbackServer, Reply
 
 from machinery_core.domain.engine import CallOutcome
 from machinery_core.domain.models import ErrorInfo, Event, EventStatus, Plan, PlannedStep, Service
@@ -94,27 +88,3 @@ def failed(
 
 RETRYABLE = ErrorInfo(type="HttpError", message="503", status_code=503, retryable=True)
 FATAL = ErrorInfo(type="HttpError", message="404", status_code=404, retryable=False)
-
-
-@dataclass
-class Loopback:
-    """`routes[path]()` answers a request to `path`; `received` lists every request."""
-
-    server: LoopbackServer
-    routes: dict[str, Callable[[], Reply]] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def received(self) -> list[Call]:
-        return self.server.received()
-
-    @property
-    def release(self) -> threading.Event:
-        return self.server.release
-
-    def answer(self, call: Call, _: int) -> Reply:
-        route = self.routes.get(call.path)
-        return route() if route else (404, {}, b'{"error":"no route"}')

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from loopback import FakeResolver, Unreachable
-from unit_kit import Loopback
+from loopback import FakeResolver, Loopback, Unreachable
 
 from machinery_core.adapters.addresses import (
     LOOPBACK_HOSTS,
