@@ -20,7 +20,7 @@ PORT ?= 3000
 PIP_QUIET := --quiet --disable-pip-version-check
 
 .PHONY: install sam-install browser run test test-fast lint cfn-lint build validate deploy clean \
-	screenshot bench bench-load
+	screenshot bench bench-load iam-report
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -87,6 +87,12 @@ openapi-lint: install node-install
 
 test: install sam-install browser lint cfn-lint openapi-lint
 	MACHINERY_SAM=$(CURDIR)/$(SAM) $(BIN)/pytest
+
+# build/iam-report.md and .json: what each role may do and what each function and the state
+# machine did in the e2e suite, call by call (tests/e2e/test_permissions.py writes them).
+iam-report: install sam-install browser node-install
+	MACHINERY_IAM_REPORT=$(CURDIR)/build/iam-report MACHINERY_SAM=$(CURDIR)/$(SAM) \
+		$(BIN)/pytest tests/e2e
 
 test-fast: install
 	$(BIN)/pytest -m 'not sam'

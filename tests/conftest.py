@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -17,6 +19,7 @@ from loopback import start_local
 from moto import mock_aws
 
 from machinery_core.adapters.store import Store
+from machinery_core.local.aws_calls import ENVIRONMENT_VARIABLE as AWS_CALLS
 from machinery_core.local.launch import example_ports_held, free_port
 from machinery_core.local.template import Template
 
@@ -29,6 +32,31 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+
+_OWN_RECORDING = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every local runtime of the run (in-process, or `machinery local` processes, which
+    # inherit the environment) records its functions' AWS calls for the permissions check.
+    if not os.environ.get(AWS_CALLS):
+        directory = Path(tempfile.mkdtemp(prefix="machinery-aws-calls-"))
+        os.environ[AWS_CALLS] = str(directory)
+        config.stash[_OWN_RECORDING] = directory
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    directory = config.stash.get(_OWN_RECORDING, None)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.environ.pop(AWS_CALLS, None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The permissions check reads what every other test's runtimes recorded: it goes last.
+    checks = [item for item in items if item.get_closest_marker("permissions")]
+    if checks:
+        items[:] = [item for item in items if not item.get_closest_marker("permissions")] + checks
 
 
 @pytest.fixture

@@ -32,6 +32,9 @@ _DYNAMODB_CALLS = (
 _parse_lock = threading.Lock()
 _programs: dict[str, Any] = {}
 _installed = False
+# The runtime started last: moto's interpreter is one per process, so its tasks, waits and
+# execution ends go to whichever runtime is current, not the first one ever started.
+_current: dict[str, Any] = {}
 
 
 def install(
@@ -73,6 +76,7 @@ def install(
             raise RuntimeError(
                 f"moto seam {owner.__name__}.{attribute} is gone; check the pinned moto version"
             )
+    _current.update(invoke=invoke_lambda, scale=time_scale, ended=on_execution_end)
     if _installed:
         return
     _installed = True
@@ -82,7 +86,7 @@ def install(
         payload = parameters.get("Payload")
         if isinstance(payload, bytes | bytearray):
             payload = json.loads(payload or b"{}")
-        result, error_type = invoke_lambda(parameters["FunctionName"], payload or {})
+        result, error_type = _current["invoke"](parameters["FunctionName"], payload or {})
         response: dict[str, Any] = {
             "StatusCode": 200,
             "Payload": result,
@@ -109,7 +113,7 @@ def install(
     ExecutionWorker._get_evaluation_entrypoint = entrypoint  # type: ignore[method-assign]
 
     def wait_interval(self: Any, env: Any, wait_seconds: float) -> None:
-        scaled = wait_seconds * time_scale()
+        scaled = wait_seconds * _current["scale"]()
         if scaled > 0:
             env.program_state_event.wait(scaled)
 
@@ -117,11 +121,13 @@ def install(
 
     def scaled_timeout(self: Any, env: Any) -> None:
         seconds = self._eval_seconds(env=env)
-        env.stack.append(seconds if self.is_default_value() else seconds * time_scale())
+        env.stack.append(seconds if self.is_default_value() else seconds * _current["scale"]())
 
     Timeout._eval_body = scaled_timeout  # type: ignore[method-assign]
 
-    scaled_time = types.SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * time_scale()))
+    scaled_time = types.SimpleNamespace(
+        sleep=lambda seconds: time.sleep(seconds * _current["scale"]())
+    )
     retrier_decl.time = scaled_time  # type: ignore[attr-defined,assignment]  # Retry interval sleeps through it
 
     original_terminated = BaseExecutionWorkerCommunication.terminated
@@ -133,7 +139,7 @@ def install(
         if len(TMP_THREADS) > 256:
             TMP_THREADS[:] = [thread for thread in TMP_THREADS if thread.is_alive()]
         execution = self.execution
-        on_execution_end(
+        _current["ended"](
             _as_dict(execution.input_data), str(getattr(execution.exec_status, "value", ""))
         )
 
@@ -147,7 +153,8 @@ def install(
             original_logic(self)
         except Exception:
             logging.getLogger(__name__).exception("a state machine worker crashed")
-            on_execution_end(_as_dict(self._evaluation_details.execution_details.inpt), "CRASHED")
+            inputs = _as_dict(self._evaluation_details.execution_details.inpt)
+            _current["ended"](inputs, "CRASHED")
 
     ExecutionWorker._execution_logic = execution_logic  # type: ignore[method-assign]
 

@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl
 
 from machinery_core.adapters.addresses import LOOPBACK_HOSTS, AddressPolicy
 from machinery_core.local import moto_seams, powertools_seams
+from machinery_core.local.aws_calls import CallRecorder, acting, acting_as
 from machinery_core.local.template import FunctionSpec, Template
 
 ACCOUNT = "123456789012"
@@ -94,6 +95,8 @@ class LocalRuntime:
         self.time_scale = time_scale
         self.functions: dict[str, DeployedFunction] = {}
         self.state_machine_arn = ""
+        self.state_machine_id = ""
+        self.aws_calls: CallRecorder | None = None
         self.table_name = f"{STACK}-table"
         self._mock: Any = None
         self.signing_key = ""
@@ -130,16 +133,23 @@ class LocalRuntime:
         from machinery_core.adapters.executions import Executions
         from machinery_core.adapters.invoker import ServiceInvoker
         from machinery_core.adapters.store import Store
-        from machinery_core.runtime.dependencies import Dependencies, configure, secret_reader
+        from machinery_core.runtime.dependencies import Dependencies, configure
 
-        dynamodb = boto3.client("dynamodb", region_name=REGION)
-        stepfunctions = boto3.client("stepfunctions", region_name=REGION)
-        secret_arn = self._create_signing_secret(boto3.client("secretsmanager", region_name=REGION))
+        aws = boto3.session.Session(region_name=REGION)
+        self.aws_calls = CallRecorder.from_environment()
+        if self.aws_calls is not None:
+            self.aws_calls.attach(aws.events)
+        dynamodb = aws.client("dynamodb")
+        stepfunctions = aws.client("stepfunctions")
+        secretsmanager = aws.client("secretsmanager")
+        secret_arn = self._create_signing_secret(secretsmanager)
         self.template.create_table(dynamodb, self.table_name)
         for spec in self.template.functions().values():
             arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-{spec.logical_id}"
             self.functions[spec.logical_id] = DeployedFunction(spec, arn, _load_handler(spec))
         self._create_state_machine(stepfunctions)
+        if self.aws_calls is not None:
+            self.aws_calls.stack(self._physical_names(secret_arn))
 
         session = requests.Session()
         retention = int(self.template.document["Parameters"]["EventRetentionDays"]["Default"])
@@ -148,11 +158,13 @@ class LocalRuntime:
             store=Store(dynamodb, self.table_name, timedelta(days=retention)),
             executions=Executions(stepfunctions, self.state_machine_arn),
             invoker=ServiceInvoker(session, address_policy=policy),
-            signing_key=secret_reader(secret_arn),
+            signing_key=_signing_key_per_function(secretsmanager, secret_arn),
             address_policy=policy,
         )
         configure(self.dependencies)
-        moto_seams.install(self.invoke, lambda: self.time_scale, self.execution_ended)
+        moto_seams.install(
+            self._invoke_for_state_machine, lambda: self.time_scale, self.execution_ended
+        )
         powertools_seams.install()  # the API handler serves concurrent requests here
         return self
 
@@ -160,6 +172,8 @@ class LocalRuntime:
         from machinery_core.runtime.dependencies import configure
 
         configure(None)
+        if self.aws_calls is not None:
+            self.aws_calls.close()
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
@@ -192,6 +206,27 @@ class LocalRuntime:
             type="STANDARD",
         )
         self.state_machine_arn = answer["stateMachineArn"]
+        self.state_machine_id = name
+
+    def _physical_names(self, secret_arn: str) -> dict[str, Any]:
+        """What each logical id of the template is here, as a deploy would name it."""
+        table, _ = self.template.resource_of_type("AWS::DynamoDB::Table")
+        secret, _ = self.template.resource_of_type("AWS::SecretsManager::Secret")
+        resources: dict[str, dict[str, str]] = {
+            table: {
+                "Ref": self.table_name,
+                "Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self.table_name}",
+            },
+            self.state_machine_id: {
+                "Ref": self.state_machine_arn,
+                "Arn": self.state_machine_arn,
+                "Name": f"{STACK}-{self.state_machine_id}",
+            },
+            secret: {"Ref": secret_arn, "Id": secret_arn},
+        }
+        for logical_id, deployed in self.functions.items():
+            resources[logical_id] = {"Ref": f"{STACK}-{logical_id}", "Arn": deployed.arn}
+        return {"region": REGION, "account": ACCOUNT, "stack_name": STACK, "resources": resources}
 
     def _resolve(self, value: Any) -> str:
         if isinstance(value, dict) and "Fn::GetAtt" in value:
@@ -226,7 +261,8 @@ class LocalRuntime:
                 "errorMessage": function,
             }, "ResourceNotFoundException"
         try:
-            return deployed.handler(payload, LambdaContext(deployed.spec, deployed.arn)), None
+            with acting_as(deployed.spec.logical_id):
+                return deployed.handler(payload, LambdaContext(deployed.spec, deployed.arn)), None
         except Exception as error:
             error_type = type(error).__name__
             return {
@@ -234,6 +270,15 @@ class LocalRuntime:
                 "errorMessage": str(error),
                 "stackTrace": traceback.format_exception(error),
             }, error_type
+
+    def _invoke_for_state_machine(
+        self, function: str, payload: dict[str, Any]
+    ) -> tuple[Any, str | None]:
+        """A Task's lambda:invoke: the state machine's role must allow it."""
+        if self.aws_calls is not None:
+            params = {"FunctionName": function}
+            self.aws_calls.record(self.state_machine_id, "lambda", "Invoke", params)
+        return self.invoke(function, payload)
 
     def execution_ended(self, execution_input: dict[str, Any], status: str) -> None:
         if status != "SUCCEEDED":
@@ -289,6 +334,23 @@ class LocalRuntime:
                         return _json_answer(500, {"message": "Internal Server Error"})
                     return _answer_from(result)
         return _json_answer(404, {"message": "Not Found"})
+
+
+def _signing_key_per_function(secretsmanager: Any, secret_arn: str) -> Callable[[], bytes]:
+    """The signing secret, read once by each function that needs it: as each Lambda
+    container reads it once, and so that the permissions check sees every reader."""
+    keys: dict[str | None, bytes] = {}
+    lock = threading.Lock()
+
+    def read() -> bytes:
+        with lock:
+            function = acting()
+            if function not in keys:
+                answer = secretsmanager.get_secret_value(SecretId=secret_arn)
+                keys[function] = answer["SecretString"].encode()
+            return keys[function]
+
+    return read
 
 
 def _http_api_event(

@@ -121,7 +121,10 @@ def test_a_user_sends_the_example_event_and_watches_it_run_to_its_end(
     # When the example workflow is picked from the registered ones
     row = page.locator('[data-testid=workflow-row][data-id="process-text"]')
     row.wait_for()
-    assert page.locator('[data-testid=service-row][data-id="upper"]').count() == 1
+    # the two listings load separately: wait for the services' one too
+    services = page.locator('[data-testid=service-row][data-id="upper"]')
+    services.wait_for()
+    assert services.count() == 1
     row.get_by_test_id("workflow-link").click()
 
     # Then its page shows its diagram, its spec and its recent events

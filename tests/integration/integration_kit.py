@@ -1,14 +1,11 @@
 """Helpers of the integration tier: handler loading, recorded events, a fake Lambda context,
-wired deps, a clock the test moves, the step handler's answers, and the SAM CLI (the
-template as a deploy makes it)."""
+wired deps, a clock the test moves and the step handler's answers."""
 
 from __future__ import annotations
 
 import copy
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable
@@ -18,7 +15,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
 from botocore.exceptions import ClientError
 from loopback import LoopbackServer
 
@@ -31,50 +27,6 @@ EVENTS = ROOT / "tests" / "events"
 TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-
-
-def sam() -> Path:
-    """The SAM CLI of .sam-venv (or $MACHINERY_SAM): `make test` installs it."""
-    found = Path(os.environ.get("MACHINERY_SAM") or ROOT / ".sam-venv" / "bin" / "sam")
-    if not found.exists():
-        pytest.fail(f"the SAM CLI is missing at {found}: run `make sam-install` (make test does)")
-    return found
-
-
-def sam_env() -> dict[str, str]:
-    version = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    return {
-        **os.environ,
-        "SAM_CLI_TELEMETRY": "0",
-        # expand AWS::LanguageExtensions (the ApiAuthorization switch) as CloudFormation does
-        "SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS": "1",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        # sam build needs python3.13 on PATH; pyenv offers it beside the default interpreter.
-        "PYENV_VERSION": f"{version}:3.13.0",
-    }
-
-
-def deployed(parameter_sets: dict[str, dict[str, str]]) -> dict[str, dict[str, Any]]:
-    """template.yaml's Resources as a deploy makes them (language extensions expanded, the
-    SAM transform applied, by the SAM CLI's own code), for each named set of parameters."""
-    result = subprocess.run(
-        [
-            str(sam().parent / "python"),
-            str(Path(__file__).parent / "sam_transform.py"),
-            str(TEMPLATE),
-            json.dumps(parameter_sets),
-        ],
-        env=sam_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    resources: dict[str, dict[str, Any]] = json.loads(result.stdout)
-    return resources
 
 
 def load_handler_module(name: str, relative: str) -> ModuleType:

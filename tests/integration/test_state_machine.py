@@ -208,3 +208,29 @@ def test_installing_the_moto_seams_fails_loudly_when_one_has_moved(
     monkeypatch.delattr(lambda_eval_utils, "_invoke_lambda_function")
     with pytest.raises(RuntimeError, match="_invoke_lambda_function"):
         moto_seams.install(lambda *_: ({}, None), lambda: 1.0, lambda *_: None)
+
+
+def test_the_runtime_records_which_function_made_each_aws_call(runtime: LocalRuntime) -> None:
+    # Given a runtime recording its AWS calls (tests/conftest.py sets MACHINERY_AWS_CALLS)
+    assert runtime.aws_calls is not None
+
+    # When an event runs to its end
+    event = _wait_for_end(runtime, _send(runtime))
+    assert event["status"] == "SUCCEEDED", event
+
+    # Then the recording names what was deployed, then each call with the function (or the
+    # state machine) that made it and the resources it named; deploying was nobody's call
+    lines = [json.loads(line) for line in runtime.aws_calls.path.read_text().splitlines()]
+    assert lines[0]["stack"]["resources"]["Table"]["Ref"] == runtime.table_name
+    calls = lines[1:]
+    made = {(call["principal"], call["service"], call["operation"]) for call in calls}
+    assert {
+        ("ApiFunction", "stepfunctions", "StartExecution"),
+        ("StateMachine", "lambda", "Invoke"),
+        ("StepFunction", "dynamodb", "UpdateItem"),
+    } <= made
+    assert not [call for call in calls if call["operation"].startswith("Create")]
+    start = next(call for call in calls if call["operation"] == "StartExecution")
+    assert start["params"] == {"stateMachineArn": runtime.state_machine_arn}
+    invoke = next(call for call in calls if call["operation"] == "Invoke")
+    assert invoke["params"] == {"FunctionName": runtime.functions["StepFunction"].arn}

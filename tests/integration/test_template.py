@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from integration_kit import ROOT, TEMPLATE, deployed, sam, sam_env
+from integration_kit import ROOT, TEMPLATE
+from sam_kit import deployed, sam, sam_env
 
 from machinery_core.local.template import Template
 

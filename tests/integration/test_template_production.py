@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from integration_kit import ROOT, TEMPLATE, deployed, sam
+from integration_kit import ROOT, TEMPLATE
+from sam_kit import deployed, sam
 
 from machinery_core.local.template import Template
 

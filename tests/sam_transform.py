@@ -1,8 +1,8 @@
-"""Run by the SAM CLI's own interpreter: template.yaml as a deploy would make it.
+"""Run by the SAM CLI's own interpreter: templates as a deploy would make them.
 
-argv[1] is the template, argv[2] a JSON object of named parameter sets. For each set it
-expands AWS::LanguageExtensions and applies the SAM transform exactly as `sam deploy` does,
-then prints {name: the transformed template's Resources} as one JSON object.
+Reads {name: {"template": path, "parameters": {...}}} as JSON on stdin. For each, it expands
+AWS::LanguageExtensions and applies the SAM transform exactly as `sam deploy` does, then
+prints {name: the transformed template's Resources} as one JSON object.
 """
 
 import json
@@ -20,11 +20,14 @@ PSEUDO = {
     "AWS::StackName": "machinery",
 }
 
-with open(sys.argv[1]) as source:
-    text = source.read()
+texts: dict[str, str] = {}
 deployed = {}
-for name, parameters in json.loads(sys.argv[2]).items():
-    template = yaml_parse(text)
+for name, job in json.load(sys.stdin).items():
+    if job["template"] not in texts:
+        with open(job["template"]) as source:
+            texts[job["template"]] = source.read()
+    parameters = job["parameters"]
+    template = yaml_parse(texts[job["template"]])
     template = expand_language_extensions(
         template, parameter_values={**parameters, **PSEUDO}, enabled=True
     ).expanded_template
