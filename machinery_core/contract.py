@@ -48,3 +48,49 @@ def duration_text(milliseconds: float | None) -> str:
     if milliseconds < 1000:
         return f"{milliseconds:.1f} ms"
     return f"{milliseconds / 1000:.2f} s"
+
+
+# Who may call each route of a deployed API with IAM authorization: template.yaml's two
+# managed policies, the consumer's (send events, follow and steer them, read definitions)
+# and the management's (everything, changing services and workflows included). The callback
+# route is in neither: its single-use token is its credential. Every route has its line here;
+# tests/integration/test_api_policies.py fails on a route without one and on a policy of the
+# template that disagrees.
+CONSUMER_POLICY = "MachineryConsumerPolicy"
+MANAGEMENT_POLICY = "MachineryManagementPolicy"
+_BOTH = (CONSUMER_POLICY, MANAGEMENT_POLICY)
+ROUTE_POLICIES: dict[str, tuple[str, ...]] = {
+    "POST /services": (MANAGEMENT_POLICY,),
+    "GET /services": _BOTH,
+    "GET /services/{name}": _BOTH,
+    "PUT /services/{name}": (MANAGEMENT_POLICY,),
+    "DELETE /services/{name}": (MANAGEMENT_POLICY,),
+    "POST /workflows": (MANAGEMENT_POLICY,),
+    "GET /workflows": _BOTH,
+    "GET /workflows/{workflow_id}": _BOTH,
+    "PUT /workflows/{workflow_id}": (MANAGEMENT_POLICY,),
+    "DELETE /workflows/{workflow_id}": (MANAGEMENT_POLICY,),
+    "GET /workflows/{workflow_id}/events": _BOTH,
+    "GET /workflows/{workflow_id}/diagram": _BOTH,
+    "POST /callbacks/{token}": (),
+    "POST /e/{workflow_id}": _BOTH,
+    "POST /events/{event_id}/cancel": _BOTH,
+    "POST /events/{event_id}/retry": _BOTH,
+    "GET /events/{event_id}": _BOTH,
+    "GET /events/{event_id}/diagram": _BOTH,
+    "GET /openapi.json": _BOTH,
+    "GET /health": _BOTH,
+    "GET /ui": _BOTH,
+}
+
+
+def route_of(method: str, path: str) -> str | None:
+    """The route ("METHOD /template") that a request's method and path (no query) match."""
+    asked = path.rstrip("/").split("/") if path != "/" else [""]
+    for route in ROUTE_POLICIES:
+        route_method, _, template = route.partition(" ")
+        parts = template.split("/")
+        if route_method == method.upper() and len(parts) == len(asked):
+            if all(p == a or (p.startswith("{") and a) for p, a in zip(parts, asked, strict=True)):
+                return route
+    return None

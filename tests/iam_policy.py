@@ -380,6 +380,20 @@ def _build_role(logical_id: str, resource: Mapping[str, Any], stack: Stack) -> R
     )
 
 
+def managed_policy(resources: Mapping[str, Any], logical_id: str, stack: Stack) -> Role:
+    """An AWS::IAM::ManagedPolicy of the template, as a Role holding its statements alone."""
+    resource = resources[logical_id]
+    if resource.get("Type") != "AWS::IAM::ManagedPolicy":
+        raise ValueError(f"{logical_id} is a {resource.get('Type')}, not a managed policy")
+    document = resolve((resource.get("Properties") or {}).get("PolicyDocument"), stack, logical_id)
+    raw = (document or {}).get("Statement") or []
+    statements = tuple(
+        _statement(s, logical_id, i, f"{logical_id} statement {i}")
+        for i, s in enumerate(raw if isinstance(raw, list) else [raw])
+    )
+    return Role(logical_id=logical_id, statements=statements, managed_policy_arns=())
+
+
 def _exists(resource: Mapping[str, Any], stack: Stack, logical_id: str) -> bool:
     condition = resource.get("Condition")
     if condition is None:

@@ -18,6 +18,7 @@ import requests
 from requests.auth import AuthBase
 
 from machinery_core import __version__
+from machinery_core.contract import CONSUMER_POLICY, MANAGEMENT_POLICY, ROUTE_POLICIES, route_of
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 40.0  # longer than the API's longest sync wait (25 s)
@@ -91,6 +92,24 @@ class Unreachable(ClientError):
 
 class SigningError(ClientError):
     """A request must be signed but cannot be: no credentials, or no region."""
+
+
+def lacking_policy(method: str, path: str) -> str | None:
+    """What a signed request refused with 403 probably lacks: the policy granting its route."""
+    route = route_of(method, path.split("?", 1)[0])
+    granted_by = ROUTE_POLICIES.get(route or "", ())
+    if not granted_by:
+        return None
+    if CONSUMER_POLICY in granted_by:
+        return (
+            f"your AWS identity may not call {route}: it probably lacks {CONSUMER_POLICY} "
+            f"(or {MANAGEMENT_POLICY}, which allows every route); both are in the stack's outputs"
+        )
+    return (
+        f"your AWS identity may not call {route}: it probably lacks {MANAGEMENT_POLICY} "
+        f"({CONSUMER_POLICY} does not allow changing services and workflows); it is in the "
+        "stack's outputs"
+    )
 
 
 def is_loopback(url: str) -> bool:
@@ -239,6 +258,10 @@ class MachineryClient:
                         "AWS credentials (or --sign)",
                     }
                 )
+            elif response.status_code == 403:
+                lacking = lacking_policy(method, path)
+                if lacking is not None:
+                    refused.details.append({"path": "Authorization", "message": lacking})
             raise refused
         return response
 

@@ -187,16 +187,17 @@ class FakeApi:
 class Recorder(BaseAdapter):
     """A transport that keeps each prepared request and answers it itself: it connects nowhere."""
 
-    def __init__(self, body: object) -> None:
+    def __init__(self, body: object, status: int = 200, reason: str = "OK") -> None:
         super().__init__()
         self.body = body
+        self.status, self.reason = status, reason
         self.sent: list[requests.PreparedRequest] = []
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
         self.sent.append(request)
         response = requests.Response()
-        response.status_code = 200
-        response.reason = "OK"
+        response.status_code = self.status
+        response.reason = self.reason
         response.headers["Content-Type"] = "application/json"
         response._content = json.dumps(self.body).encode()
         response.url = str(request.url)
@@ -1000,6 +1001,35 @@ def test_the_cli_signs_for_a_deployed_api_and_takes_the_region_from_the_url(
     # Then its request was signed
     assert result.exit_code == 0, result.output
     assert "/eu-west-1/execute-api/" in recorder.sent[0].headers["Authorization"]
+
+
+def test_a_signed_request_refused_with_403_names_the_policy_it_probably_lacks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a deployed API that refuses every signed request (IAM said no)
+    recorder = Recorder({"message": "Forbidden"}, status=403, reason="Forbidden")
+    monkeypatch.setattr(client_module, "new_session", lambda: recording_session(recorder))
+
+    # When a consumer route and a management-only route are called
+    status = run(EXECUTE_API, "status", "evt-1")
+    changing = MachineryClient(EXECUTE_API, session=recording_session(recorder))
+    with pytest.raises(client_module.ApiError) as refused:
+        changing.request("DELETE", "/services/upper")
+
+    # Then both were signed, and each error names the policy that grants its route
+    assert all("Authorization" in request.headers for request in recorder.sent)
+    assert status.exit_code == 2
+    assert "GET /events/{event_id}" in status.output
+    assert "probably lacks MachineryConsumerPolicy" in status.output
+    [detail] = refused.value.details
+    assert "DELETE /services/{name}" in detail["message"]
+    assert "probably lacks MachineryManagementPolicy" in detail["message"]
+
+
+def test_a_403_on_the_callback_route_names_no_policy() -> None:
+    # The callback route's token is its credential: no policy grants it
+    assert client_module.lacking_policy("POST", "/callbacks/tok") is None
+    assert client_module.lacking_policy("GET", "/no/such/route") is None
 
 
 def test_loopback_requests_are_not_signed_unless_asked(api: FakeApi) -> None:
