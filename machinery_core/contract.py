@@ -30,6 +30,7 @@ class StepStatus(StrEnum):
     RETRYING = "RETRYING"
     WAITING = "WAITING"  # for a callback
     SUCCEEDED = "SUCCEEDED"
+    SKIPPED = "SKIPPED"  # its `when` did not hold
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
 

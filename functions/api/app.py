@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
@@ -164,7 +165,9 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     documented, `Idempotency-Key`, although the resolver reads it in lower case)."""
     if loc and loc[0] == "header" and len(loc) > 1:
         return _header_name(str(loc[1]))
-    return ".".join(str(part) for part in loc[1:] if part != "body") or "body"
+    parts = [str(part) for part in loc[1:] if part != "body"]
+    # a workflow step's form (`parallel entry`...) is in the location, not in the body
+    return ".".join(part for part in parts if not part.endswith(" entry")) or "body"
 
 
 def _header_name(name: str) -> str:
@@ -612,7 +615,32 @@ def openapi_document() -> dict[str, Any]:
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") == "header":
                     _as_documented_header(parameter)
-    return _without_unused_schemas(document)
+    return _without_unused_schemas(_twins_merged(document))
+
+
+def _twins_merged(document: dict[str, Any]) -> dict[str, Any]:
+    """One schema for a model pydantic documents twice, as `X-Input` and `X-Output`, when
+    the two are the same but for their references to each other (a workflow's steps nest,
+    and pydantic does not see that a cycle of such twins is one model)."""
+    schemas: dict[str, Any] = document.get("components", {}).get("schemas", {})
+    twins = [name[: -len("-Input")] for name in schemas if name.endswith("-Input")]
+    twins = [name for name in twins if f"{name}-Output" in schemas]
+    pattern = re.compile(
+        r"#/components/schemas/(" + "|".join(map(re.escape, twins)) + r')-(?:Input|Output)"'
+    )
+
+    def merged(value: Any) -> Any:
+        return json.loads(pattern.sub(r'#/components/schemas/\1"', json.dumps(value)))
+
+    if not twins or any(
+        merged(schemas[f"{name}-Input"]) != merged(schemas[f"{name}-Output"]) for name in twins
+    ):
+        return document
+    for name in twins:
+        schemas[name] = schemas.pop(f"{name}-Input")
+        del schemas[f"{name}-Output"]
+    result: dict[str, Any] = merged(document)
+    return result
 
 
 def _as_documented_header(parameter: dict[str, Any]) -> None:

@@ -216,19 +216,23 @@ class ServiceInvoker:
         payload: dict[str, Any],
         *,
         event_id: str,
-        step_index: int,
+        step: int | str,
         timeout: float,
         extra_headers: dict[str, str] | None = None,
         expect_body: bool = True,
     ) -> CallOutcome:
-        """One call; `expect_body=False` (a callback dispatch) takes any 2xx as accepted."""
+        """One call; `expect_body=False` (a callback dispatch) takes any 2xx as accepted.
+
+        `step` is the step's index, or for a step in a group its path (`3.1.0`, and
+        `4.0:7` for iteration 7 of a map), so that each call has its own Idempotency-Key.
+        """
         headers = {
             **service.headers,
             **service.secret_headers,
             **(extra_headers or {}),
             "Content-Type": "application/json",
             "Accept": "application/json",
-            "Idempotency-Key": f"{event_id}:{step_index}",
+            "Idempotency-Key": f"{event_id}:{step}",
             "X-Machinery-Event-Id": event_id,
         }
         started_at = self._clock()

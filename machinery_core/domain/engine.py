@@ -19,6 +19,8 @@ from machinery_core.domain.models import (
     EventStatus,
     Notification,
     Plan,
+    PlannedGroup,
+    PlannedStep,
     RunRecord,
     Service,
     StepRecord,
@@ -71,20 +73,29 @@ def begin(event: Event, now: datetime) -> Event:
     return event.model_copy(update={"status": EventStatus.RUNNING, "updated_at": now})
 
 
-def current_service(event: Event, plan: Plan) -> Service:
-    """The service the current step runs: its own, or its fallback once that took over."""
+def planned_step(event: Event, plan: Plan) -> PlannedStep:
+    """The current top-level entry, which the caller knows is a step, not a group."""
     planned = plan.steps[event.step_index]
-    step = event.current_step
+    assert isinstance(planned, PlannedStep), "a group is run by the group runner"
+    return planned
+
+
+def serving(planned: PlannedStep, step: StepRecord | None) -> Service:
+    """The service a step runs: its own, or its fallback once that took over."""
     if step is not None and step.fallback_from is not None and planned.fallback is not None:
         return planned.fallback
     return planned.service
 
 
-def step_input(event: Event, plan: Plan) -> tuple[dict[str, Any], ErrorInfo | None]:
-    """The payload for the next step, or why it cannot be sent."""
-    planned = plan.steps[event.step_index]
-    service = current_service(event, plan)
-    payload = mapping.build_input(service, planned.operation, event.context)
+def current_service(event: Event, plan: Plan) -> Service:
+    return serving(planned_step(event, plan), event.current_step)
+
+
+def input_for(
+    service: Service, planned: PlannedStep, context: dict[str, Any]
+) -> tuple[dict[str, Any], ErrorInfo | None]:
+    """The payload a step sends from `context`, or why it cannot be sent."""
+    payload = mapping.build_input(service, planned.operation, context)
     problems = check_data(service.spec.inputs, payload, "input")
     if problems:
         summary = _summary(problems)
@@ -92,6 +103,35 @@ def step_input(event: Event, plan: Plan) -> tuple[dict[str, Any], ErrorInfo | No
             type="InputInvalid", message=f"step input breaks the spec: {summary}"
         )
     return payload, None
+
+
+def step_input(event: Event, plan: Plan) -> tuple[dict[str, Any], ErrorInfo | None]:
+    """The payload for the next step, or why it cannot be sent."""
+    return input_for(current_service(event, plan), planned_step(event, plan), event.context)
+
+
+def settle(event: Event, plan: Plan, now: datetime) -> Event:
+    """Past the top-level steps whose `when` does not hold: each is recorded SKIPPED.
+
+    Applied before each step is claimed, so a skip costs no write of its own.
+    """
+    while not event.status.terminal and event.step_index < len(plan.steps):
+        planned = plan.steps[event.step_index]
+        if not isinstance(planned, PlannedStep) or planned.when is None:
+            return event
+        if event.current_step is not None or mapping.holds(planned.when, event.context):
+            return event
+        skipped = StepRecord(
+            index=event.step_index,
+            service=planned.service.name,
+            id=planned.id,
+            status=StepStatus.SKIPPED,
+            started_at=now,
+            ended_at=now,
+            duration_ms=0.0,
+        )
+        event = _next_step(event, plan, now, steps=_replace_step(event.steps, skipped))
+    return event
 
 
 def _summary(problems: list[Detail]) -> str:
@@ -102,9 +142,11 @@ def _summary(problems: list[Detail]) -> str:
 def _current_step(event: Event, plan: Plan, payload: dict[str, Any], now: datetime) -> StepRecord:
     if event.current_step is not None:
         return event.current_step
+    planned = planned_step(event, plan)
     return StepRecord(
         index=event.step_index,
-        service=plan.steps[event.step_index].service.name,
+        service=planned.service.name,
+        id=planned.id,
         status=StepStatus.RUNNING,
         started_at=now,
         input=payload,
@@ -119,7 +161,11 @@ def mark_under_way(event: Event, plan: Plan, now: datetime) -> Event:
     A step that already has a record (a retry, a fallback, a handed-back invocation) keeps
     its `started_at`: a step's duration spans all of its attempts.
     """
-    if event.step_index >= len(plan.steps) or event.status.terminal:
+    if (
+        event.step_index >= len(plan.steps)
+        or event.status.terminal
+        or isinstance(plan.steps[event.step_index], PlannedGroup)
+    ):
         return event
     step = event.current_step or StepRecord(
         index=event.step_index,
@@ -181,17 +227,22 @@ def refuse_input(
     return _fail(event, _replace_step(event.steps, step), error, now)
 
 
-def record_call(
-    event: Event, plan: Plan, payload: dict[str, Any], outcome: CallOutcome, jitter: float = 1.0
-) -> Transition:
-    """Fold one service call into the event: next step, retry after a wait, or an end.
+def attempt_ended(
+    step: StepRecord,
+    planned: PlannedStep,
+    payload: dict[str, Any],
+    outcome: CallOutcome,
+    jitter: float = 1.0,
+) -> tuple[StepRecord, float]:
+    """A step's record once an attempt ended, and the wait before the next one (> 0: RETRYING).
 
-    `jitter` (in [0, 1], drawn by the caller) scales the retry delay of a policy with
-    full jitter; a Retry-After the service asked for is honoured whatever the draw.
+    The record ends SUCCEEDED, RETRYING, FAILED, or RUNNING again when the step's
+    fallback takes it over (with its own attempts and retry policy; the history keeps the
+    failed service's attempts before its own). `jitter` (in [0, 1], drawn by the caller)
+    scales the retry delay of a policy with full jitter; a Retry-After the service asked
+    for is honoured whatever the draw.
     """
-    planned = plan.steps[event.step_index]
-    service = current_service(event, plan)
-    step = _current_step(event, plan, payload, outcome.started_at)
+    service = serving(planned, step)
     attempt_number = step.attempts + 1
     error = outcome.error
     if error is None and outcome.body is not None:
@@ -203,43 +254,82 @@ def record_call(
                 message=f"the service's answer breaks its spec: {summary}",
                 status_code=outcome.status_code,
             )
-    attempt = outcome.as_attempt(attempt_number, error)
     now = outcome.ended_at
-    step_update: dict[str, Any] = {
-        "input": payload,
-        "attempts": attempt_number,
-        "attempt": None,
-        "history": [*step.history, attempt],
-        "ended_at": now,
-        "duration_ms": milliseconds(step.started_at, now) if step.started_at else None,
-    }
-
-    if error is not None:
-        if error.retryable and attempt_number < service.retry.max_attempts:
-            delay = service.retry.delay_before(attempt_number + 1, jitter)
-            wait = max(delay, outcome.retry_after or 0.0)
-            step = step.model_copy(
-                update={**step_update, "status": StepStatus.RETRYING, "error": error}
-            )
-            updated = event.model_copy(
-                update={
-                    "status": EventStatus.RUNNING,
-                    "steps": _replace_step(event.steps, step),
-                    "updated_at": now,
-                }
-            )
-            return Transition(updated, wait_seconds=wait)
-        step = step.model_copy(update={**step_update, "status": StepStatus.FAILED, "error": error})
-        return Transition(_on_error(event, plan, step, error, now))
-
-    body = outcome.body or {}
-    step = step.model_copy(
-        update={**step_update, "status": StepStatus.SUCCEEDED, "output": body, "error": None}
+    ended = step.model_copy(
+        update={
+            "input": payload,
+            "attempts": attempt_number,
+            "attempt": None,
+            "history": [*step.history, outcome.as_attempt(attempt_number, error)],
+            "ended_at": now,
+            "duration_ms": milliseconds(step.started_at, now) if step.started_at else None,
+            "retry_at": None,
+        }
     )
-    context = mapping.merge_outputs(service, planned.operation, body, event.context)
-    return Transition(
-        _next_step(event, plan, now, steps=_replace_step(event.steps, step), context=context)
-    )
+    if error is None:
+        body = outcome.body or {}
+        return ended.model_copy(
+            update={"status": StepStatus.SUCCEEDED, "output": body, "error": None}
+        ), 0.0
+    if error.retryable and attempt_number < service.retry.max_attempts:
+        delay = service.retry.delay_before(attempt_number + 1, jitter)
+        wait = max(delay, outcome.retry_after or 0.0)
+        return ended.model_copy(update={"status": StepStatus.RETRYING, "error": error}), wait
+    failed = ended.model_copy(update={"status": StepStatus.FAILED, "error": error})
+    if planned.on_error == "fallback" and planned.fallback and step.fallback_from is None:
+        taken = failed.model_copy(
+            update={
+                "service": planned.fallback.name,
+                "status": StepStatus.RUNNING,
+                "attempts": 0,
+                "ended_at": None,
+                "fallback_from": step.service,
+            }
+        )
+        return taken, 0.0
+    return failed, 0.0
+
+
+def record_call(
+    event: Event, plan: Plan, payload: dict[str, Any], outcome: CallOutcome, jitter: float = 1.0
+) -> Transition:
+    """Fold one service call into the event: next step, retry after a wait, or an end."""
+    planned = planned_step(event, plan)
+    before = _current_step(event, plan, payload, outcome.started_at)
+    step, wait = attempt_ended(before, planned, payload, outcome, jitter)
+    now = outcome.ended_at
+    steps = _replace_step(event.steps, step)
+    if step.status is StepStatus.SUCCEEDED:
+        service = serving(planned, step)
+        context = mapping.merge_outputs(
+            service, planned.operation, step.output or {}, event.context
+        )
+        return Transition(_next_step(event, plan, now, steps=steps, context=context))
+    if step.status is StepStatus.FAILED:
+        assert step.error is not None
+        return Transition(_on_error(event, plan, planned.on_error, steps, step.error, now))
+    update = {"status": EventStatus.RUNNING, "steps": steps, "updated_at": now}
+    return Transition(event.model_copy(update=update), wait_seconds=wait)
+
+
+def record_group(event: Event, record: StepRecord, now: datetime) -> Event:
+    """A top-level group's progress, as a checkpoint stores it."""
+    steps = _replace_step(event.steps, record)
+    return event.model_copy(update={"steps": steps, "updated_at": now})
+
+
+def finish_group(
+    event: Event, plan: Plan, record: StepRecord, produced: dict[str, Any], now: datetime
+) -> Event:
+    """A top-level group ended: its fields join the context, or its failure is handled."""
+    group = plan.steps[event.step_index]
+    assert isinstance(group, PlannedGroup)
+    steps = _replace_step(event.steps, record)
+    if record.status is StepStatus.FAILED:
+        assert record.error is not None
+        policy = "fail" if group.kind == "map" else group.on_error  # a map's is per iteration
+        return _on_error(event, plan, policy, steps, record.error, now)
+    return _next_step(event, plan, now, steps=steps, context={**event.context, **produced})
 
 
 def _next_step(event: Event, plan: Plan, now: datetime, **update: Any) -> Event:
@@ -257,31 +347,18 @@ def _next_step(event: Event, plan: Plan, now: datetime, **update: Any) -> Event:
     return _finish(going_on, plan, now)
 
 
-def _on_error(event: Event, plan: Plan, step: StepRecord, error: ErrorInfo, now: datetime) -> Event:
+def _on_error(
+    event: Event,
+    plan: Plan,
+    policy: str,
+    steps: list[StepRecord],
+    error: ErrorInfo,
+    now: datetime,
+) -> Event:
     """A step failed for good: the workflow's on_error policy for it says what comes next."""
-    planned = plan.steps[event.step_index]
-    if planned.on_error == "fallback" and planned.fallback and step.fallback_from is None:
-        # The fallback takes the step over, with its own attempts and retry policy; the
-        # history keeps the failed service's attempts before its own.
-        taken = step.model_copy(
-            update={
-                "service": planned.fallback.name,
-                "status": StepStatus.RUNNING,
-                "attempts": 0,
-                "ended_at": None,
-                "fallback_from": step.service,
-            }
-        )
-        return event.model_copy(
-            update={
-                "status": EventStatus.RUNNING,
-                "steps": _replace_step(event.steps, taken),
-                "updated_at": now,
-            }
-        )
-    if planned.on_error == "continue":
-        return _next_step(event, plan, now, steps=_replace_step(event.steps, step))
-    return _fail(event, _replace_step(event.steps, step), error, now)
+    if policy == "continue":
+        return _next_step(event, plan, now, steps=steps)
+    return _fail(event, steps, error, now)
 
 
 def _finish(event: Event, plan: Plan, now: datetime) -> Event:
@@ -309,10 +386,31 @@ _UNFINISHED = (StepStatus.RUNNING, StepStatus.RETRYING, StepStatus.WAITING)
 def _close_step_under_way(
     steps: list[StepRecord], now: datetime, **update: Any
 ) -> list[StepRecord]:
-    """`steps`, the last one ended with `update` if it was still under way."""
+    """`steps`, the last one ended with `update` if it was still under way (and in a group,
+    each of its steps still under way)."""
     if not steps or steps[-1].status not in _UNFINISHED:
         return list(steps)
-    return [*steps[:-1], steps[-1].model_copy(update={**update, "ended_at": now, "attempt": None})]
+    last = steps[-1]
+    inner = [
+        _close(step, now, update) if step.status in _UNFINISHED else step for step in last.steps
+    ]
+    closed = last.model_copy(update={**update, "ended_at": now, "attempt": None, "steps": inner})
+    return [*steps[:-1], closed]
+
+
+def _close(step: StepRecord, now: datetime, update: dict[str, Any]) -> StepRecord:
+    inner = [_close(s, now, update) if s.status in _UNFINISHED else s for s in step.steps]
+    # the group ended (cancelled or aborted): its steps still under way are cancelled
+    status = StepStatus.CANCELLED
+    return step.model_copy(
+        update={
+            "status": status,
+            "ended_at": now,
+            "attempt": None,
+            "retry_at": None,
+            "steps": inner,
+        }
+    )
 
 
 def abort(event: Event, error: ErrorInfo, now: datetime) -> Event:
@@ -344,6 +442,8 @@ def record_late(event: Event, plan: Plan, outcome: CallOutcome) -> Event:
         status=StepStatus.CANCELLED,
         started_at=outcome.started_at,
     )
+    if step.kind != "service":
+        return event  # a late answer inside a group: the group's steps were cancelled
     late = outcome.as_attempt(
         step.attempts + 1,
         ErrorInfo(

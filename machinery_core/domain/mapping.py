@@ -51,7 +51,7 @@ def static_source(expression: str, known: dict[str, Known]) -> Known | None:
     return Known("any", True)
 
 
-def _search(expression: str, data: dict[str, Any]) -> Any:
+def search(expression: str, data: dict[str, Any]) -> Any:
     return compile_expression(expression).search(data)
 
 
@@ -60,7 +60,7 @@ def build_input(
 ) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     for name, expression in input_sources(service, operation).items():
-        value = _search(expression, context)
+        value = search(expression, context)
         if value is not None:
             payload[name] = value
     return payload
@@ -74,7 +74,16 @@ def merge_outputs(
 ) -> dict[str, Any]:
     merged = dict(context)
     for target, expression in output_sources(service, operation).items():
-        value = _search(expression, response)
+        value = search(expression, response)
         if value is not None:
             merged[target] = value
     return merged
+
+
+def holds(condition: str, context: dict[str, Any]) -> bool:
+    """Whether a `when` holds: JMESPath's truth (null, false, "", [] and {} are false, and
+    every number is true)."""
+    value = search(condition, context)
+    if value is None or value is False:
+        return False
+    return not (isinstance(value, str | list | dict) and len(value) == 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -16,8 +17,10 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -166,6 +169,17 @@ def compile_expression(expression: str) -> ParsedResult:
 Expression = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
+def _compiled(expression: str) -> str:
+    try:
+        compile_expression(expression)
+    except JMESPathError as error:
+        raise ValueError(f"invalid JMESPath expression: {error}") from error
+    return expression
+
+
+Condition = Annotated[Expression, AfterValidator(_compiled)]
+
+
 class StepOperation(Model):
     """JMESPath mappings: service input field <- context, context field <- service response."""
 
@@ -200,10 +214,132 @@ class Fallback(Model):
 OnError = Literal["fail", "continue"] | Fallback
 
 
+class StepEntry(Model):
+    """One step calling `service`; with `when`, only when it holds (else it is SKIPPED)."""
+
+    service: Slug
+    when: Condition | None = None
+    id: Slug | None = None
+
+
+class ConditionEntry(Model):
+    """`steps` when `when` holds, else `otherwise` (nothing when it is empty)."""
+
+    when: Condition
+    steps: list[Entry] = Field(min_length=1, max_length=50)
+    otherwise: list[Entry] = Field(default_factory=list, max_length=50)
+    id: Slug | None = None
+
+
+class ParallelEntry(Model):
+    """Branches that start from the context at the fork and run at the same time."""
+
+    parallel: list[Annotated[list[Entry], Field(min_length=1, max_length=50)]] = Field(
+        min_length=1, max_length=10
+    )
+    id: Slug | None = None
+
+
+MAX_MAP_CONCURRENCY = 40
+MAX_MAP_ITEMS = 1000
+
+
+class MapEntry(Model):
+    """`steps` once per element of the array `map` gives, the element under `as`."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, serialize_by_alias=True)
+
+    map: Condition
+    as_: FieldName = Field("item", alias="as")
+    steps: list[Entry] = Field(min_length=1, max_length=50)
+    collect: FieldName
+    max_concurrency: int = Field(10, ge=1, le=MAX_MAP_CONCURRENCY)
+    id: Slug | None = None
+
+
+def _entry_kind(value: Any) -> str | None:
+    """Which form an entry of `services` is, told by its keys (so errors name that form)."""
+    if isinstance(value, str):
+        return "name entry"
+    if isinstance(value, BaseModel):
+        return _ENTRY_TAGS.get(type(value).__name__)
+    if not isinstance(value, dict):
+        return None
+    for key, kind in (("parallel", "parallel"), ("map", "map"), ("steps", "condition")):
+        if key in value:
+            return f"{kind} entry"
+    return "step entry"
+
+
+# A tag ends with " entry": an error's location names the entry's form with it, and the
+# API leaves it out of the field path it answers.
+_ENTRY_TAGS = {
+    "StepEntry": "step entry",
+    "ConditionEntry": "condition entry",
+    "ParallelEntry": "parallel entry",
+    "MapEntry": "map entry",
+}
+
+Entry = Annotated[
+    Annotated[Slug, Tag("name entry")]
+    | Annotated[StepEntry, Tag("step entry")]
+    | Annotated[ConditionEntry, Tag("condition entry")]
+    | Annotated[ParallelEntry, Tag("parallel entry")]
+    | Annotated[MapEntry, Tag("map entry")],
+    Discriminator(
+        _entry_kind,
+        custom_error_type="invalid_entry",
+        custom_error_message="a step is a service name or an object with service, steps, "
+        "parallel or map",
+    ),
+]
+Group = ConditionEntry | ParallelEntry | MapEntry
+
+
+@dataclass(frozen=True)
+class Located:
+    """An entry of a workflow and where it is: its path in errors, its top-level index."""
+
+    entry: str | StepEntry | Group
+    path: str  # spec.services[3].parallel[1][0]
+    top: int  # the index of the top-level entry it is in
+
+    @property
+    def service(self) -> str | None:
+        """The service a step calls (None for a group)."""
+        if isinstance(self.entry, str):
+            return self.entry
+        return self.entry.service if isinstance(self.entry, StepEntry) else None
+
+    @property
+    def step_id(self) -> str | None:
+        return None if isinstance(self.entry, str) else self.entry.id
+
+    @property
+    def at_top(self) -> bool:
+        return self.path == f"spec.services[{self.top}]"
+
+
+def children(entry: str | StepEntry | Group, path: str) -> list[tuple[list[Entry], str]]:
+    """The lists of entries a group holds, each with its path."""
+    if isinstance(entry, ConditionEntry):
+        lists = [(entry.steps, f"{path}.steps")]
+        return lists + ([(entry.otherwise, f"{path}.otherwise")] if entry.otherwise else [])
+    if isinstance(entry, ParallelEntry):
+        return [(branch, f"{path}.parallel[{b}]") for b, branch in enumerate(entry.parallel)]
+    if isinstance(entry, MapEntry):
+        return [(entry.steps, f"{path}.steps")]
+    return []
+
+
+MAX_STEPS = 200  # entries of every depth, groups included
+
+
 class WorkflowSpec(Model):
-    services: list[Slug] = Field(min_length=1, max_length=50)
+    services: list[Entry] = Field(min_length=1, max_length=50)
     inputs: Fields = Field(default_factory=dict)
     outputs: Fields = Field(default_factory=dict)
+    # Keyed by a step's id, a top-level index, or a service name (every step calling it)
     operations: dict[str, StepOperation] = Field(default_factory=dict)
     on_error: dict[str, OnError] = Field(default_factory=dict)  # keyed like operations
     notify: Notify | None = None  # the default for the workflow's events
@@ -219,33 +355,95 @@ class WorkflowSpec(Model):
         # The prototype's workflow files say `"operations": [ ]` for none.
         return {} if value == [] else value
 
+    def located(self) -> list[Located]:
+        """Every entry, groups and what they hold, depth first, in definition order."""
+        found: list[Located] = []
+
+        def visit(entries: list[Entry], prefix: str, top: int | None) -> None:
+            for index, entry in enumerate(entries):
+                path = f"{prefix}[{index}]"
+                owner = index if top is None else top
+                found.append(Located(entry, path, owner))
+                for inner, inner_path in children(entry, path):
+                    visit(inner, inner_path, owner)
+
+        visit(self.services, "spec.services", None)
+        return found
+
     @model_validator(mode="after")
     def _keys_name_steps(self) -> WorkflowSpec:
+        located = self.located()
+        if len(located) > MAX_STEPS:
+            raise ValueError(f"a workflow holds at most {MAX_STEPS} steps and groups")
+        ids: dict[str, str] = {}
+        for place in located:
+            if place.step_id is None:
+                continue
+            if place.step_id in ids:
+                first = ids[place.step_id]
+                raise ValueError(f"step id {place.step_id!r} is used twice: {first}, {place.path}")
+            ids[place.step_id] = place.path
+        names = {place.service for place in located if place.service}
         for block, keys in (("operations", self.operations), ("on_error", self.on_error)):
             for key in keys:
-                if key in self.services:
+                if key in ids or key in names:
                     continue
                 if key.isdigit() and int(key) < len(self.services):
                     continue
                 raise ValueError(
-                    f"{block} key {key!r} names neither a service of the workflow nor a step index"
+                    f"{block} key {key!r} names neither a service of the workflow, a step id "
+                    "nor a top-level step index"
                 )
+        for key, policy in self.on_error.items():
+            groups = [p for p in located if p.service is None and key in _keys_of(p)]
+            if groups and isinstance(policy, Fallback):
+                raise ValueError(f"on_error {key!r}: a group cannot fall back to a service")
         return self
 
-    def operation_for(self, index: int) -> StepOperation | None:
-        return self.operations.get(str(index)) or self.operations.get(self.services[index])
+    def at(self, index: int) -> Located:
+        """The top-level entry `index`."""
+        return Located(self.services[index], f"spec.services[{index}]", index)
 
-    def on_error_for(self, index: int) -> OnError:
-        return self.on_error.get(str(index)) or self.on_error.get(self.services[index]) or "fail"
+    def operation_for(self, place: Located | int) -> StepOperation | None:
+        place = self.at(place) if isinstance(place, int) else place
+        return _first(self.operations, _keys_of(place))
+
+    def on_error_for(self, place: Located | int) -> OnError:
+        place = self.at(place) if isinstance(place, int) else place
+        return _first(self.on_error, _keys_of(place)) or "fail"
 
     def fallback_services(self) -> set[str]:
         return {
             policy.fallback for policy in self.on_error.values() if isinstance(policy, Fallback)
         }
 
+    def step_services(self) -> list[str]:
+        """The service of every step, in definition order, with repeats."""
+        return [place.service for place in self.located() if place.service]
+
     def all_services(self) -> set[str]:
         """Every service the workflow may call: its steps' and their fallbacks'."""
-        return set(self.services) | self.fallback_services()
+        return set(self.step_services()) | self.fallback_services()
+
+
+def _keys_of(place: Located) -> list[str]:
+    """The keys of operations and on_error that may name `place`, the most precise first."""
+    keys = [place.step_id] if place.step_id else []
+    if place.at_top:
+        keys.append(str(place.top))
+    if place.service:
+        keys.append(place.service)
+    return keys
+
+
+V = TypeVar("V")
+
+
+def _first(mapping: dict[str, V], keys: list[str]) -> V | None:
+    for key in keys:
+        if key in mapping:
+            return mapping[key]
+    return None
 
 
 class Workflow(Model):
@@ -283,8 +481,14 @@ class Attempt(Model):
 
 
 class StepRecord(Model):
-    index: int
-    service: str
+    """A step as it ran; a group's record holds its branches' or iterations' steps."""
+
+    index: int  # in its list: the workflow's services, or a branch's or an iteration's steps
+    service: str | None = None  # None for a group
+    kind: Literal["service", "when", "parallel", "map"] = "service"
+    id: str | None = None
+    branch: int | None = None  # in a parallel group, or 0 (steps) / 1 (otherwise) in a `when`
+    iteration: int | None = None  # in a map
     status: StepStatus
     attempts: int = 0  # attempts that have ended
     # The attempt under way (attempts + 1) while the step is RUNNING or WAITING, else None.
@@ -297,6 +501,11 @@ class StepRecord(Model):
     error: ErrorInfo | None = None
     history: list[Attempt] = Field(default_factory=list)
     fallback_from: str | None = None  # the service that failed before `service` took over
+    retry_at: datetime | None = None  # a RETRYING step in a group: its next attempt's time
+    decision: bool | None = None  # a `when` group: whether its condition held
+    total: int | None = None  # a map: its elements
+    completed: int | None = None  # a map: the iterations that ended
+    steps: list[StepRecord] = Field(default_factory=list)  # a group's
 
 
 class RunRecord(Model):
@@ -316,20 +525,49 @@ class PlannedStep(Model):
     operation: StepOperation | None = None
     on_error: Literal["fail", "continue", "fallback"] = "fail"
     fallback: Service | None = None
+    when: str | None = None
+    id: str | None = None
+
+
+class PlannedGroup(Model):
+    """A group as it will run. `branches`: a `when`'s steps and otherwise, a parallel's
+    branches, a map's steps (run once per element)."""
+
+    kind: Literal["when", "parallel", "map"]
+    branches: list[list[PlannedNode]]
+    when: str | None = None
+    map: str | None = None
+    as_name: str = "item"
+    collect: str | None = None
+    max_concurrency: int = 10
+    on_error: Literal["fail", "continue"] = "fail"  # a map's applies to each iteration
+    id: str | None = None
+
+    def leaves(self) -> Iterator[PlannedStep]:
+        for branch in self.branches:
+            for node in branch:
+                yield from node.leaves() if isinstance(node, PlannedGroup) else (node,)
+
+
+PlannedNode = PlannedStep | PlannedGroup
 
 
 class Plan(Model):
     workflow_version: int
-    steps: list[PlannedStep]
+    steps: list[PlannedNode]
     outputs: Fields
     callback_base_url: str | None = None  # the API's own URL, for callback services
+
+    def leaves(self) -> Iterator[PlannedStep]:
+        for node in self.steps:
+            yield from node.leaves() if isinstance(node, PlannedGroup) else (node,)
 
     @property
     def holds_secrets(self) -> bool:
         """Whether a service of the plan has secret headers (the plan must then stay stored)."""
         return any(
             step.service.secret_headers or (step.fallback and step.fallback.secret_headers)
-            for step in self.steps
+            for step in self.leaves()
         )
 
 

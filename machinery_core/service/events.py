@@ -24,6 +24,8 @@ from machinery_core.domain.errors import (
     StaleVersion,
 )
 from machinery_core.domain.models import (
+    ConditionEntry,
+    Entry,
     ErrorInfo,
     Event,
     EventAccepted,
@@ -36,16 +38,23 @@ from machinery_core.domain.models import (
     FieldSpec,
     FieldType,
     IdempotencyClaim,
+    Located,
+    MapEntry,
     Notification,
     OnError,
     Page,
+    ParallelEntry,
     Plan,
+    PlannedGroup,
+    PlannedNode,
     PlannedStep,
     Service,
+    StepEntry,
     StepOperation,
     Workflow,
     WorkflowRecord,
     WorkflowSpec,
+    children,
 )
 from machinery_core.domain.validation import check_data, type_of
 from machinery_core.runtime.dependencies import Dependencies
@@ -85,10 +94,7 @@ def accept_event(
         raise Conflict(f"the workflow's services are gone: {', '.join(missing)}")
     plan = Plan(
         workflow_version=record.version,
-        steps=[
-            _planned(spec.on_error_for(i), services[name], spec.operation_for(i), services)
-            for i, name in enumerate(spec.services)
-        ],
+        steps=_planned(spec, spec.services, "spec.services", None, services),
         outputs=spec.outputs,
         callback_base_url=deps.callback_base_url or api_url,
     )
@@ -124,14 +130,45 @@ def accept_event(
 
 
 def _planned(
-    policy: OnError, service: Service, operation: StepOperation | None, services: dict[str, Service]
-) -> PlannedStep:
-    if isinstance(policy, Fallback):
-        fallback = services[policy.fallback]
-        return PlannedStep(
-            service=service, operation=operation, on_error="fallback", fallback=fallback
-        )
-    return PlannedStep(service=service, operation=operation, on_error=policy)
+    spec: WorkflowSpec,
+    entries: list[Entry],
+    prefix: str,
+    top: int | None,
+    services: dict[str, Service],
+) -> list[PlannedNode]:
+    """The entries as they will run, each service's definition pinned."""
+    planned: list[PlannedNode] = []
+    for index, entry in enumerate(entries):
+        place = Located(entry, f"{prefix}[{index}]", index if top is None else top)
+        policy = spec.on_error_for(place)
+        if place.service is not None:
+            step = PlannedStep(
+                service=services[place.service],
+                operation=spec.operation_for(place),
+                when=entry.when if isinstance(entry, StepEntry) else None,
+                id=place.step_id,
+            )
+            if isinstance(policy, Fallback):
+                step.on_error, step.fallback = "fallback", services[policy.fallback]
+            else:
+                step.on_error = policy
+            planned.append(step)
+            continue
+        assert not isinstance(entry, str | StepEntry) and not isinstance(policy, Fallback)
+        group = PlannedGroup(kind="when", branches=[], on_error=policy, id=place.step_id)
+        for inner, path in children(entry, place.path):
+            group.branches.append(_planned(spec, inner, path, place.top, services))
+        if isinstance(entry, ConditionEntry):
+            group.when = entry.when
+            if len(group.branches) == 1:
+                group.branches.append([])
+        elif isinstance(entry, ParallelEntry):
+            group.kind = "parallel"
+        else:
+            group.kind, group.map, group.as_name = "map", entry.map, entry.as_
+            group.collect, group.max_concurrency = entry.collect, entry.max_concurrency
+        planned.append(group)
+    return planned
 
 
 def execution_input(event_id: str, plan: Plan) -> str:
@@ -252,15 +289,54 @@ def workflow_as_run(
     services: dict[str, Service] = {}
     operations: dict[str, StepOperation] = {}
     on_error: dict[str, OnError] = {}
-    for index, step in enumerate(plan.steps):
-        services.setdefault(step.service.name, step.service)
-        if step.operation is not None:
-            operations[str(index)] = step.operation
-        if step.on_error == "fallback" and step.fallback is not None:
-            services.setdefault(step.fallback.name, step.fallback)
-            on_error[str(index)] = Fallback(fallback=step.fallback.name)
-        elif step.on_error == "continue":
-            on_error[str(index)] = "continue"
+
+    def entries(nodes: list[PlannedNode], path: str) -> list[Entry]:
+        rebuilt: list[Entry] = []
+        for index, node in enumerate(nodes):
+            # a nested step's operation or policy is keyed by its id, made up if it has none
+            key = node.id or (str(index) if not path else f"step{path}-{index}")
+            if isinstance(node, PlannedGroup):
+                if node.on_error == "continue":
+                    on_error[key] = "continue"
+                rebuilt.append(group(node, key, f"{path}-{index}"))
+                continue
+            services.setdefault(node.service.name, node.service)
+            if node.operation is not None:
+                operations[key] = node.operation
+            if node.on_error == "fallback" and node.fallback is not None:
+                services.setdefault(node.fallback.name, node.fallback)
+                on_error[key] = Fallback(fallback=node.fallback.name)
+            elif node.on_error == "continue":
+                on_error[key] = "continue"
+            keyed = operations.keys() | on_error.keys()
+            if node.when is None and node.id is None and (not path or key not in keyed):
+                rebuilt.append(node.service.name)
+            else:
+                identity = key if key != str(index) else None
+                rebuilt.append(StepEntry(service=node.service.name, when=node.when, id=identity))
+        return rebuilt
+
+    def group(node: PlannedGroup, key: str, path: str) -> Entry:
+        identity = key if not key.isdigit() else None
+        branches = [entries(branch, f"{path}-{b}") for b, branch in enumerate(node.branches)]
+        if node.kind == "parallel":
+            return ParallelEntry(parallel=branches, id=identity)
+        if node.kind == "map":
+            assert node.map is not None and node.collect is not None
+            return MapEntry.model_validate(
+                {
+                    "map": node.map,
+                    "as": node.as_name,
+                    "steps": branches[0],
+                    "collect": node.collect,
+                    "max_concurrency": node.max_concurrency,
+                    "id": identity,
+                }
+            )
+        assert node.when is not None
+        return ConditionEntry(when=node.when, steps=branches[0], otherwise=branches[1], id=identity)
+
+    steps = entries(plan.steps, "")
     if current is not None and current.version == plan.workflow_version:
         inputs = current.definition.spec.inputs
     else:
@@ -273,7 +349,7 @@ def workflow_as_run(
         name=event.workflow_id,
         description=current.definition.description if current is not None else None,
         spec=WorkflowSpec(
-            services=[step.service.name for step in plan.steps],
+            services=steps,
             inputs=inputs,
             outputs=plan.outputs,
             operations=operations,

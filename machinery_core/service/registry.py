@@ -103,14 +103,15 @@ def save_workflow(
 def _check_runnable(deps: Dependencies, workflow: Workflow, services: dict[str, Service]) -> None:
     if deps.executions.kind is not StateMachineType.EXPRESS:
         return
-    waiting = [name for name in workflow.spec.services if services[name].mode == "callback"]
+    waiting = [
+        place
+        for place in workflow.spec.located()
+        if place.service is not None and services[place.service].mode == "callback"
+    ]
     if waiting:
         raise InvalidDefinition(
             "callback services need a STANDARD state machine; this deployment runs EXPRESS",
-            [
-                {"path": f"spec.services[{workflow.spec.services.index(name)}]", "message": name}
-                for name in dict.fromkeys(waiting)
-            ],
+            [{"path": place.path, "message": place.service} for place in waiting],
         )
 
 

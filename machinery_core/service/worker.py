@@ -14,18 +14,23 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import Any
 
 from machinery_core.domain import engine, tokens
 from machinery_core.domain.engine import CallOutcome
 from machinery_core.domain.errors import ClaimHeld, ItemTooLarge, StaleVersion
+from machinery_core.domain.groups import Call, GroupRun
 from machinery_core.domain.models import (
+    MAX_MAP_CONCURRENCY,
     Callback,
     ErrorInfo,
     Event,
     EventStatus,
     Plan,
+    PlannedGroup,
+    PlannedNode,
     StepStatus,
 )
 from machinery_core.runtime.dependencies import Dependencies
@@ -40,6 +45,8 @@ CALLBACK_GRACE = timedelta(days=1)
 
 
 DISPATCH_TIMEOUT_SECONDS = 30.0  # a callback service only has to accept the work
+# The most calls one invocation makes at once: a map's largest max_concurrency.
+MAX_POOL = MAX_MAP_CONCURRENCY
 
 
 def _load(deps: Dependencies, event_id: str, carried: dict[str, Any] | None) -> tuple[Event, Plan]:
@@ -65,21 +72,33 @@ def advance(
         raise ClaimHeld(f"invocation {holder} is advancing event {event_id!r} until {until}")
 
     def held(state: Event) -> Event:
-        """`state`, claimed for the next call (each checkpoint renews the claim), with that
-        call's step shown under way."""
+        """`state` past any skipped steps, claimed for the next call (each checkpoint renews
+        the claim), with that call's step shown under way."""
+        state = engine.settle(state, plan, deps.clock())
         if state.step_index >= len(plan.steps) or state.status.terminal:
             return engine.claim(state, None, None)
+        now = deps.clock()
+        node = plan.steps[state.step_index]
+        if isinstance(node, PlannedGroup):
+            return engine.claim(state, invocation_id, now + _seconds(_longest_call(node)))
         service = engine.current_service(state, plan)
         if service.mode == "callback":  # this invocation calls nothing more
             return engine.claim(state, None, None)
-        now = deps.clock()
         claimed = engine.claim(state, invocation_id, now + _seconds(service.timeout_seconds))
         return engine.mark_under_way(claimed, plan, now)
 
     # The claim's conditional write is what stops a concurrent duplicate here.
     event = deps.store.save_event(held(engine.begin(event, now)))
     calls = 0
-    while True:
+    while not event.status.terminal:
+        node = plan.steps[event.step_index]
+        if isinstance(node, PlannedGroup):
+            ran = _GroupInvocation(deps, event, plan, node, invocation_id, remaining_ms, calls)
+            event, answer = ran.run(held)
+            calls += ran.calls
+            if answer is not None:
+                return answer
+            continue
         service = engine.current_service(event, plan)
         if service.mode == "callback":
             # `held` left the event unclaimed: the dispatch is another invocation's work
@@ -99,10 +118,11 @@ def advance(
             service,
             payload,
             event_id=event_id,
-            step_index=event.step_index,
+            step=event.step_index,
             timeout=min(service.timeout_seconds, max(available, 1.0)),
         )
         calls += 1
+        index = event.step_index
         transition = engine.record_call(event, plan, payload, outcome, random.random())
         after = transition.event
         after = engine.claim(after, None, None) if transition.wait_seconds > 0 else held(after)
@@ -117,21 +137,163 @@ def advance(
             "step recorded",
             event_id=event_id,
             workflow_id=event.workflow_id,
-            step=len(event.steps) - 1,
+            step=index,
             service=service.name,
-            step_status=event.steps[-1].status.value,
+            step_status=transition.event.steps[index].status.value,
             duration_ms=outcome.duration_ms,
         )
         if transition.wait_seconds > 0:
             return routes.answer_for(event, transition.wait_seconds)
-        if event.status.terminal:
-            break
 
     metrics.add_metric(name=f"Events{event.status.value.title()}", unit="Count", value=1)
     logger.info(
         "event ended", event_id=event_id, workflow_id=event.workflow_id, status=event.status.value
     )
     return routes.answer_for(event)
+
+
+def _longest_call(node: PlannedGroup) -> float:
+    return max(
+        max(step.service.timeout_seconds, step.fallback.timeout_seconds if step.fallback else 0)
+        for step in node.leaves()
+    )
+
+
+def _width(nodes: list[PlannedNode]) -> int:
+    """How many calls a list of steps may have in flight at once."""
+    widest = 1
+    for node in nodes:
+        if isinstance(node, PlannedGroup):
+            if node.kind == "parallel":
+                width = sum(_width(branch) for branch in node.branches)
+            elif node.kind == "map":
+                width = node.max_concurrency * _width(node.branches[0])
+            else:
+                width = max(_width(branch) for branch in node.branches)
+            widest = max(widest, width)
+    return widest
+
+
+class _GroupInvocation:
+    """A top-level group run by one invocation: its ready calls made concurrently on a
+    bounded pool, a checkpoint per batch of ended calls (the group's width: a map's
+    max_concurrency, a parallel's branches), until the group ends, must wait out a
+    backoff, or the invocation's time runs short."""
+
+    def __init__(
+        self,
+        deps: Dependencies,
+        event: Event,
+        plan: Plan,
+        group: PlannedGroup,
+        invocation_id: str,
+        remaining_ms: Callable[[], int],
+        calls_before: int,
+    ) -> None:
+        self.deps, self.event, self.plan, self.group = deps, event, plan, group
+        self.invocation_id, self.remaining_ms = invocation_id, remaining_ms
+        self.calls_before = calls_before
+        self.calls = 0
+        self.run_state = GroupRun(event.step_index, group, event.context, event.current_step)
+        self.longest = _longest_call(group)
+
+    def run(self, held: Callable[[Event], Event]) -> tuple[Event, dict[str, Any] | None]:
+        """The event after the group, and the answer when the invocation must hand back."""
+        batch = width = _width([self.group])
+        in_flight: dict[Future[CallOutcome], Call] = {}
+        short_of_time = cancelled = False
+        since_checkpoint = 0
+        with ThreadPoolExecutor(max_workers=min(width, MAX_POOL)) as pool:
+            while True:
+                now = self.deps.clock()
+                ready = self.run_state.ready(now, {call.path for call in in_flight.values()})
+                for call in ready if not (short_of_time or cancelled) else []:
+                    available = self.remaining_ms() / 1000 - SAFETY_SECONDS
+                    timeout = call.service.timeout_seconds
+                    if (self.calls_before or self.calls) and available < timeout:
+                        short_of_time = True
+                        break
+                    self.run_state.started(call, now)
+                    future = pool.submit(
+                        self.deps.invoker.call,
+                        call.service,
+                        call.payload,
+                        event_id=self.event.event_id,
+                        step=call.label,
+                        timeout=min(timeout, max(available, 1.0)),
+                    )
+                    in_flight[future] = call
+                    self.calls += 1
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    call = in_flight.pop(future)
+                    outcome = future.result()
+                    self.run_state.finished(call, outcome, random.random())
+                    self._log(call, outcome)
+                    since_checkpoint += 1
+                if in_flight and since_checkpoint >= batch and not cancelled:
+                    since_checkpoint = 0
+                    cancelled = not self._checkpoint()
+        if cancelled:
+            current = self.deps.store.get_event(self.event.event_id)
+            return current, routes.answer_for(current)
+        return self._end(held, short_of_time)
+
+    def _progress(self) -> Event:
+        return engine.record_group(self.event, self.run_state.record(), self.deps.clock())
+
+    def _checkpoint(self) -> bool:
+        """Store the group's progress and renew the claim; False if the event was cancelled."""
+        now = self.deps.clock()
+        claimed = engine.claim(self._progress(), self.invocation_id, now + _seconds(self.longest))
+        try:
+            self.event = self.deps.store.save_event(claimed)
+        except StaleVersion:
+            current = self.deps.store.get_event(self.event.event_id)
+            if current.status is not EventStatus.CANCELLED:
+                raise
+            return False
+        return True
+
+    def _end(
+        self, held: Callable[[Event], Event], short_of_time: bool
+    ) -> tuple[Event, dict[str, Any] | None]:
+        run = self.run_state
+        now = self.deps.clock()
+        wait_seconds = 0.0
+        if run.ended:
+            after = held(
+                engine.finish_group(self.event, self.plan, run.record(), run.produced, now)
+            )
+        else:
+            after = engine.claim(self._progress(), None, None)
+            if not short_of_time and run.retry_at is not None:
+                wait_seconds = max((run.retry_at - now).total_seconds(), 1.0)
+        try:
+            event = self.deps.store.save_event(after)
+        except ItemTooLarge as error:
+            return _fail_oversized(self.deps, self.event, f"{self.group.kind} group", error), None
+        except StaleVersion:
+            current = self.deps.store.get_event(self.event.event_id)
+            if current.status is not EventStatus.CANCELLED:
+                raise
+            return current, routes.answer_for(current)
+        if run.ended:
+            return event, None
+        return event, routes.answer_for(event, wait_seconds)
+
+    def _log(self, call: Call, outcome: CallOutcome) -> None:
+        logger.info(
+            "group call ended",
+            event_id=self.event.event_id,
+            workflow_id=self.event.workflow_id,
+            step=call.label,
+            service=call.service.name,
+            step_status=self.run_state.records[call.path].status.value,
+            duration_ms=outcome.duration_ms,
+        )
 
 
 def _seconds(timeout: float) -> timedelta:
@@ -231,7 +393,7 @@ def dispatch(
         service,
         payload,
         event_id=event_id,
-        step_index=event.step_index,
+        step=event.step_index,
         timeout=min(service.timeout_seconds, DISPATCH_TIMEOUT_SECONDS),
         extra_headers={"X-Machinery-Callback-Url": f"{base}/callbacks/{token}"},
         expect_body=False,

@@ -286,7 +286,7 @@ def test_the_invoker_refuses_a_call_before_sending_anything(
         service("http://metadata.example/latest/meta-data/"),
         {},
         event_id="evt-1",
-        step_index=0,
+        step=0,
         timeout=1,
     )
 
@@ -307,7 +307,7 @@ def test_the_invoker_turns_a_name_that_does_not_resolve_into_a_retryable_dns_err
     )
 
     outcome = invoker.call(
-        service("http://nowhere.invalid/"), {}, event_id="evt-1", step_index=0, timeout=1
+        service("http://nowhere.invalid/"), {}, event_id="evt-1", step=0, timeout=1
     )
 
     assert outcome.error is not None
@@ -325,7 +325,7 @@ def test_what_the_guard_lets_through_is_sent(
     )
 
     outcome = invoker.call(
-        service("http://public.example/upper"), {}, event_id="evt-1", step_index=0, timeout=1
+        service("http://public.example/upper"), {}, event_id="evt-1", step=0, timeout=1
     )
 
     assert spy.sent == ["http://public.example/upper"]
@@ -355,7 +355,7 @@ def test_by_default_the_invoker_refuses_loopback(loopback: Loopback) -> None:
 
         # When it is called, and a notification is delivered there
         outcome = invoker.call(
-            service(loopback.url + "/upper"), {}, event_id="evt-1", step_index=0, timeout=1
+            service(loopback.url + "/upper"), {}, event_id="evt-1", step=0, timeout=1
         )
         status, problem = invoker.deliver(loopback.url + "/upper", b"{}", {})
 
@@ -376,7 +376,7 @@ def test_a_redirect_is_a_failure_and_is_not_followed(loopback: Loopback) -> None
 
         # When the service is called and a notification is delivered to it
         outcome = invoker.call(
-            service(loopback.url + "/upper"), {}, event_id="evt-1", step_index=0, timeout=1
+            service(loopback.url + "/upper"), {}, event_id="evt-1", step=0, timeout=1
         )
         delivered = invoker.deliver(loopback.url + "/upper", b"{}", {})
 

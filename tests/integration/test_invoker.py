@@ -47,7 +47,7 @@ def call(invoker: ServiceInvoker, address: str, timeout: float = 5, **extra: Any
         make_service(address, **extra),
         {"message": "hello"},
         event_id="evt-1",
-        step_index=2,
+        step=2,
         timeout=timeout,
     )
 
@@ -236,7 +236,7 @@ def dispatch(invoker: ServiceInvoker, address: str) -> CallOutcome:
         make_service(address, headers={"X-Api-Version": "7"}),
         {"message": "hello"},
         event_id="evt-1",
-        step_index=0,
+        step=0,
         timeout=5,
         extra_headers={
             "X-Machinery-Callback-Url": "https://api.example.test/callbacks/tkn",
@@ -385,7 +385,7 @@ def test_the_call_connects_to_the_address_the_guard_checked(
         make_service(f"http://pinned.test:{port}/upper"),
         {"message": "hello"},
         event_id="evt-1",
-        step_index=0,
+        step=0,
         timeout=5,
     )
 

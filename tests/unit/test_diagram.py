@@ -45,6 +45,7 @@ GREY = ("cancelled", "#e5e7eb", "#4b5563")
 PALE = ("pending", "#f1f5f9", "#94a3b8")
 ORANGE = ("continued", "#ffedd5", "#ea580c")
 FELL = ("fell_back", "#ffedd5", "#c2410c")
+SKIPPED = ("skipped", "#f8fafc", "#94a3b8")
 STEP_LOOKS = {
     StepStatus.RUNNING: BLUE,
     StepStatus.RETRYING: YELLOW,
@@ -52,6 +53,7 @@ STEP_LOOKS = {
     StepStatus.SUCCEEDED: GREEN,
     StepStatus.FAILED: RED,
     StepStatus.CANCELLED: GREY,
+    StepStatus.SKIPPED: SKIPPED,
 }
 OUTPUT_LOOKS = {
     EventStatus.PENDING: PALE,

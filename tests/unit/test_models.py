@@ -252,3 +252,68 @@ def test_a_non_empty_list_of_operations_is_still_refused() -> None:
         Workflow.model_validate(
             {"name": "w", "spec": {"services": ["upper"], "operations": [{"upper": {}}]}}
         )
+
+
+# --- the step forms: when, condition groups, parallel, map --------------------------------
+
+
+def _spec(services: list[Any], **extra: Any) -> dict[str, Any]:
+    return {"name": "order", "spec": {"services": services, **extra}}
+
+
+def test_a_map_reads_and_writes_its_element_name_as_as() -> None:
+    entry = {"map": "lines", "as": "line", "steps": ["enrich"], "collect": "enriched"}
+
+    parsed = Workflow.model_validate(_spec([entry]))
+
+    dumped = parsed.model_dump(mode="json")["spec"]["services"][0]
+    assert dumped["as"] == "line" and "as_" not in dumped
+    assert dumped["max_concurrency"] == 10
+
+
+@pytest.mark.parametrize("concurrency", [0, 41])
+def test_a_map_runs_one_to_forty_iterations_at_once(concurrency: int) -> None:
+    entry = {"map": "l", "steps": ["e"], "collect": "c", "max_concurrency": concurrency}
+    with pytest.raises(ValidationError, match="max_concurrency"):
+        Workflow.model_validate(_spec([entry]))
+
+
+def test_step_ids_are_unique_and_may_key_operations_and_on_error() -> None:
+    ok = _spec(
+        [{"parallel": [[{"service": "a", "id": "first"}], ["b"]]}],
+        operations={"first": {"inputs": {"x": "y"}}},
+        on_error={"first": "continue"},
+    )
+    Workflow.model_validate(ok)
+
+    twice = _spec([{"service": "a", "id": "x"}, {"service": "b", "id": "x"}])
+    with pytest.raises(ValidationError, match="step id 'x' is used twice"):
+        Workflow.model_validate(twice)
+
+
+def test_a_group_may_not_fall_back_to_a_service() -> None:
+    spec = _spec([{"parallel": [["a"]], "id": "fork"}], on_error={"fork": {"fallback": "b"}})
+    with pytest.raises(ValidationError, match="a group cannot fall back"):
+        Workflow.model_validate(spec)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"service": "a", "when": "amount >"},
+        {"when": "x", "steps": []},
+        {"parallel": []},
+        {"map": "lines", "steps": ["a"]},
+        5,
+    ],
+    ids=["bad-when", "no-steps", "no-branch", "no-collect", "number"],
+)
+def test_a_malformed_entry_is_refused(entry: Any) -> None:
+    with pytest.raises(ValidationError):
+        Workflow.model_validate(_spec([entry]))
+
+
+def test_the_seed_form_is_unchanged() -> None:
+    parsed = Workflow.model_validate(_spec(["upper", "reverse"]))
+    assert parsed.spec.services == ["upper", "reverse"]
+    assert parsed.spec.step_services() == ["upper", "reverse"]

@@ -407,3 +407,152 @@ def test_a_richer_expression_is_typed_any_and_accepted() -> None:
 
     # Then it is checked when the step runs, not refused now
     check_workflow(workflow, services)
+
+
+# --- conditions, parallel branches, maps ------------------------------------------------
+
+NUMBER = {"type": "number"}
+GROUP_SERVICES = {
+    s.name: s
+    for s in (
+        make_service("fraud-check", inputs={"amount": NUMBER}, outputs={"verdict": STRING}),
+        make_service("vat-fr", inputs={"country": STRING}, outputs={"vat": NUMBER}),
+        make_service("vat-default", inputs={"country": STRING}, outputs={"vat": NUMBER}),
+        make_service("vat-uk", inputs={"country": STRING}, outputs={"uk_vat": NUMBER}),
+        make_service("reserve-stock", inputs={}, outputs={"reservation": STRING}),
+        make_service("charge-card", inputs={"amount": NUMBER}, outputs={"charge": STRING}),
+        make_service("recharge", inputs={"amount": NUMBER}, outputs={"charge": STRING}),
+        make_service("receipt", inputs={"charge": STRING}, outputs={"receipt": STRING}),
+        make_service("needs-verdict", inputs={"verdict": STRING}, outputs={}),
+        make_service("enrich", inputs={"line": {"type": "object"}}, outputs={"price": NUMBER}),
+        make_service("total", inputs={"enriched": {"type": "array"}}, outputs={"sum": NUMBER}),
+    )
+}
+
+
+def order(services: list[Any], outputs: dict[str, Any] | None = None, **spec: Any) -> Workflow:
+    return Workflow.model_validate(
+        {
+            "name": "order",
+            "spec": {
+                "inputs": {"amount": NUMBER, "country": STRING, "lines": {"type": "array"}},
+                "services": services,
+                "outputs": outputs or {},
+                **spec,
+            },
+        }
+    )
+
+
+def test_the_issue_example_type_checks() -> None:
+    workflow = order(
+        [
+            {"service": "fraud-check", "when": "amount > `100`"},
+            {"when": "country == 'FR'", "steps": ["vat-fr"], "otherwise": ["vat-default"]},
+            {"parallel": [["reserve-stock"], ["charge-card", "receipt"]]},
+            {"map": "lines", "as": "line", "steps": ["enrich"], "collect": "enriched"},
+            "total",
+        ],
+        outputs={"vat": NUMBER, "receipt": STRING, "enriched": {"type": "array"}, "sum": NUMBER},
+    )
+    check_workflow(workflow, GROUP_SERVICES)
+
+
+def test_a_field_given_only_under_a_when_is_optional_afterwards() -> None:
+    workflow = order([{"service": "fraud-check", "when": "amount > `100`"}, "needs-verdict"])
+
+    problem = refusal(workflow, GROUP_SERVICES)
+
+    assert [d["path"] for d in problem.details] == [
+        "spec.services[1] (needs-verdict).inputs.verdict"
+    ]
+
+
+def test_a_field_given_only_by_one_way_of_a_condition_is_optional() -> None:
+    workflow = order(
+        [{"when": "country == 'UK'", "steps": ["vat-uk"], "otherwise": ["vat-default"]}],
+        outputs={"uk_vat": NUMBER},
+    )
+
+    problem = refusal(workflow, GROUP_SERVICES)
+
+    assert problem.details[0]["path"] == "spec.outputs.uk_vat"
+    assert "only on some paths" in problem.details[0]["message"]
+
+
+def test_a_field_given_by_both_ways_is_certain() -> None:
+    workflow = order(
+        [{"when": "country == 'FR'", "steps": ["vat-fr"], "otherwise": ["vat-default"]}],
+        outputs={"vat": NUMBER},
+    )
+    check_workflow(workflow, GROUP_SERVICES)
+
+
+def test_two_branches_producing_one_field_are_refused_naming_both() -> None:
+    workflow = order([{"parallel": [["charge-card"], ["reserve-stock", "recharge"]]}])
+
+    problem = refusal(workflow, GROUP_SERVICES)
+
+    [detail] = problem.details
+    assert detail["path"] == "spec.services[0].parallel[1]"
+    assert "spec.services[0].parallel[0]" in detail["message"] and "'charge'" in detail["message"]
+
+
+def test_operations_keyed_by_step_id_settle_a_branch_conflict() -> None:
+    workflow = order(
+        [{"parallel": [["charge-card"], [{"service": "recharge", "id": "second"}]]}],
+        outputs={"charge": STRING, "second_charge": STRING},
+        operations={"second": {"outputs": {"second_charge": "charge"}}},
+    )
+    check_workflow(workflow, GROUP_SERVICES)
+
+
+def test_a_branch_sees_only_what_existed_at_the_fork() -> None:
+    workflow = order([{"parallel": [["charge-card"], ["receipt"]]}])
+
+    problem = refusal(workflow, GROUP_SERVICES)
+
+    assert [d["path"] for d in problem.details] == [
+        "spec.services[0].parallel[1][0] (receipt).inputs.charge"
+    ]
+
+
+def test_a_map_collects_an_array_and_its_element_is_any() -> None:
+    workflow = order(
+        [{"map": "lines", "as": "line", "steps": ["enrich"], "collect": "enriched"}],
+        outputs={"enriched": {"type": "array"}, "price": NUMBER},
+    )
+
+    problem = refusal(workflow, GROUP_SERVICES)
+
+    # the iteration's fields stay inside it: only the collected array comes out
+    assert [d["path"] for d in problem.details] == ["spec.outputs.price"]
+
+
+def test_a_map_over_what_is_not_an_array_is_refused() -> None:
+    workflow = order([{"map": "country", "as": "line", "steps": ["enrich"], "collect": "x"}])
+
+    problem = refusal(workflow, GROUP_SERVICES)
+
+    assert problem.details == [
+        {"path": "spec.services[0].map", "message": "'country' gives string, not an array"}
+    ]
+
+
+def test_a_nested_step_is_named_by_its_path() -> None:
+    workflow = order(
+        [
+            {
+                "map": "lines",
+                "as": "line",
+                "collect": "done",
+                "steps": [{"parallel": [["enrich"], [{"when": "line", "steps": ["receipt"]}]]}],
+            }
+        ]
+    )
+
+    problem = refusal(workflow, GROUP_SERVICES)
+
+    assert [d["path"] for d in problem.details] == [
+        "spec.services[0].steps[0].parallel[1][0].steps[0] (receipt).inputs.charge"
+    ]

@@ -17,12 +17,18 @@ from typing import Literal
 from machinery_core.contract import duration_text
 from machinery_core.domain import mapping
 from machinery_core.domain.models import (
+    ConditionEntry,
+    Entry,
     ErrorInfo,
     EventStatus,
     EventView,
     Fallback,
     Fields,
+    Located,
+    MapEntry,
+    ParallelEntry,
     Service,
+    StepEntry,
     StepRecord,
     StepStatus,
     Workflow,
@@ -47,6 +53,7 @@ class Status(StrEnum):
     CONTINUED = "continued"  # failed, and the workflow went on without its outputs
     FELL_BACK = "fell_back"  # failed, and its fallback service took over
     CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # its `when` did not hold
 
 
 STATUS_LABELS: dict[Status, str] = {
@@ -60,6 +67,7 @@ STATUS_LABELS: dict[Status, str] = {
     Status.CONTINUED: "failed, continued",
     Status.FELL_BACK: "failed, fell back",
     Status.CANCELLED: "cancelled",
+    Status.SKIPPED: "skipped",
 }
 
 
@@ -83,6 +91,7 @@ STYLES: dict[Status, Style] = {
     Status.CONTINUED: Style("#ffedd5", "#ea580c", "#7c2d12"),
     Status.FELL_BACK: Style("#ffedd5", "#c2410c", "#7c2d12", dashed=True),
     Status.CANCELLED: Style("#e5e7eb", "#4b5563", "#374151"),
+    Status.SKIPPED: Style("#f8fafc", "#94a3b8", "#475569", dashed=True),
 }
 DASHES = "5 3"  # the dash and gap of a dashed style's border, in both formats
 
@@ -95,6 +104,7 @@ STEP_STATUSES: dict[StepStatus, Status] = {
     StepStatus.SUCCEEDED: Status.SUCCEEDED,
     StepStatus.FAILED: Status.FAILED,
     StepStatus.CANCELLED: Status.CANCELLED,
+    StepStatus.SKIPPED: Status.SKIPPED,
 }
 
 # How the outputs node draws, by the event's status.
@@ -160,34 +170,89 @@ def workflow_graph(workflow: Workflow, services: dict[str, Service]) -> Graph:
 
     A service missing from `services` is drawn by its name alone.
     """
-    return _graph(workflow, services, list(workflow.spec.services))
+    return _graph(workflow, services, _top_names(workflow))
+
+
+def _top_names(workflow: Workflow) -> list[str]:
+    """What each top-level entry is called: its service, or what its group does."""
+    spec = workflow.spec
+    return [spec.at(i).service or group_title(entry) for i, entry in enumerate(spec.services)]
+
+
+def group_title(entry: object) -> str:
+    if isinstance(entry, ConditionEntry):
+        return clean(f"when {entry.when}", MAX_EXPRESSION + 5)
+    if isinstance(entry, ParallelEntry):
+        return f"parallel · {len(entry.parallel)} branches"
+    if isinstance(entry, MapEntry):
+        return clean(f"map {entry.as_} in {entry.map}", MAX_EXPRESSION + 10)
+    return "?"
+
+
+def _group_lines(entry: object) -> tuple[str, ...]:
+    """A group's steps, one line per way, branch or the map's steps."""
+
+    def chain(entries: list[Entry]) -> str:
+        parts = []
+        for inner in entries:
+            if isinstance(inner, str):
+                parts.append(inner)
+            elif isinstance(inner, StepEntry):
+                parts.append(
+                    f"{inner.service} (when {inner.when})" if inner.when else inner.service
+                )
+            else:
+                parts.append(f"[{group_title(inner)}]")
+        return " → ".join(parts)
+
+    if isinstance(entry, ConditionEntry):
+        lines = [f"yes: {chain(entry.steps)}", f"no: {chain(entry.otherwise) or '(nothing)'}"]
+    elif isinstance(entry, ParallelEntry):
+        lines = [f"branch {n + 1}: {chain(branch)}" for n, branch in enumerate(entry.parallel)]
+    elif isinstance(entry, MapEntry):
+        lines = [f"each: {chain(entry.steps)}", f"collect: {entry.collect}"]
+    else:
+        lines = []
+    return tuple(clean(line) for line in lines)
 
 
 def _graph(workflow: Workflow, services: dict[str, Service], names: list[str]) -> Graph:
     """`names`: the service of each step; past the workflow's own steps, as they ran."""
     spec = workflow.spec
     steps = len(spec.services)
+    places = [spec.at(index) for index in range(steps)]
     nodes = [Node("inputs", "inputs", "inputs", _field_lines(spec.inputs))]
     edges: list[Edge] = []
     for index, name in enumerate(names):
+        place = places[index] if index < steps else None
+        if place is not None and place.service is None:
+            lines = (f"step {index + 1} · {place.entry.__class__.__name__[:-5].lower()}",)
+            nodes.append(
+                Node(
+                    f"s{index}", "step", clean(name), lines + _group_lines(place.entry), step=index
+                )
+            )
+            edges.append(Edge(f"s{index - 1}" if index else "inputs", f"s{index}", "flow"))
+            continue
         service = services.get(name)
-        operation_index = index if index < steps else None
-        nodes.append(_service_node(f"s{index}", "step", name, service, workflow, operation_index))
+        nodes.append(_service_node(f"s{index}", "step", name, service, workflow, place))
         source = f"s{index - 1}" if index else "inputs"
-        label = _inputs_label(service, workflow, operation_index)
+        label = _inputs_label(service, workflow, place)
         edges.append(Edge(source, f"s{index}", "flow", label))
     edges.append(
         Edge(f"s{len(names) - 1}" if names else "inputs", "outputs", "flow", _names(spec.outputs))
     )
     for index in range(min(steps, len(names))):
-        policy = spec.on_error_for(index)
+        policy = spec.on_error_for(places[index])
         onward = f"s{index + 1}" if index + 1 < len(names) else "outputs"
         if policy == "continue":
             edges.append(Edge(f"s{index}", onward, "continue", "on error: continue"))
         elif isinstance(policy, Fallback):
             service = services.get(policy.fallback)
             nodes.append(
-                _service_node(f"f{index}", "fallback", policy.fallback, service, workflow, index)
+                _service_node(
+                    f"f{index}", "fallback", policy.fallback, service, workflow, places[index]
+                )
             )
             edges.append(Edge(f"s{index}", f"f{index}", "fallback", "on error: fallback"))
             edges.append(Edge(f"f{index}", onward, "resume"))
@@ -207,7 +272,7 @@ def _service_node(
     name: str,
     service: Service | None,
     workflow: Workflow,
-    index: int | None,
+    place: Located | None,
 ) -> Node:
     callback = service is not None and service.mode == "callback"
     number = int(node_id[1:]) + 1
@@ -216,13 +281,13 @@ def _service_node(
     if service is None:
         lines.append("(definition not found)")
     else:
-        operation = workflow.spec.operation_for(index) if index is not None else None
+        operation = workflow.spec.operation_for(place) if place is not None else None
         produced = ", ".join(mapping.output_sources(service, operation)) or "(nothing)"
         lines.append(clean(f"gives: {produced}"))
     return Node(node_id, kind, clean(name), tuple(lines), callback=callback, step=number - 1)
 
 
-def _inputs_label(service: Service | None, workflow: Workflow, index: int | None) -> str:
+def _inputs_label(service: Service | None, workflow: Workflow, place: Located | None) -> str:
     """What flows into a step: its service's input fields, as its operation maps them.
 
     `field` for one taken from the context by its own name, `field ← expression` for one
@@ -230,7 +295,7 @@ def _inputs_label(service: Service | None, workflow: Workflow, index: int | None
     """
     if service is None:
         return ""
-    operation = workflow.spec.operation_for(index) if index is not None else None
+    operation = workflow.spec.operation_for(place) if place is not None else None
     mapped = operation.inputs if operation is not None else {}
     parts = []
     for name, expression in mapping.input_sources(service, operation).items():
@@ -260,10 +325,10 @@ def event_graph(workflow: Workflow, services: dict[str, Service], event: EventVi
     drawn from their records.
     """
     records = {record.index: record for record in event.steps}
-    names = list(workflow.spec.services)
+    names = _top_names(workflow)
     for index in range(len(names), max(records, default=-1) + 1):
         record = records.get(index)
-        names.append((record.fallback_from or record.service) if record else "?")
+        names.append((record.fallback_from or record.service or record.kind) if record else "?")
     base = _graph(workflow, services, names)
     nodes = tuple(_drawn(node, records, event) for node in base.nodes)
     run = f" (run {event.run})" if event.run > 1 else ""
@@ -294,7 +359,7 @@ def _drawn(node: Node, records: dict[int, StepRecord], event: EventView) -> Node
         return _with(node, _recorded_status(record, event), _run_lines(record, event))
     if record is None:
         return _with(node, Status.PENDING, (STATUS_LABELS[Status.PENDING],))
-    title = clean(record.fallback_from or record.service)
+    title = clean(record.fallback_from or record.service or node.title)
     if record.fallback_from is not None:
         return _with(node, Status.FELL_BACK, _fell_back_lines(record), title)
     return _with(node, _recorded_status(record, event), _run_lines(record, event), title)

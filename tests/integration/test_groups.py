@@ -1,0 +1,382 @@
+"""Conditions, parallel branches and maps, run by the worker against loopback services."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+from integration_kit import DynamoCalls, Wired
+from loopback import Call, LoopbackServer, Reply, json_reply
+
+from machinery_core.domain.models import (
+    EventRequest,
+    EventStatus,
+    Service,
+    StepRecord,
+    StepStatus,
+    Workflow,
+)
+from machinery_core.service import events, registry, worker
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
+STRING = {"type": "string"}
+NUMBER = {"type": "number"}
+
+
+@dataclass
+class Shop:
+    """An order's services on one loopback server: each answers from its input, and notes
+    when it started and ended (its own clock, so overlap is proven by the services)."""
+
+    server: LoopbackServer
+    spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)
+    failing: set[str] = field(default_factory=set)  # skus whose enrichment answers 404
+    slow: float = 0.0  # seconds each call takes
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, call: Call, _: int) -> Reply:
+        started = time.monotonic()
+        time.sleep(self.slow)
+        body = call.json()
+        name = call.path.strip("/")
+        result = ANSWERS[name](body, self)
+        with self.lock:
+            self.spans.setdefault(name, []).append((started, time.monotonic()))
+            self.keys.append(call.headers["Idempotency-Key"])
+        return result
+
+    def service(self, name: str, inputs: dict[str, Any], outputs: dict[str, Any]) -> Service:
+        return Service.model_validate(
+            {
+                "name": name,
+                "address": f"{self.server.url}/{name}",
+                "spec": {"inputs": inputs, "outputs": outputs},
+                "retry": {"max_attempts": 1},
+            }
+        )
+
+
+def _enrich(body: dict[str, Any], shop: Shop) -> Reply:
+    if body["line"]["sku"] in shop.failing:
+        return json_reply(404, {"error": "unknown sku"})
+    return json_reply(200, {"price": body["line"]["qty"] * 2.5})
+
+
+ANSWERS: dict[str, Callable[[dict[str, Any], Shop], Reply]] = {
+    "fraud-check": lambda body, _: json_reply(200, {"verdict": "ok"}),
+    "vat-fr": lambda body, _: json_reply(200, {"vat": 0.2}),
+    "vat-default": lambda body, _: json_reply(200, {"vat": 0.0}),
+    "reserve-stock": lambda body, _: json_reply(200, {"reservation": "r-1"}),
+    "charge-card": lambda body, _: json_reply(200, {"charge": "c-1"}),
+    "receipt": lambda body, _: json_reply(200, {"receipt": f"receipt for {body['charge']}"}),
+    "enrich": _enrich,
+}
+
+
+@pytest.fixture
+def shop(wired: Wired) -> Iterator[Shop]:
+    server = LoopbackServer(respond=lambda call, nth: shop.answer(call, nth))
+    shop = Shop(server=server)
+    server.start()
+    for service in (
+        shop.service("fraud-check", {"amount": NUMBER}, {"verdict": STRING}),
+        shop.service("vat-fr", {"country": STRING}, {"vat": NUMBER}),
+        shop.service("vat-default", {"country": STRING}, {"vat": NUMBER}),
+        shop.service("reserve-stock", {"lines": {"type": "array"}}, {"reservation": STRING}),
+        shop.service("charge-card", {"amount": NUMBER}, {"charge": STRING}),
+        shop.service("receipt", {"charge": STRING}, {"receipt": STRING}),
+        shop.service("enrich", {"line": {"type": "object"}}, {"price": NUMBER}),
+    ):
+        registry.save_service(wired.deps, service, create_only=True)
+    yield shop
+    server.stop()
+
+
+ORDER: dict[str, Any] = {
+    "name": "order",
+    "spec": {
+        "inputs": {"amount": NUMBER, "country": STRING, "lines": {"type": "array"}},
+        "services": [
+            {"service": "fraud-check", "when": "amount > `100`"},
+            {"when": "country == 'FR'", "steps": ["vat-fr"], "otherwise": ["vat-default"]},
+            {"parallel": [["reserve-stock"], ["charge-card", "receipt"]]},
+            {
+                "map": "lines",
+                "as": "line",
+                "steps": ["enrich"],
+                "collect": "enriched",
+                "id": "prices",
+            },
+        ],
+        "outputs": {
+            "vat": NUMBER,
+            "receipt": STRING,
+            "reservation": STRING,
+            "enriched": {"type": "array"},
+        },
+    },
+}
+
+
+def register(wired: Wired, definition: dict[str, Any]) -> None:
+    registry.save_workflow(wired.deps, Workflow.model_validate(definition), create_only=False)
+
+
+def send(wired: Wired, workflow: str, data: dict[str, Any]) -> str:
+    accepted = events.accept_event(
+        wired.deps, workflow, EventRequest(data=data), "http://127.0.0.1"
+    )
+    return accepted.event_id
+
+
+def run(wired: Wired, event_id: str, invocation: str = "first") -> dict[str, Any]:
+    return worker.advance(wired.deps, event_id, lambda: 600_000, invocation)
+
+
+def lines(count: int) -> list[dict[str, Any]]:
+    return [{"sku": f"sku-{n}", "qty": n} for n in range(count)]
+
+
+def shapes(steps: list[StepRecord]) -> list[tuple[Any, ...]]:
+    return [(s.kind, s.service, s.status.value, s.branch, s.iteration) for s in steps]
+
+
+def test_an_order_runs_its_condition_branches_and_map_in_one_invocation(
+    wired: Wired, shop: Shop
+) -> None:
+    # Given the order workflow, and an order of 90 from France with three lines
+    register(wired, ORDER)
+    event_id = send(wired, "order", {"amount": 90, "country": "FR", "lines": lines(3)})
+
+    # When the step function runs it
+    answer = run(wired, event_id)
+
+    # Then one invocation ran it to the end
+    assert answer["status"] == "SUCCEEDED"
+    event = wired.store.get_event(event_id)
+    # And the fraud check was skipped (90 is not above 100), the French VAT applied, both
+    # branches ran and joined, and each line was priced, in order
+    assert event.outputs == {
+        "vat": 0.2,
+        "receipt": "receipt for c-1",
+        "reservation": "r-1",
+        "enriched": [{"price": 0.0}, {"price": 2.5}, {"price": 5.0}],
+    }
+    fraud, vat, fork, prices = event.steps
+    assert (fraud.service, fraud.status) == ("fraud-check", StepStatus.SKIPPED)
+    assert (vat.kind, vat.decision, shapes(vat.steps)) == (
+        "when", True, [("service", "vat-fr", "SUCCEEDED", 0, None)]
+    )  # fmt: skip
+    assert shapes(fork.steps) == [
+        ("service", "reserve-stock", "SUCCEEDED", 0, None),
+        ("service", "charge-card", "SUCCEEDED", 1, None),
+        ("service", "receipt", "SUCCEEDED", 1, None),
+    ]
+    assert (prices.kind, prices.id, prices.total, prices.completed) == ("map", "prices", 3, 3)
+    assert [s.iteration for s in prices.steps] == [0, 1, 2]
+    # And each call had its own Idempotency-Key: the step's path, and a map's iteration
+    assert sorted(shop.keys) == sorted(
+        [f"{event_id}:1.0.0", f"{event_id}:2.0.0", f"{event_id}:2.1.0", f"{event_id}:2.1.1"]
+        + [f"{event_id}:3.0:{n}" for n in range(3)]
+    )
+
+
+def test_the_other_way_runs_when_the_condition_does_not_hold(wired: Wired, shop: Shop) -> None:
+    # Given an order of 150 from Germany
+    register(wired, ORDER)
+    event_id = send(wired, "order", {"amount": 150, "country": "DE", "lines": []})
+
+    # When it runs
+    assert run(wired, event_id)["status"] == "SUCCEEDED"
+
+    # Then the fraud check ran, and the default VAT was taken
+    event = wired.store.get_event(event_id)
+    assert event.steps[0].status is StepStatus.SUCCEEDED
+    assert event.steps[1].decision is False
+    assert shapes(event.steps[1].steps) == [("service", "vat-default", "SUCCEEDED", 1, None)]
+    # And a map over no element collects an empty array
+    assert event.outputs is not None and event.outputs["enriched"] == []
+
+
+def test_parallel_branches_overlap_in_time(wired: Wired, shop: Shop) -> None:
+    # Given services that each take 0.3 s
+    shop.slow = 0.3
+    register(wired, ORDER)
+    event_id = send(wired, "order", {"amount": 10, "country": "FR", "lines": []})
+
+    # When it runs
+    assert run(wired, event_id)["status"] == "SUCCEEDED"
+
+    # Then, by the services' own clocks, reserve-stock was called while charge-card ran
+    [(reserve_start, reserve_end)] = shop.spans["reserve-stock"]
+    [(charge_start, charge_end)] = shop.spans["charge-card"]
+    assert reserve_start < charge_end and charge_start < reserve_end
+    # And the receipt came after the charge, in its branch's order
+    [(receipt_start, _)] = shop.spans["receipt"]
+    assert receipt_start >= charge_end
+
+
+def _map_only(on_error: str | None, concurrency: int = 10) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "inputs": {"lines": {"type": "array"}},
+        "services": [
+            {
+                "map": "lines",
+                "as": "line",
+                "steps": ["enrich"],
+                "collect": "enriched",
+                "id": "prices",
+                "max_concurrency": concurrency,
+            }
+        ],
+        "outputs": {"enriched": {"type": "array"}},
+    }
+    if on_error:
+        spec["on_error"] = {"prices": on_error}
+    return {"name": "prices", "spec": spec}
+
+
+def test_a_map_under_continue_collects_null_for_a_failed_iteration(
+    wired: Wired, shop: Shop
+) -> None:
+    # Given a map whose iterations continue on error, and one line the service refuses
+    register(wired, _map_only("continue"))
+    shop.failing = {"sku-1"}
+    event_id = send(wired, "prices", {"lines": lines(3)})
+
+    # When it runs
+    assert run(wired, event_id)["status"] == "SUCCEEDED"
+
+    # Then that iteration's object is null and its error is on its step
+    event = wired.store.get_event(event_id)
+    assert event.outputs == {"enriched": [{"price": 0.0}, None, {"price": 5.0}]}
+    failed = event.steps[0].steps[1]
+    assert (failed.iteration, failed.status) == (1, StepStatus.FAILED)
+    assert failed.error is not None and failed.error.status_code == 404
+
+
+def test_a_map_under_fail_fails_the_event_once_the_iterations_in_flight_end(
+    wired: Wired, shop: Shop
+) -> None:
+    # Given a map that fails on error (the default), two at a time, and its second line refused
+    register(wired, _map_only(None, concurrency=2))
+    shop.failing = {"sku-1"}
+    event_id = send(wired, "prices", {"lines": lines(6)})
+
+    # When it runs
+    assert run(wired, event_id)["status"] == "FAILED"
+
+    # Then the event failed with the iteration's error, and no iteration started after it
+    event = wired.store.get_event(event_id)
+    assert event.error is not None and event.error.status_code == 404
+    assert event.steps[0].status is StepStatus.FAILED
+    assert len(shop.spans["enrich"]) <= 3  # the failed one, the one beside it, at most one more
+
+
+def test_a_map_of_100_checkpoints_once_per_batch(wired: Wired, shop: Shop, dynamodb: Any) -> None:
+    # Given a map of 100 lines, ten at a time
+    register(wired, _map_only(None, concurrency=10))
+    event_id = send(wired, "prices", {"lines": lines(100)})
+
+    # When it runs
+    with DynamoCalls(dynamodb) as recorded:
+        assert run(wired, event_id)["status"] == "SUCCEEDED"
+
+    # Then it wrote the claim, about one checkpoint per ten iterations, and the end
+    writes = len(recorded.of("UpdateItem"))
+    assert 2 <= writes <= 12, writes
+    assert len(wired.store.get_event(event_id).outputs["enriched"]) == 100  # type: ignore[index]
+
+
+def test_a_crash_in_the_middle_of_a_map_reruns_only_the_rest(wired: Wired, shop: Shop) -> None:
+    # Given a map of 20 lines, two at a time, whose invocation dies after its third checkpoint
+    register(wired, _map_only(None, concurrency=2))
+    event_id = send(wired, "prices", {"lines": lines(20)})
+    checkpoints = 0
+    save = wired.store.save_event
+
+    class Killed(Exception):
+        pass
+
+    def dying(event: Any) -> Any:
+        nonlocal checkpoints
+        saved = save(event)
+        if event.steps and event.steps[0].kind == "map":
+            checkpoints += 1
+            if checkpoints == 3:
+                raise Killed
+        return saved
+
+    wired.store.save_event = dying  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        run(wired, event_id, "first")
+    wired.store.save_event = save  # type: ignore[method-assign]
+    done_before = {
+        s.iteration
+        for s in wired.store.get_event(event_id).steps[0].steps
+        if s.status.value == "SUCCEEDED"
+    }
+    calls_before = len(shop.keys)
+    assert 0 < len(done_before) < 20
+
+    # When another invocation takes the event over once the claim has expired
+    event = wired.store.get_event(event_id)
+    assert event.claimed_until is not None
+    later = event.claimed_until
+    deps = replace(wired.deps, clock=lambda: later)
+    assert worker.advance(deps, event_id, lambda: 600_000, "second")["status"] == "SUCCEEDED"
+
+    # Then it called only the iterations that had not completed (each with its own key)
+    again = shop.keys[calls_before:]
+    rerun = {int(key.rsplit(":", 1)[1]) for key in again}
+    assert rerun == set(range(20)) - done_before
+    event = wired.store.get_event(event_id)
+    assert [line["price"] for line in event.outputs["enriched"]] == [n * 2.5 for n in range(20)]  # type: ignore[index]
+
+
+def test_a_step_whose_when_does_not_hold_is_skipped_without_a_write(
+    wired: Wired, shop: Shop, dynamodb: Any
+) -> None:
+    # Given a workflow of one conditional step, and data that does not meet its condition
+    register(
+        wired,
+        {
+            "name": "checked",
+            "spec": {
+                "inputs": {"amount": NUMBER},
+                "services": [{"service": "fraud-check", "when": "amount > `100`"}],
+            },
+        },
+    )
+    event_id = send(wired, "checked", {"amount": 5})
+
+    # When it runs
+    with DynamoCalls(dynamodb) as recorded:
+        assert run(wired, event_id)["status"] == "SUCCEEDED"
+
+    # Then nothing was called, the step is SKIPPED, and one write did it all
+    assert shop.keys == []
+    assert wired.store.get_event(event_id).steps[0].status is StepStatus.SKIPPED
+    assert recorded.operations.count("UpdateItem") == 1
+
+
+def test_the_plan_carries_groups_through_the_execution_input(wired: Wired, shop: Shop) -> None:
+    # Given the order workflow's event
+    register(wired, ORDER)
+    event_id = send(wired, "order", {"amount": 1, "country": "FR", "lines": lines(1)})
+
+    # When the worker runs it from the plan its execution carries
+    _, plan = wired.store.load_with_plan(event_id)
+    carried = json.loads(events.execution_input(event_id, plan))["plan"]
+    answer = worker.advance(wired.deps, event_id, lambda: 600_000, "x", carried)
+
+    # Then the groups are the same as stored
+    assert answer["status"] == "SUCCEEDED"
+    assert EventStatus.SUCCEEDED is wired.store.get_event(event_id).status
