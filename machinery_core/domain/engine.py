@@ -312,10 +312,12 @@ def record_call(
     return Transition(event.model_copy(update=update), wait_seconds=wait)
 
 
-def record_group(event: Event, record: StepRecord, now: datetime) -> Event:
-    """A top-level group's progress, as a checkpoint stores it."""
+def record_group(
+    event: Event, record: StepRecord, now: datetime, status: EventStatus = EventStatus.RUNNING
+) -> Event:
+    """A top-level group's progress, as a checkpoint stores it (WAITING: for its callbacks)."""
     steps = _replace_step(event.steps, record)
-    return event.model_copy(update={"steps": steps, "updated_at": now})
+    return event.model_copy(update={"steps": steps, "updated_at": now, "status": status})
 
 
 def finish_group(

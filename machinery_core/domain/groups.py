@@ -35,6 +35,7 @@ from machinery_core.domain.models import (
 from machinery_core.domain.validation import type_of
 
 Path = tuple[int, ...]
+_WAITING = StepStatus.WAITING
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ class Call:
     payload: dict[str, Any]
     label: str  # the step in the Idempotency-Key: `3.1.0`, or `4.0:7` for iteration 7
 
+    @property
+    def callback(self) -> bool:
+        """The service answers by callback: the call is dispatched with a task token."""
+        return self.service.mode == "callback"
+
 
 @dataclass
 class _Walked:
@@ -54,6 +60,7 @@ class _Walked:
     calls: list[Call] = field(default_factory=list)
     retry_at: datetime | None = None
     error: ErrorInfo | None = None
+    deadline: datetime | None = None  # the earliest a waiting callback times out
 
 
 def _earliest(*times: datetime | None) -> datetime | None:
@@ -75,7 +82,6 @@ class GroupRun:
         self.records: dict[Path, StepRecord] = {}
         if record is not None:
             self._restore(record, ())
-        self._nodes: dict[Path, PlannedNode] = {}
         self.outcome = _Walked("active")
 
     # --- the walk ---------------------------------------------------------------------
@@ -101,6 +107,15 @@ class GroupRun:
     def retry_at(self) -> datetime | None:
         """When the earliest step waiting out a backoff may run again."""
         return self.outcome.retry_at
+
+    @property
+    def deadline(self) -> datetime | None:
+        """When the earliest callback the group waits for times out."""
+        return self.outcome.deadline
+
+    def waiting(self) -> list[Path]:
+        """The steps waiting for their callback."""
+        return [path for path, record in self.records.items() if record.status is _WAITING]
 
     def _sequence(
         self,
@@ -133,7 +148,6 @@ class GroupRun:
         in_flight: set[Path],
         iterations: list[int],
     ) -> _Walked:
-        self._nodes[path] = planned
         record = self.records.get(path)
         if record is None:
             record = StepRecord(
@@ -159,6 +173,8 @@ class GroupRun:
             if planned.on_error == "continue":
                 return _Walked("done")
             return _Walked("failed", error=record.error)
+        if status is _WAITING:
+            return _Walked("active", deadline=record.deadline)
         if path in in_flight:
             return _Walked("active")
         if record.retry_at is not None and record.retry_at > now:
@@ -187,7 +203,6 @@ class GroupRun:
         in_flight: set[Path],
         iterations: list[int],
     ) -> _Walked:
-        self._nodes[path] = group
         record = self.records.get(path)
         if record is None:
             record = StepRecord(
@@ -338,6 +353,49 @@ class GroupRun:
 
     # --- calls --------------------------------------------------------------------------
 
+    def call_of(self, path: Path) -> Call:
+        """The call a step made (or makes), rebuilt from its record: for a callback's answer."""
+        planned = self._planned(path)
+        record = self.records[path]
+        return Call(path, serving(planned, record), record.input or {}, self._label(path))
+
+    def dispatched(self, call: Call, now: datetime) -> None:
+        """The callback service is being handed the step: it waits for the callback."""
+        self.started(call, now)
+        record = self.records[call.path]
+        deadline = now + timedelta(seconds=call.service.timeout_seconds)
+        self.records[call.path] = record.model_copy(
+            update={"status": _WAITING, "deadline": deadline}
+        )
+
+    def expire(self, now: datetime) -> list[Path]:
+        """Every callback whose time is up fails with CallbackTimeout; the paths it failed."""
+        expired = []
+        for path in self.waiting():
+            record = self.records[path]
+            if record.deadline is None or record.deadline > now:
+                continue
+            service = serving(self._planned(path), record)
+            outcome = CallOutcome(
+                started_at=record.deadline - timedelta(seconds=service.timeout_seconds),
+                ended_at=now,
+                error=ErrorInfo(
+                    type="CallbackTimeout",
+                    message=f"no callback within {service.timeout_seconds:g}s",
+                ),
+            )
+            self.finished(self.call_of(path), outcome)
+            expired.append(path)
+        return expired
+
+    def _planned(self, path: Path) -> PlannedStep:
+        node: PlannedNode = self.group
+        for depth in range(0, len(path), 2):
+            assert isinstance(node, PlannedGroup)
+            node = node.branches[0 if node.kind == "map" else path[depth]][path[depth + 1]]
+        assert isinstance(node, PlannedStep)
+        return node
+
     def started(self, call: Call, now: datetime) -> None:
         """The call is about to be made: its step shows the attempt under way."""
         record = self.records[call.path]
@@ -352,11 +410,11 @@ class GroupRun:
         )
 
     def finished(self, call: Call, outcome: CallOutcome, jitter: float = 1.0) -> None:
-        planned = self._nodes[call.path]
-        assert isinstance(planned, PlannedStep)
+        planned = self._planned(call.path)
         record, wait = attempt_ended(
             self.records[call.path], planned, call.payload, outcome, jitter
         )
+        record = record.model_copy(update={"deadline": None})
         if wait > 0:
             record = record.model_copy(
                 update={"retry_at": outcome.ended_at + timedelta(seconds=wait)}
@@ -385,8 +443,7 @@ class GroupRun:
         node: PlannedNode = self.group
         for depth in range(0, len(path), 2):
             assert isinstance(node, PlannedGroup)
-            branch = 0 if node.kind == "map" else path[depth]
-            node = node.branches[branch][path[depth + 1]]
+            node = node.branches[0 if node.kind == "map" else path[depth]][path[depth + 1]]
         assert isinstance(node, PlannedGroup)
         return node.kind
 
@@ -415,4 +472,5 @@ def _join(joined: _Walked, walked: _Walked) -> _Walked:
         joined.calls + walked.calls,
         _earliest(joined.retry_at, walked.retry_at),
         joined.error or walked.error,
+        _earliest(joined.deadline, walked.deadline),
     )

@@ -502,6 +502,7 @@ class StepRecord(Model):
     history: list[Attempt] = Field(default_factory=list)
     fallback_from: str | None = None  # the service that failed before `service` took over
     retry_at: datetime | None = None  # a RETRYING step in a group: its next attempt's time
+    deadline: datetime | None = None  # a WAITING step in a group: when its callback times out
     decision: bool | None = None  # a `when` group: whether its condition held
     total: int | None = None  # a map: its elements
     completed: int | None = None  # a map: the iterations that ended
@@ -583,6 +584,8 @@ class Callback:
     dispatched_at: datetime
     expires_at: datetime
     used: bool = False
+    # In a group: the step's path in it (the group's waiting task token is the event's).
+    path: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -635,6 +638,9 @@ class Event(Model):
     # concurrent invocation must not call the same service for the same attempt.
     claimed_by: str | None = None
     claimed_until: datetime | None = None
+    # The task token a group's callbacks resume, once the last of them has answered: the
+    # state machine's current wait (it never leaves AWS; no view shows it).
+    group_task_token: str | None = None
 
     @property
     def current_step(self) -> StepRecord | None:

@@ -168,14 +168,6 @@ class _Flow:
         if isinstance(policy, Fallback):
             fallback_path = f"spec.on_error.{service_name} (fallback {policy.fallback})"
             candidates.append((self.services[policy.fallback], fallback_path))
-        if service.mode == "callback" and not place.at_top:
-            self.details.append(
-                {
-                    "path": place.path,
-                    "message": f"{service_name!r} is a callback service: inside a group "
-                    "only sync services run for now",
-                }
-            )
         conditional = policy == "continue" or (
             isinstance(place.entry, StepEntry) and place.entry.when is not None
         )

@@ -7,12 +7,22 @@ SHA-256. Unknown, expired or superseded tokens are all 404 with no detail.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from machinery_core.domain import engine, tokens
 from machinery_core.domain.engine import CallOutcome
 from machinery_core.domain.errors import Conflict, InvalidInput, NotFound, StaleVersion
-from machinery_core.domain.models import CallbackAccepted, ErrorInfo, EventStatus, StepStatus
+from machinery_core.domain.groups import GroupRun
+from machinery_core.domain.models import (
+    Callback,
+    CallbackAccepted,
+    ErrorInfo,
+    EventStatus,
+    PlannedGroup,
+    Service,
+    StepStatus,
+)
 from machinery_core.domain.validation import check_data
 from machinery_core.runtime.dependencies import Dependencies
 from machinery_core.runtime.observability import logger
@@ -30,6 +40,8 @@ def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
         raise NotFound("not found")
     if callback.used:
         raise Conflict("this callback was already used")
+    if callback.path is not None:
+        return _complete_in_group(deps, callback, body)
     event, plan = deps.store.load_with_plan(callback.event_id)
     if event.status is EventStatus.CANCELLED and event.step_index == callback.step:
         late = CallOutcome(started_at=callback.dispatched_at, ended_at=now)
@@ -49,16 +61,7 @@ def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
         raise NotFound("not found")  # timed out, ended or superseded: the token has expired
 
     service = engine.current_service(event, plan)
-    outcome = CallOutcome(started_at=callback.dispatched_at, ended_at=now, body=body)
-    if isinstance(body, dict) and body.get("error") is not None:
-        outcome = CallOutcome(
-            started_at=callback.dispatched_at, ended_at=now, error=_reported_error(body["error"])
-        )
-    else:
-        problems = check_data(service.spec.outputs, body, "body")
-        if problems:
-            # The step keeps waiting: the service may call again with correct outputs.
-            raise InvalidInput("the outputs do not match the service's spec", problems)
+    outcome = _outcome(callback, service, body, now)
 
     transition = engine.record_call(event, plan, step.input or {}, outcome)
     try:
@@ -80,6 +83,72 @@ def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
         step=callback.step,
         service=service.name,
         step_status=event.steps[callback.step].status.value,
+    )
+    return CallbackAccepted(event_id=event.event_id, step=callback.step, status=event.status)
+
+
+def _outcome(callback: Callback, service: Service, body: Any, now: datetime) -> CallOutcome:
+    """What the callback brought: the outputs, or the error the service reported."""
+    if isinstance(body, dict) and body.get("error") is not None:
+        error = _reported_error(body["error"])
+        return CallOutcome(started_at=callback.dispatched_at, ended_at=now, error=error)
+    problems = check_data(service.spec.outputs, body, "body")
+    if problems:
+        # The step keeps waiting: the service may call again with correct outputs.
+        raise InvalidInput("the outputs do not match the service's spec", problems)
+    return CallOutcome(started_at=callback.dispatched_at, ended_at=now, body=body)
+
+
+# How often a callback in a group is applied again when another of the group's callbacks
+# saved the event first (each reads the event, folds its answer in, and writes it back).
+GROUP_RACES = 5
+
+
+def _complete_in_group(deps: Dependencies, callback: Callback, body: Any) -> CallbackAccepted:
+    """A callback of a step in a group: recorded on its step; the last of the group's
+    callbacks to answer resumes the state machine's one wait for them."""
+    assert callback.path is not None
+    for _ in range(GROUP_RACES):
+        now = deps.clock()
+        event, plan = deps.store.load_with_plan(callback.event_id)
+        if event.status is EventStatus.CANCELLED:
+            raise Conflict("the event was cancelled; this callback was not applied")
+        group = plan.steps[event.step_index] if event.step_index == callback.step else None
+        if event.status.terminal or not isinstance(group, PlannedGroup):
+            raise NotFound("not found")
+        run = GroupRun(event.step_index, group, event.context, event.current_step)
+        step = run.records.get(callback.path)
+        if step is None or step.status is not StepStatus.WAITING:
+            raise NotFound("not found")  # timed out, or superseded: the token has expired
+        if step.attempts + 1 != callback.attempt:
+            raise NotFound("not found")
+        call = run.call_of(callback.path)
+        run.finished(call, _outcome(callback, call.service, body, now))
+        still_waiting = bool(run.waiting())
+        status = EventStatus.WAITING if still_waiting else EventStatus.RUNNING
+        try:
+            event = deps.store.use_callback(
+                callback, engine.record_group(event, run.record(), now, status)
+            )
+        except StaleVersion:
+            continue
+        break
+    else:
+        raise Conflict("the event is busy with this group's other callbacks; send it again")
+    if not still_waiting and event.group_task_token is not None:
+        answer = routes.answer_for(event)
+        if not deps.executions.resume(event.group_task_token, json.dumps(answer)):
+            logger.warning(
+                "the state machine no longer waits for this group", event_id=event.event_id
+            )
+    logger.info(
+        "group callback received",
+        event_id=event.event_id,
+        workflow_id=event.workflow_id,
+        step=call.label,
+        service=call.service.name,
+        step_status=run.records[callback.path].status.value,
+        waiting=still_waiting,
     )
     return CallbackAccepted(event_id=event.event_id, step=callback.step, status=event.status)
 

@@ -15,7 +15,7 @@ import json
 import random
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from machinery_core.domain import engine, tokens
@@ -31,6 +31,7 @@ from machinery_core.domain.models import (
     Plan,
     PlannedGroup,
     PlannedNode,
+    StepRecord,
     StepStatus,
 )
 from machinery_core.runtime.dependencies import Dependencies
@@ -45,6 +46,8 @@ CALLBACK_GRACE = timedelta(days=1)
 
 
 DISPATCH_TIMEOUT_SECONDS = 30.0  # a callback service only has to accept the work
+# The task's timeout is a whole number of seconds: a deadline this close has passed.
+CLOCK_TOLERANCE = timedelta(seconds=1)
 # The most calls one invocation makes at once: a map's largest max_concurrency.
 MAX_POOL = MAX_MAP_CONCURRENCY
 
@@ -196,6 +199,7 @@ class _GroupInvocation:
         self.calls = 0
         self.run_state = GroupRun(event.step_index, group, event.context, event.current_step)
         self.longest = _longest_call(group)
+        self.to_dispatch: list[Call] = []  # callback calls: the AwaitCallback task makes them
 
     def run(self, held: Callable[[Event], Event]) -> tuple[Event, dict[str, Any] | None]:
         """The event after the group, and the answer when the invocation must hand back."""
@@ -207,7 +211,9 @@ class _GroupInvocation:
             while True:
                 now = self.deps.clock()
                 ready = self.run_state.ready(now, {call.path for call in in_flight.values()})
-                for call in ready if not (short_of_time or cancelled) else []:
+                self.to_dispatch = [call for call in ready if call.callback]
+                sync = [call for call in ready if not call.callback]
+                for call in sync if not (short_of_time or cancelled) else []:
                     available = self.remaining_ms() / 1000 - SAFETY_SECONDS
                     timeout = call.service.timeout_seconds
                     if (self.calls_before or self.calls) and available < timeout:
@@ -262,15 +268,14 @@ class _GroupInvocation:
     ) -> tuple[Event, dict[str, Any] | None]:
         run = self.run_state
         now = self.deps.clock()
-        wait_seconds = 0.0
+        answer: dict[str, Any] | None = None
         if run.ended:
             after = held(
                 engine.finish_group(self.event, self.plan, run.record(), run.produced, now)
             )
         else:
             after = engine.claim(self._progress(), None, None)
-            if not short_of_time and run.retry_at is not None:
-                wait_seconds = max((run.retry_at - now).total_seconds(), 1.0)
+            answer = self._hand_back(now, short_of_time)
         try:
             event = self.deps.store.save_event(after)
         except ItemTooLarge as error:
@@ -282,7 +287,34 @@ class _GroupInvocation:
             return current, routes.answer_for(current)
         if run.ended:
             return event, None
-        return event, routes.answer_for(event, wait_seconds)
+        return event, answer
+
+    def _hand_back(self, now: datetime, short_of_time: bool) -> dict[str, Any]:
+        """What the state machine does while the group cannot go on in this invocation:
+        run again (time ran short), dispatch or wait for its callbacks, or wait out the
+        earliest backoff, whichever comes first (callbacks to hand over, at once)."""
+        if short_of_time:
+            return routes.answer("CONTINUE")
+        awaited = self._awaited(now)
+        retry_at = self.run_state.retry_at
+        backoff = max((retry_at - now).total_seconds(), 1.0) if retry_at is not None else None
+        if awaited is not None and (self.to_dispatch or backoff is None or awaited <= backoff):
+            return routes.answer("AWAIT", timeout_seconds=awaited)
+        if backoff is not None:
+            return routes.answer("BACKOFF", wait_seconds=backoff)
+        return routes.answer("CONTINUE")
+
+    def _awaited(self, now: datetime) -> float | None:
+        """Seconds until the first of the group's callbacks (waiting or to dispatch) times
+        out, or None when it waits for none: the AwaitCallback task's timeout."""
+        deadlines = [
+            now + timedelta(seconds=call.service.timeout_seconds) for call in self.to_dispatch
+        ]
+        if self.run_state.deadline is not None:
+            deadlines.append(self.run_state.deadline)
+        if not deadlines:
+            return None
+        return max((min(deadlines) - now).total_seconds(), 1.0)
 
     def _log(self, call: Call, outcome: CallOutcome) -> None:
         logger.info(
@@ -366,6 +398,10 @@ def dispatch(
     if event.status.terminal:
         _resume(deps, task_token, routes.answer_for(event))
         return
+    group = plan.steps[event.step_index]
+    if isinstance(group, PlannedGroup):
+        _dispatch_group(deps, event, plan, group, task_token)
+        return
     service = engine.current_service(event, plan)
     payload, refusal = engine.step_input(event, plan)
     if refusal is not None:
@@ -417,11 +453,131 @@ def dispatch(
     _resume(deps, task_token, routes.answer_for(event, transition.wait_seconds))
 
 
+# DynamoDB takes 100 actions in a transaction: the event's update and 99 callbacks.
+MAX_DISPATCH = 99
+
+
+def _dispatch_group(
+    deps: Dependencies, event: Event, plan: Plan, group: PlannedGroup, task_token: str
+) -> None:
+    """The group's callback services handed their steps at once, under one task token.
+
+    Each gets its own single-use callback URL; the last callback to answer resumes the
+    task (the token is kept on the event, so a later wait of the same group re-arms it
+    without calling anyone again). A service that does not take its step has its attempt
+    failed here; when then nothing is left waiting, the task resumes at once.
+    """
+    run = GroupRun(event.step_index, group, event.context, event.current_step)
+    now = deps.clock()
+    calls = [call for call in run.ready(now, set()) if call.callback][:MAX_DISPATCH]
+    callbacks, urls = [], {}
+    base = (plan.callback_base_url or "").rstrip("/")
+    for call in calls:
+        run.dispatched(call, now)
+        token = tokens.new_token()
+        callbacks.append(
+            Callback(
+                token_hash=tokens.hash_token(token),
+                event_id=event.event_id,
+                step=event.step_index,
+                attempt=run.records[call.path].attempts + 1,
+                task_token=task_token,
+                dispatched_at=now,
+                expires_at=now + timedelta(seconds=call.service.timeout_seconds) + CALLBACK_GRACE,
+                path=call.path,
+            )
+        )
+        urls[call.path] = f"{base}/callbacks/{token}"
+    waiting = engine.record_group(event, run.record(), now, EventStatus.WAITING)
+    event = deps.store.open_callback(
+        waiting.model_copy(update={"group_task_token": task_token}), *callbacks
+    )
+
+    def hand_over(call: Call) -> CallOutcome:
+        return deps.invoker.call(
+            call.service,
+            call.payload,
+            event_id=event.event_id,
+            step=call.label,
+            timeout=min(call.service.timeout_seconds, DISPATCH_TIMEOUT_SECONDS),
+            extra_headers={"X-Machinery-Callback-Url": urls[call.path]},
+            expect_body=False,
+        )
+
+    refused: list[tuple[Call, CallOutcome]] = []
+    if calls:
+        with ThreadPoolExecutor(max_workers=min(len(calls), MAX_POOL)) as pool:
+            for call, outcome in zip(calls, pool.map(hand_over, calls), strict=True):
+                if outcome.error is not None:
+                    refused.append((call, outcome))
+    logger.info(
+        "group callbacks dispatched",
+        event_id=event.event_id,
+        workflow_id=event.workflow_id,
+        step=event.step_index,
+        dispatched=len(calls),
+        refused=len(refused),
+    )
+
+    def record_refusals(run: GroupRun) -> bool:
+        for call, outcome in refused:
+            if run.records[call.path].status is StepStatus.WAITING:
+                run.finished(call, outcome, random.random())
+        return True
+
+    event = _update_group(deps, event.event_id, plan, record_refusals) if refused else event
+    if not _waiting_in_group(event):
+        _resume(deps, task_token, routes.answer_for(event))
+
+
+def _waiting_in_group(event: Event) -> bool:
+    step = event.current_step
+
+    def waits(record: StepRecord) -> bool:
+        return record.status is StepStatus.WAITING or any(waits(s) for s in record.steps)
+
+    return step is not None and step.kind != "service" and waits(step)
+
+
+# How often a group's update is tried again when a concurrent callback moved the event on.
+GROUP_RACES = 5
+
+
+def _update_group(
+    deps: Dependencies, event_id: str, plan: Plan, change: Callable[[GroupRun], bool]
+) -> Event:
+    """Apply `change` to the event's current group and save it, reading it anew when a
+    concurrent write (another callback of the group) got there first."""
+    for _ in range(GROUP_RACES):
+        event = deps.store.get_event(event_id)
+        group = plan.steps[event.step_index] if event.step_index < len(plan.steps) else None
+        if event.status.terminal or not isinstance(group, PlannedGroup):
+            return event
+        run = GroupRun(event.step_index, group, event.context, event.current_step)
+        if not change(run):
+            return event
+        status = EventStatus.WAITING if run.waiting() else EventStatus.RUNNING
+        try:
+            return deps.store.save_event(
+                engine.record_group(event, run.record(), deps.clock(), status)
+            )
+        except StaleVersion:
+            continue
+    raise StaleVersion(f"event {event_id!r} kept changing under a group update")
+
+
 def callback_timed_out(
     deps: Dependencies, event_id: str, plan_carried: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """AwaitCallback timed out: the waiting step fails, unless its callback just won the race."""
     event, plan = _load(deps, event_id, plan_carried)
+    if not event.status.terminal and isinstance(plan.steps[event.step_index], PlannedGroup):
+        # The first of the group's callbacks to expire ended the wait: those whose time is
+        # up fail, and the Run state carries on (waiting again for the others, if any).
+        now = deps.clock() + CLOCK_TOLERANCE
+        event = _update_group(deps, event_id, plan, lambda run: bool(run.expire(now)))
+        logger.warning("group callback timed out", event_id=event_id, step=event.step_index)
+        return routes.answer_for(event)
     step = event.current_step
     if event.status.terminal or step is None or step.status is not StepStatus.WAITING:
         return routes.answer_for(event)

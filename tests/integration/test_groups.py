@@ -7,21 +7,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from integration_kit import DynamoCalls, Wired
+from integration_kit import DynamoCalls, TaskSpy, Wired, step_answer
 from loopback import Call, LoopbackServer, Reply, json_reply
 
+from machinery_core.domain.errors import Conflict, NotFound
 from machinery_core.domain.models import (
     EventRequest,
     EventStatus,
+    RetryPolicy,
     Service,
     StepRecord,
     StepStatus,
     Workflow,
+    utc_now,
 )
-from machinery_core.service import events, registry, worker
+from machinery_core.service import callbacks, events, registry, worker
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -50,7 +54,15 @@ class Shop:
         with self.lock:
             self.spans.setdefault(name, []).append((started, time.monotonic()))
             self.keys.append(call.headers["Idempotency-Key"])
+            if "X-Machinery-Callback-Url" in call.headers:
+                key = call.headers["Idempotency-Key"]
+                self.callback_urls[key] = call.headers["X-Machinery-Callback-Url"]
         return result
+
+    callback_urls: dict[str, str] = field(default_factory=dict)  # by Idempotency-Key
+
+    def took_callback(self, body: dict[str, Any]) -> Reply:
+        return json_reply(202, {})
 
     def service(self, name: str, inputs: dict[str, Any], outputs: dict[str, Any]) -> Service:
         return Service.model_validate(
@@ -77,6 +89,7 @@ ANSWERS: dict[str, Callable[[dict[str, Any], Shop], Reply]] = {
     "charge-card": lambda body, _: json_reply(200, {"charge": "c-1"}),
     "receipt": lambda body, _: json_reply(200, {"receipt": f"receipt for {body['charge']}"}),
     "enrich": _enrich,
+    "approve": lambda body, shop: shop.took_callback(body),
 }
 
 
@@ -95,6 +108,9 @@ def shop(wired: Wired) -> Iterator[Shop]:
         shop.service("enrich", {"line": {"type": "object"}}, {"price": NUMBER}),
     ):
         registry.save_service(wired.deps, service, create_only=True)
+    approve = shop.service("approve", {"amount": NUMBER}, {"approval": STRING})
+    approve = approve.model_copy(update={"mode": "callback", "timeout_seconds": 60.0})
+    registry.save_service(wired.deps, approve, create_only=True)
     yield shop
     server.stop()
 
@@ -380,3 +396,177 @@ def test_the_plan_carries_groups_through_the_execution_input(wired: Wired, shop:
     # Then the groups are the same as stored
     assert answer["status"] == "SUCCEEDED"
     assert EventStatus.SUCCEEDED is wired.store.get_event(event_id).status
+
+
+# --- callbacks in groups -----------------------------------------------------------------
+
+
+def _token(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def test_a_callback_in_a_parallel_branch_is_awaited_once_and_resumed_by_its_answer(
+    wired: Wired, shop: Shop, tasks: TaskSpy
+) -> None:
+    # Given a workflow whose parallel group has a callback service in one branch
+    register(
+        wired,
+        {
+            "name": "approved",
+            "spec": {
+                "inputs": {"amount": NUMBER, "lines": {"type": "array"}},
+                "services": [{"parallel": [["approve"], ["reserve-stock"]]}],
+                "outputs": {"approval": STRING, "reservation": STRING},
+            },
+        },
+    )
+    event_id = send(wired, "approved", {"amount": 5, "lines": []})
+
+    # When the step function runs it: the sync branch runs, then it asks to wait
+    answer = run(wired, event_id)
+    assert (answer["status"], answer["timeout_seconds"]) == ("AWAIT", 60)
+    assert [key.rsplit(":", 1)[1] for key in shop.keys] == ["0.1.0"]
+
+    # And AwaitCallback's task dispatches the callback step, and the task is left waiting
+    worker.dispatch(wired.deps, event_id, "task-1")
+    [url] = shop.callback_urls.values()
+    event = wired.store.get_event(event_id)
+    assert event.status is EventStatus.WAITING
+    assert event.steps[0].steps[0].status is StepStatus.WAITING
+    assert tasks.successes == []
+
+    # When the service calls back
+    callbacks.complete(wired.deps, _token(url), {"approval": "granted"})
+
+    # Then the wait is resumed, once, and the next run joins the branches
+    assert tasks.successes == [("task-1", step_answer("CONTINUE"))]
+    assert run(wired, event_id)["status"] == "SUCCEEDED"
+    event = wired.store.get_event(event_id)
+    assert event.outputs == {"approval": "granted", "reservation": "r-1"}
+    # And the token is spent
+    with pytest.raises(Conflict):
+        callbacks.complete(wired.deps, _token(url), {"approval": "again"})
+
+
+def test_a_map_of_callbacks_waits_for_the_last_of_them(
+    wired: Wired, shop: Shop, tasks: TaskSpy
+) -> None:
+    # Given a map calling a callback service for each of three lines
+    register(
+        wired,
+        {
+            "name": "approvals",
+            "spec": {
+                "inputs": {"amount": NUMBER, "lines": {"type": "array"}},
+                "services": [
+                    {"map": "lines", "as": "line", "steps": ["approve"], "collect": "approvals"}
+                ],
+                "outputs": {"approvals": {"type": "array"}},
+            },
+        },
+    )
+    event_id = send(wired, "approvals", {"amount": 5, "lines": lines(3)})
+    assert run(wired, event_id)["status"] == "AWAIT"
+
+    # When one dispatch hands all three over
+    worker.dispatch(wired.deps, event_id, "task-1")
+    assert sorted(shop.callback_urls) == [f"{event_id}:0.0:{n}" for n in range(3)]
+    assert len({_token(url) for url in shop.callback_urls.values()}) == 3
+
+    # Then only the last answer resumes the task
+    for number in (2, 0, 1):
+        url = shop.callback_urls[f"{event_id}:0.0:{number}"]
+        callbacks.complete(wired.deps, _token(url), {"approval": f"yes-{number}"})
+        assert len(tasks.successes) == (1 if number == 1 else 0)
+    assert run(wired, event_id)["status"] == "SUCCEEDED"
+    outputs = wired.store.get_event(event_id).outputs
+    assert outputs == {"approvals": [{"approval": f"yes-{n}"} for n in range(3)]}
+
+
+def test_a_group_callback_that_times_out_fails_its_step(
+    wired: Wired, shop: Shop, tasks: TaskSpy
+) -> None:
+    # Given a callback in a parallel branch, dispatched
+    register(
+        wired,
+        {
+            "name": "approved",
+            "spec": {
+                "inputs": {"amount": NUMBER, "lines": {"type": "array"}},
+                "services": [{"parallel": [["approve"], ["reserve-stock"]]}],
+            },
+        },
+    )
+    event_id = send(wired, "approved", {"amount": 5, "lines": []})
+    run(wired, event_id)
+    worker.dispatch(wired.deps, event_id, "task-1")
+
+    # When the wait times out, a minute later
+    later = replace(wired.deps, clock=lambda: utc_now() + timedelta(seconds=61))
+    answer = worker.callback_timed_out(later, event_id)
+
+    # Then the step failed with CallbackTimeout, and the next run fails the event with it
+    # (on_error: fail)
+    assert answer["status"] == "CONTINUE"
+    assert run(wired, event_id)["status"] == "FAILED"
+    event = wired.store.get_event(event_id)
+    approve = event.steps[0].steps[0]
+    assert (approve.status, approve.error.type) == (StepStatus.FAILED, "CallbackTimeout")  # type: ignore[union-attr]
+    # And its late answer is refused
+    with pytest.raises(NotFound):
+        [url] = shop.callback_urls.values()
+        callbacks.complete(wired.deps, _token(url), {"approval": "late"})
+
+
+def test_a_step_of_a_group_waits_out_its_backoff_in_the_state_machine(
+    wired: Wired, shop: Shop
+) -> None:
+    # Given a branch whose service answers 503 once, with a 5 s retry interval
+    attempts: list[int] = []
+
+    def flaky(body: dict[str, Any], _: Shop) -> Reply:
+        attempts.append(1)
+        return json_reply(503, {}) if len(attempts) == 1 else json_reply(200, {"stock": "ok"})
+
+    ANSWERS["stock-check"] = flaky
+    service = shop.service("stock-check", {}, {"stock": STRING}).model_copy(
+        update={"retry": RetryPolicy(max_attempts=2, interval_seconds=5)}
+    )
+    registry.save_service(wired.deps, service, create_only=True)
+    register(
+        wired,
+        {
+            "name": "stocked",
+            "spec": {
+                "inputs": {"lines": {"type": "array"}},
+                "services": [{"parallel": [["stock-check"], ["reserve-stock"]]}],
+            },
+        },
+    )
+    event_id = send(wired, "stocked", {"lines": []})
+    try:
+        # When the step function runs it
+        answer = run(wired, event_id)
+
+        # Then the other branch ended, and the invocation hands back to wait 5 s
+        assert (answer["status"], answer["wait_seconds"]) == ("BACKOFF", 5)
+        retrying = wired.store.get_event(event_id).steps[0].steps[0]
+        assert (retrying.status, retrying.retry_at is not None) == (StepStatus.RETRYING, True)
+
+        # And once the wait is over, the next run retries and joins
+        later = replace(wired.deps, clock=lambda: utc_now() + timedelta(seconds=6))
+        assert worker.advance(later, event_id, lambda: 600_000, "next")["status"] == "SUCCEEDED"
+        assert len(attempts) == 2
+    finally:
+        del ANSWERS["stock-check"]
+
+
+def test_a_map_over_more_than_a_thousand_elements_fails_the_step(wired: Wired, shop: Shop) -> None:
+    register(wired, _map_only(None))
+    event_id = send(wired, "prices", {"lines": lines(1001)})
+
+    assert run(wired, event_id)["status"] == "FAILED"
+
+    event = wired.store.get_event(event_id)
+    assert event.error is not None and event.error.type == "MapTooLarge"
+    assert shop.keys == []

@@ -15,29 +15,34 @@ from machinery_core.domain.models import Callback, Event
 
 
 class CallbackItems(EventItems):
-    def open_callback(self, event: Event, callback: Callback) -> Event:
-        """Save the event (now WAITING) and its callback's token record in one transaction."""
+    def open_callback(self, event: Event, *callbacks: Callback) -> Event:
+        """Save the event (its steps now WAITING) and its callbacks' token records in one
+        transaction (at most 99 callbacks: DynamoDB's limit is 100 actions)."""
         saved = event.model_copy(update={"version": event.version + 1})
-        item: Item = {
-            **keys.callback_key(callback.token_hash),
-            "event_id": string(callback.event_id),
-            "step": number(callback.step),
-            "attempt": number(callback.attempt),
-            "task_token": string(callback.task_token),
-            "state": string("OPEN"),
-            "dispatched_at": moment(callback.dispatched_at),
-            "expires_at": epoch(callback.expires_at),
-        }
-        actions: list[Item] = [
-            {
-                "Put": {
-                    "TableName": self.table.table_name,
-                    "Item": item,
-                    "ConditionExpression": "attribute_not_exists(PK)",
+        actions: list[Item] = []
+        for callback in callbacks:
+            item: Item = {
+                **keys.callback_key(callback.token_hash),
+                "event_id": string(callback.event_id),
+                "step": number(callback.step),
+                "attempt": number(callback.attempt),
+                "task_token": string(callback.task_token),
+                "state": string("OPEN"),
+                "dispatched_at": moment(callback.dispatched_at),
+                "expires_at": epoch(callback.expires_at),
+            }
+            if callback.path is not None:
+                item["path"] = string(".".join(map(str, callback.path)))
+            actions.append(
+                {
+                    "Put": {
+                        "TableName": self.table.table_name,
+                        "Item": item,
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
                 }
-            },
-            {"Update": self._event_update(event, saved)},
-        ]
+            )
+        actions.append({"Update": self._event_update(event, saved)})
         with conditional(
             lambda _: StaleVersion(f"event {event.event_id!r} was advanced concurrently")
         ):
@@ -57,6 +62,7 @@ class CallbackItems(EventItems):
             used=item["state"]["S"] != "OPEN",
             dispatched_at=datetime.fromisoformat(item["dispatched_at"]["S"]),
             expires_at=datetime.fromtimestamp(int(item["expires_at"]["N"]), UTC),
+            path=tuple(map(int, item["path"]["S"].split("."))) if "path" in item else None,
         )
 
     def use_callback(self, callback: Callback, event: Event) -> Event:
