@@ -2,11 +2,13 @@
 
     python examples/services/serve.py upper=5001 reverse=5002 space-counter=5003 reverse-later=5004
 
+and the order workflow's, on 5005-5013 (see examples/definitions/service-*.json).
+
 A service receives its inputs as a JSON object and answers its outputs as one. The
 Idempotency-Key header (`{event_id}:{step}`) lets a real service recognise a retry.
 
-`reverse-later` is a callback service: it answers 202 at once and POSTs its outputs to
-the X-Machinery-Callback-Url it was given a moment later.
+`reverse-later` and `charge-card` are callback services: each answers 202 at once and
+POSTs its outputs to the X-Machinery-Callback-Url it was given a moment later.
 """
 
 from __future__ import annotations
@@ -27,8 +29,26 @@ SERVICES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "reverse": lambda data: {"message": data["message"][::-1]},
     "space-counter": lambda data: {"space_count": data["message"].count(" ")},
     "reverse-later": lambda data: {"message": data["message"][::-1]},
+    # the order workflow's
+    "classify": lambda data: {"segment": "large" if data["amount"] > 100 else "small"},
+    "fraud-check": lambda data: {"risk": "review" if data["amount"] > 1000 else "low"},
+    "vat-fr": lambda data: {"vat": round(data["amount"] * 0.2, 2)},
+    "vat-default": lambda data: {"vat": 0.0},
+    "reserve-stock": lambda data: {"reservation": f"res-{len(data['lines'])}-lines"},
+    "charge-card": lambda data: {"charge_id": f"ch-{data['amount'] + data['vat']:.2f}"},
+    "receipt": lambda data: {"receipt": f"paid, charge {data['charge_id']}"},
+    "enrich": lambda data: _priced(data["line"]),
+    "notify-customer": lambda data: {
+        "message": f"order {data['order_id']}: {len(data['enriched'])} lines, {data['receipt']}"
+    },
 }
-CALLBACK_DELAY_SECONDS = {"reverse-later": 0.2}
+CALLBACK_DELAY_SECONDS = {"reverse-later": 0.2, "charge-card": 0.2}
+PRICES = {"tea": 4.5, "cup": 3.0, "pot": 18.0}
+
+
+def _priced(line: dict[str, Any]) -> dict[str, Any]:
+    price = PRICES.get(line["sku"], 1.0)
+    return {"sku": line["sku"], "price": price, "total": round(price * line["qty"], 2)}
 
 
 def call_back(url: str, outputs: dict[str, Any], delay: float) -> None:
@@ -88,7 +108,5 @@ def serve(assignments: list[str]) -> list[ThreadingHTTPServer]:
 
 
 if __name__ == "__main__":
-    serve(
-        sys.argv[1:] or ["upper=5001", "reverse=5002", "space-counter=5003", "reverse-later=5004"]
-    )
+    serve(sys.argv[1:] or [f"{name}={5001 + n}" for n, name in enumerate(SERVICES)])
     threading.Event().wait()

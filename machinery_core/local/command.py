@@ -47,10 +47,11 @@ def run(host: str, port: int, examples: bool, template: Path | None, time_scale:
             f"{runtime.signing_key!r}; set MACHINERY_NOTIFICATION_SECRET to choose it."
         )
         if examples:
-            click.echo("Send the example event:")
+            click.echo("Send the example events:")
             click.echo(
                 f"  curl -X POST {url}/e/process-text -d @examples/definitions/event-text.json"
             )
+            click.echo(f"  curl -X POST {url}/e/order -d @examples/definitions/event-order.json")
             click.echo(f"Then read it:  curl {url}/events/<event_id>")
         click.echo("Press Ctrl-C to stop.", err=True)
         stop = threading.Event()

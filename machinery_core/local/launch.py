@@ -1,6 +1,6 @@
 """What another process needs to start `machinery local` and find it: the banner line that
 names the API's URL, a free loopback port, and the lock the example services' fixed ports
-(5001-5004) are held under, so that two runs on one machine wait for each other."""
+(5001-5013) are held under, so that two runs on one machine wait for each other."""
 
 from __future__ import annotations
 
