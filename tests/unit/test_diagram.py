@@ -717,3 +717,119 @@ def test_the_current_inputs_are_used_while_the_version_is_the_same(
 
     assert list(same.spec.inputs) == ["message"] and not same.spec.inputs["message"].required
     assert newer.spec.inputs == {}
+
+
+# --- groups: a decision, parallel branches, a map ------------------------------------------
+
+
+@pytest.fixture
+def order() -> tuple[Workflow, dict[str, Service]]:
+    services = {
+        path.stem.removeprefix("service-"): Service.model_validate_json(path.read_text())
+        for path in DEFINITIONS.glob("service-*.json")
+    }
+    workflow = Workflow.model_validate(_definition("workflow-order"))
+    return workflow, services
+
+
+def _box(root: ET.Element, node_id: str) -> tuple[float, float, float, float]:
+    """The left, top, right and bottom of a node's shape."""
+    shape = _svg_node(root, node_id)[0]
+    if shape.tag == f"{SVG}polygon":
+        points = [tuple(map(float, p.split(","))) for p in (shape.get("points") or "").split()]
+        xs, ys = [x for x, _ in points], [y for _, y in points]
+        return min(xs), min(ys), max(xs), max(ys)
+    x, y = float(shape.get("x") or 0), float(shape.get("y") or 0)
+    return x, y, x + float(shape.get("width") or 0), y + float(shape.get("height") or 0)
+
+
+def test_a_workflow_with_groups_draws_a_diamond_a_fork_and_join_and_a_map_box(
+    order: tuple[Workflow, dict[str, Service]],
+) -> None:
+    workflow, services = order
+
+    # When the order workflow is drawn
+    text = diagram.workflow_mermaid(workflow, services)
+    root = ET.fromstring(diagram.workflow_svg(workflow, services))
+
+    # Then Mermaid has the decision as a diamond with its two ways, the fork and its join,
+    # and the map as a subgraph holding its step
+    assert re.search(r'^\s+s2\{"when country == \'FR\'', text, re.M)
+    assert re.search(r'^\s+s3\[\["parallel · 2 branches', text, re.M)
+    assert re.search(r'^\s+s3_j\(\("join"\)\)', text, re.M)
+    edges = _edges(text)
+    assert 's2 -->|"yes · amount"| s2_0_0' in edges and 's2 -->|"no · amount"| s2_1_0' in edges
+    assert {'s3 -->|"lines"| s3_0_0', "s3_0_0 --> s3_j", "s3_1_1 --> s3_j"} <= set(edges)
+    subgraph = text[text.index("subgraph s4") : text.index("end", text.index("subgraph s4"))]
+    assert "s4_0_0[" in subgraph
+    # And the SVG draws the decision as a diamond, the branches side by side between the fork
+    # and a join bar as wide as they are, and the map's step inside its box
+    assert _svg_node(root, "s2")[0].tag == f"{SVG}polygon"
+    reserve, charge = _box(root, "s3_0_0"), _box(root, "s3_1_0")
+    assert reserve[2] < charge[0] and reserve[1] == charge[1]
+    bar = _box(root, "s3_j")
+    assert bar[0] <= reserve[0] and bar[2] >= charge[2] and bar[1] > _box(root, "s3_1_1")[3]
+    frame, inner = _box(root, "s4"), _box(root, "s4_0_0")
+    assert frame[0] < inner[0] and inner[2] < frame[2] and frame[1] < inner[1] < inner[3] < frame[3]
+    assert _box(root, "s5")[1] > frame[3]
+
+
+def test_an_event_with_groups_is_drawn_with_the_way_taken_and_the_map_counts(
+    order: tuple[Workflow, dict[str, Service]],
+) -> None:
+    workflow, services = order
+    ok = StepStatus.SUCCEEDED
+    # Given an event that skipped the fraud check, took the other way, and whose map of
+    # three lines has one iteration failed (continued)
+    steps = [
+        _step(0, "classify", ok),
+        _step(1, "fraud-check", StepStatus.SKIPPED, attempts=0),
+        _step(
+            2, None, ok, kind="when", decision=False, steps=[_step(0, "vat-default", ok, branch=1)]
+        ),  # fmt: skip
+        _step(
+            3,
+            None,
+            ok,
+            kind="parallel",
+            steps=[
+                _step(0, "reserve-stock", ok, branch=0),
+                _step(0, "charge-card", ok, branch=1),
+                _step(1, "receipt", ok, branch=1),
+            ],
+        ),  # fmt: skip
+        _step(
+            4,
+            None,
+            ok,
+            kind="map",
+            total=3,
+            completed=3,
+            steps=[
+                _step(0, "enrich", ok, iteration=0),
+                _step(0, "enrich", StepStatus.FAILED, iteration=1),
+                _step(0, "enrich", ok, iteration=2),
+            ],
+        ),  # fmt: skip
+        _step(5, "notify-customer", ok),
+    ]
+    event = _event(EventStatus.SUCCEEDED, steps)
+
+    # When it is drawn
+    text = diagram.event_mermaid(workflow, services, event)
+    root = ET.fromstring(diagram.event_svg(workflow, services, event))
+
+    # Then the skipped step and the way not taken are skipped, the map shows its counts
+    classes = _classes(text)
+    assert (classes["s1"], classes["s2_0_0"], classes["s2_1_0"]) == (
+        "skipped",
+        "skipped",
+        "succeeded",
+    )
+    assert classes["s4_0_0"] == "continued"
+    map_text = " ".join(t.text or "" for t in _svg_node(root, "s4").iter(f"{SVG}text"))
+    assert "3/3 iterations" in map_text and "1 failed" in map_text
+    inner_text = " ".join(t.text or "" for t in _svg_node(root, "s4_0_0").iter(f"{SVG}text"))
+    assert "1 failed" in inner_text and "2 succeeded" in inner_text
+    decision = " ".join(t.text or "" for t in _svg_node(root, "s2").iter(f"{SVG}text"))
+    assert "took: no" in decision

@@ -32,6 +32,7 @@ from machinery_core.domain.models import (
     StepRecord,
     StepStatus,
     Workflow,
+    WorkflowSpec,
     milliseconds,
 )
 
@@ -117,7 +118,9 @@ OUTPUT_STATUSES: dict[EventStatus, Status] = {
     EventStatus.CANCELLED: Status.CANCELLED,
 }
 
-NodeKind = Literal["inputs", "step", "fallback", "outputs"]
+# decision: a `when` group's diamond; fork and join: a parallel group's bars (join also
+# where a decision's two ways meet); map: the box a map's steps are drawn inside
+NodeKind = Literal["inputs", "step", "fallback", "outputs", "decision", "fork", "join", "map"]
 # flow: the data path; continue: on_error continue skips onward; fallback: to the fallback
 # service; resume: from the fallback back onto the path
 EdgeKind = Literal["flow", "continue", "fallback", "resume"]
@@ -132,6 +135,8 @@ class Node:
     status: Status = Status.PLANNED
     callback: bool = False  # the service answers later, by callback
     step: int | None = None  # the step index; a fallback's is the step it stands in for
+    # in a group: its path below the top-level step (`1.0`: branch 1, its step 0)
+    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,12 +152,48 @@ class Edge:
 
 
 @dataclass(frozen=True)
+class Block:
+    """How the SVG lays a workflow with groups out: a column of parts, top down."""
+
+    parts: tuple[Part, ...]
+
+
+@dataclass(frozen=True)
+class Split:
+    """A decision or a fork (`head`), its ways side by side, and where they meet (`tail`)."""
+
+    head: str
+    ways: tuple[Block, ...]
+    tail: str
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A map's box (`node`) with its steps inside."""
+
+    node: str
+    inner: Block
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A step, and its fallback beside it."""
+
+    node: str
+    side: str | None = None
+
+
+Part = Leaf | Split | Frame
+
+
+@dataclass(frozen=True)
 class Graph:
     title: str
     description: str
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
     event: bool = False  # an event's run: statuses matter, the SVG draws a legend
+    layout: Block | None = None  # a workflow with groups: how its parts nest
 
 
 def clean(text: str, limit: int = MAX_TEXT) -> str:
@@ -189,33 +230,6 @@ def group_title(entry: object) -> str:
     return "?"
 
 
-def _group_lines(entry: object) -> tuple[str, ...]:
-    """A group's steps, one line per way, branch or the map's steps."""
-
-    def chain(entries: list[Entry]) -> str:
-        parts = []
-        for inner in entries:
-            if isinstance(inner, str):
-                parts.append(inner)
-            elif isinstance(inner, StepEntry):
-                parts.append(
-                    f"{inner.service} (when {inner.when})" if inner.when else inner.service
-                )
-            else:
-                parts.append(f"[{group_title(inner)}]")
-        return " → ".join(parts)
-
-    if isinstance(entry, ConditionEntry):
-        lines = [f"yes: {chain(entry.steps)}", f"no: {chain(entry.otherwise) or '(nothing)'}"]
-    elif isinstance(entry, ParallelEntry):
-        lines = [f"branch {n + 1}: {chain(branch)}" for n, branch in enumerate(entry.parallel)]
-    elif isinstance(entry, MapEntry):
-        lines = [f"each: {chain(entry.steps)}", f"collect: {entry.collect}"]
-    else:
-        lines = []
-    return tuple(clean(line) for line in lines)
-
-
 def _graph(workflow: Workflow, services: dict[str, Service], names: list[str]) -> Graph:
     """`names`: the service of each step; past the workflow's own steps, as they ran."""
     spec = workflow.spec
@@ -223,30 +237,30 @@ def _graph(workflow: Workflow, services: dict[str, Service], names: list[str]) -
     places = [spec.at(index) for index in range(steps)]
     nodes = [Node("inputs", "inputs", "inputs", _field_lines(spec.inputs))]
     edges: list[Edge] = []
+    parts: list[Part] = [Leaf("inputs")]
+    exits = ["inputs"]  # where the path leaves the previous entry
+    grouped = _Groups(workflow, services, nodes, edges)
     for index, name in enumerate(names):
         place = places[index] if index < steps else None
+        node_id = f"s{index}"
         if place is not None and place.service is None:
-            lines = (f"step {index + 1} · {place.entry.__class__.__name__[:-5].lower()}",)
-            nodes.append(
-                Node(
-                    f"s{index}", "step", clean(name), lines + _group_lines(place.entry), step=index
-                )
-            )
-            edges.append(Edge(f"s{index - 1}" if index else "inputs", f"s{index}", "flow"))
+            first, last, part = grouped.group(place, node_id, index, "")
+            edges.append(Edge(exits[-1], first, "flow"))
+            parts.append(part)
+            exits.append(last)
             continue
         service = services.get(name)
-        nodes.append(_service_node(f"s{index}", "step", name, service, workflow, place))
-        source = f"s{index - 1}" if index else "inputs"
+        nodes.append(_service_node(node_id, "step", name, service, workflow, place))
         label = _inputs_label(service, workflow, place)
-        edges.append(Edge(source, f"s{index}", "flow", label))
-    edges.append(
-        Edge(f"s{len(names) - 1}" if names else "inputs", "outputs", "flow", _names(spec.outputs))
-    )
+        edges.append(Edge(exits[-1], node_id, "flow", label))
+        parts.append(Leaf(node_id, f"f{index}" if _falls_back(spec, place) else None))
+        exits.append(node_id)
+    edges.append(Edge(exits[-1], "outputs", "flow", _names(spec.outputs)))
     for index in range(min(steps, len(names))):
         policy = spec.on_error_for(places[index])
         onward = f"s{index + 1}" if index + 1 < len(names) else "outputs"
         if policy == "continue":
-            edges.append(Edge(f"s{index}", onward, "continue", "on error: continue"))
+            edges.append(Edge(exits[index + 1], onward, "continue", "on error: continue"))
         elif isinstance(policy, Fallback):
             service = services.get(policy.fallback)
             nodes.append(
@@ -257,13 +271,113 @@ def _graph(workflow: Workflow, services: dict[str, Service], names: list[str]) -
             edges.append(Edge(f"s{index}", f"f{index}", "fallback", "on error: fallback"))
             edges.append(Edge(f"f{index}", onward, "resume"))
     nodes.append(Node("outputs", "outputs", "outputs", _field_lines(spec.outputs)))
+    parts.append(Leaf("outputs"))
     chain = " → ".join(["inputs", *names, "outputs"])
     return Graph(
         title=clean(f"workflow {workflow.name}"),
         description=clean(f"Workflow {workflow.name}: {chain}", 2000),
         nodes=tuple(nodes),
         edges=tuple(edges),
+        layout=Block(tuple(parts)) if grouped.used else None,
     )
+
+
+def _falls_back(spec: WorkflowSpec, place: Located | None) -> bool:
+    return place is not None and isinstance(spec.on_error_for(place), Fallback)
+
+
+class _Groups:
+    """The nodes, edges and layout of a workflow's groups, nested at will.
+
+    A nested node's id extends its group's (`s3_1_0`: branch 1, step 0 of step 3), and its
+    `path` says the same as the event's records do (`1.0`), so an event's run finds each.
+    """
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        services: dict[str, Service],
+        nodes: list[Node],
+        edges: list[Edge],
+    ) -> None:
+        self.workflow, self.services = workflow, services
+        self.nodes, self.edges = nodes, edges
+        self.used = False
+
+    def group(self, place: Located, node_id: str, top: int, path: str) -> tuple[str, str, Part]:
+        """Add a group's nodes and edges: its first node, its last, and its layout part."""
+        self.used = True
+        entry = place.entry
+        number = f"step {top + 1}" + (f" · {place.step_id}" if place.step_id else "")
+        if isinstance(entry, MapEntry):
+            title = clean(f"map {entry.as_} in {entry.map}", MAX_TEXT)
+            lines = (number, clean(f"collects {entry.collect} · {entry.max_concurrency} at once"))
+            self.nodes.append(Node(node_id, "map", title, lines, step=top, path=path or None))
+            inner, _, _, _ = self.sequence(entry.steps, node_id, top, path, 0)
+            return node_id, node_id, Frame(node_id, inner)
+        tail = f"{node_id}_j"
+        if isinstance(entry, ConditionEntry):
+            title = clean(f"when {entry.when}", MAX_TEXT)
+            self.nodes.append(
+                Node(node_id, "decision", title, (number,), step=top, path=path or None)
+            )
+            lists = [(entry.steps, "yes"), (entry.otherwise, "no")]
+        else:
+            assert isinstance(entry, ParallelEntry)
+            title = f"parallel · {len(entry.parallel)} branches"
+            self.nodes.append(Node(node_id, "fork", title, (number,), step=top, path=path or None))
+            lists = [(branch, "") for branch in entry.parallel]
+        self.nodes.append(Node(tail, "join", "join", (), step=top, path=path or None))
+        ways = []
+        for way, (entries, label) in enumerate(lists):
+            block, first, last, inputs = self.sequence(entries, node_id, top, path, way)
+            joined = " · ".join(part for part in (label, inputs) if part)
+            self.edges.append(Edge(node_id, first or tail, "flow", joined))
+            if last is not None:
+                self.edges.append(Edge(last, tail, "flow"))
+            ways.append(block)
+        return node_id, tail, Split(node_id, tuple(ways), tail)
+
+    def sequence(
+        self, entries: list[Entry], parent: str, top: int, path: str, way: int
+    ) -> tuple[Block, str | None, str | None, str]:
+        """A list of entries as a column: its first and last node, and the first's inputs."""
+        parts: list[Part] = []
+        first = last = None
+        first_inputs = ""
+        for index, entry in enumerate(entries):
+            node_id = f"{parent}_{way}_{index}"
+            inner_path = f"{path}.{way}.{index}".lstrip(".")
+            place = Located(entry, node_id, top)  # keyed by its id or its service's name
+            if place.service is None:
+                begin, end, part = self.group(place, node_id, top, inner_path)
+                label = ""
+            else:
+                service = self.services.get(place.service)
+                node = _service_node(node_id, "step", place.service, service, self.workflow, place)
+                lines = (f"in step {top + 1}", *node.lines[1:])
+                self.nodes.append(
+                    Node(
+                        node_id,
+                        "step",
+                        node.title,
+                        lines,
+                        callback=node.callback,
+                        step=top,
+                        path=inner_path,
+                    )
+                )
+                begin = end = node_id
+                part = Leaf(node_id)
+                label = _inputs_label(service, self.workflow, place)
+            if last is not None:
+                self.edges.append(Edge(last, begin, "flow", label))
+            else:
+                first_inputs = label
+            first = first or begin
+            last = end
+            parts.append(part)
+        return Block(tuple(parts)), first, last, first_inputs
 
 
 def _service_node(
@@ -284,6 +398,8 @@ def _service_node(
         operation = workflow.spec.operation_for(place) if place is not None else None
         produced = ", ".join(mapping.output_sources(service, operation)) or "(nothing)"
         lines.append(clean(f"gives: {produced}"))
+    if place is not None and isinstance(place.entry, StepEntry) and place.entry.when:
+        lines.append(clean(f"when {place.entry.when}"))
     return Node(node_id, kind, clean(name), tuple(lines), callback=callback, step=number - 1)
 
 
@@ -342,6 +458,7 @@ def event_graph(workflow: Workflow, services: dict[str, Service], event: EventVi
         nodes=nodes,
         edges=base.edges,
         event=True,
+        layout=base.layout,
     )
 
 
@@ -352,6 +469,8 @@ def _drawn(node: Node, records: dict[int, StepRecord], event: EventView) -> Node
         return _outputs(node, event)
     assert node.step is not None
     record = records.get(node.step)
+    if node.path is not None or node.kind in ("decision", "fork", "join", "map"):
+        return _drawn_in_group(node, record, event)
     fell_back = record is not None and record.fallback_from is not None
     if node.kind == "fallback":
         if record is None or not fell_back:
@@ -365,6 +484,73 @@ def _drawn(node: Node, records: dict[int, StepRecord], event: EventView) -> Node
     return _with(node, _recorded_status(record, event), _run_lines(record, event), title)
 
 
+def _at(top: StepRecord, path: str | None) -> list[StepRecord]:
+    """The records of a group's step at `path`: one, or one per iteration inside a map."""
+    found = [top]
+    numbers = [int(part) for part in path.split(".")] if path else []
+    for depth in range(0, len(numbers), 2):
+        way, index = numbers[depth], numbers[depth + 1]
+        found = [
+            child
+            for record in found
+            for child in record.steps
+            if child.index == index and (record.kind == "map" or child.branch == way)
+        ]
+    return found
+
+
+_UNDER_WAY = (StepStatus.RUNNING, StepStatus.RETRYING, StepStatus.WAITING)
+
+
+def _drawn_in_group(node: Node, top: StepRecord | None, event: EventView) -> Node:
+    """A node of a group as the event ran it: a map's step by its iterations' counts."""
+    if top is None:
+        return _with(node, Status.PENDING, (STATUS_LABELS[Status.PENDING],))
+    found = _at(top, node.path)
+    if not found:
+        ended = top.status not in _UNDER_WAY
+        status = Status.SKIPPED if ended else Status.PENDING
+        return _with(node, status, ("not run" if ended else STATUS_LABELS[Status.PENDING],))
+    single = found[0] if len(found) == 1 and found[0].iteration is None else None
+    if single is not None and node.kind in ("decision", "fork", "join", "map"):
+        record = single
+        status = STEP_STATUSES[record.status]
+        lines: list[str] = []
+        if node.kind == "decision" and record.decision is not None:
+            lines.append("took: " + ("yes" if record.decision else "no"))
+        if node.kind == "map" and record.total is not None:
+            failed = len({s.iteration for s in record.steps if s.status is StepStatus.FAILED})
+            lines.append(f"{record.completed or 0}/{record.total} iterations")
+            if failed:
+                lines.append(f"{failed} failed")
+        if node.kind == "join":
+            return _with(node, status, ())
+        took = f" · {duration_text(record.duration_ms)}" if record.duration_ms is not None else ""
+        return _with(node, status, [STATUS_LABELS[status] + took, *lines])
+    if single is not None:
+        record = single
+        status = STEP_STATUSES[record.status]
+        if record.status is StepStatus.FAILED and top.status is not StepStatus.FAILED:
+            status = Status.CONTINUED
+        lines = [_summary(STATUS_LABELS[status], record.attempts, record.duration_ms)]
+        if record.error is not None and status is not Status.SUCCEEDED:
+            lines.append(_error(record.error))
+        return _with(node, status, lines)
+    counts: dict[StepStatus, int] = {}
+    for record in found:
+        counts[record.status] = counts.get(record.status, 0) + 1
+    if StepStatus.FAILED in counts:
+        status = Status.CONTINUED if top.status is not StepStatus.FAILED else Status.FAILED
+    elif any(state in counts for state in _UNDER_WAY):
+        status = Status.RUNNING
+    elif set(counts) == {StepStatus.SKIPPED}:
+        status = Status.SKIPPED
+    else:
+        status = STEP_STATUSES[max(counts, key=lambda state: counts[state])]
+    summary = " · ".join(f"{n} {state.value.lower()}" for state, n in sorted(counts.items()))
+    return _with(node, status, (clean(summary),))
+
+
 def _with(node: Node, status: Status, lines: Iterable[str], title: str | None = None) -> Node:
     return Node(
         node.id,
@@ -374,6 +560,7 @@ def _with(node: Node, status: Status, lines: Iterable[str], title: str | None = 
         status,
         node.callback,
         node.step,
+        node.path,
     )
 
 
@@ -392,6 +579,8 @@ def _went_on(failed: StepRecord, event: EventView) -> bool:
 
 
 def _run_lines(record: StepRecord, event: EventView) -> tuple[str, ...]:
+    if record.status is StepStatus.SKIPPED:
+        return ("skipped: its when did not hold",)
     status = _recorded_status(record, event)
     attempts = record.attempts
     if record.fallback_from is not None:  # the history holds the failed service's first

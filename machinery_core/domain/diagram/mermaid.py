@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import textwrap
 
-from machinery_core.domain.diagram.graph import DASHES, STYLES, Graph, Node, Status
+from machinery_core.domain.diagram.graph import (
+    DASHES,
+    STYLES,
+    Block,
+    Frame,
+    Graph,
+    Leaf,
+    Node,
+    Split,
+    Status,
+)
 
 # Mermaid's entity codes (#name; or #decimal;) for every character that could end a
 # quoted label, open an entity, or be read as HTML or a Mermaid comment.
@@ -39,18 +49,58 @@ def _shape(node: Node) -> tuple[str, str]:
         return "[/", "/]"
     if node.kind == "outputs":
         return "[\\", "\\]"
+    if node.kind == "decision":
+        return "{", "}"
+    if node.kind == "fork":
+        return "[[", "]]"
+    if node.kind == "join":
+        return "((", "))"
     if node.callback:
         return "{{", "}}"
     return ("(", ")") if node.kind == "fallback" else ("[", "]")
 
 
+def _node_line(node: Node) -> str:
+    opening, closing = _shape(node)
+    label = "<br/>".join(mermaid_text(text) for text in (node.title, *node.lines))
+    return f'{node.id}{opening}"{label}"{closing}'
+
+
+def _framed(block: Block, frame: str | None = None) -> dict[str, str]:
+    """Each node drawn inside a map's box, and that box (the innermost, for nested maps)."""
+    inside: dict[str, str] = {}
+    for part in block.parts:
+        if isinstance(part, Frame):
+            inside.update(_framed(part.inner, part.node))
+            if frame is not None:
+                inside[part.node] = frame
+            continue
+        ids = [part.node, part.side] if isinstance(part, Leaf) else [part.head, part.tail]
+        if frame is not None:
+            inside.update((node_id, frame) for node_id in ids if node_id)
+        if isinstance(part, Split):
+            for way in part.ways:
+                inside.update(_framed(way, frame))
+    return inside
+
+
 def mermaid(graph: Graph) -> str:
     """The graph as a Mermaid flowchart (top down), statuses as classDef styles."""
     lines = [f"%% Machinery {graph.title}", "flowchart TD"]
+    inside = _framed(graph.layout) if graph.layout is not None else {}
     for node in graph.nodes:
-        opening, closing = _shape(node)
-        label = "<br/>".join(mermaid_text(text) for text in (node.title, *node.lines))
-        lines.append(f'    {node.id}{opening}"{label}"{closing}')
+        if node.id in inside or node.kind == "map":
+            continue
+        lines.append("    " + _node_line(node))
+    frames = [node for node in graph.nodes if node.kind == "map"]
+    for frame in frames:  # a map is a subgraph: its box, with its steps inside
+        label = "<br/>".join(mermaid_text(text) for text in (frame.title, *frame.lines))
+        lines.append(f'    subgraph {frame.id} ["{label}"]')
+        lines.append("        direction TB")
+        lines += [
+            "        " + _node_line(node) for node in graph.nodes if inside.get(node.id) == frame.id
+        ]
+        lines.append("    end")
     for edge in graph.edges:
         arrow = "-.->" if edge.dashed else "-->"
         label = f'|"{mermaid_text(edge.label)}"|' if edge.label else ""

@@ -14,7 +14,20 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from machinery_core.domain.diagram.graph import DASHES, STATUS_LABELS, STYLES, Graph, Node, Status
+from machinery_core.domain.diagram.graph import (
+    DASHES,
+    STATUS_LABELS,
+    STYLES,
+    Block,
+    Edge,
+    Frame,
+    Graph,
+    Leaf,
+    Node,
+    Part,
+    Split,
+    Status,
+)
 
 # --- text --------------------------------------------------------------------------------
 
@@ -222,6 +235,9 @@ def _shape(box: _Box) -> str:
     if box.node.kind in ("inputs", "outputs"):
         corners = [(left + SKEW, top), (right, top), (right - SKEW, bottom), (left, bottom)]
         return f'<polygon points="{_points(corners)}" {paint}/>'
+    if box.node.kind == "decision":
+        corners = [(box.cx, top), (right, middle), (box.cx, bottom), (left, middle)]
+        return f'<polygon points="{_points(corners)}" {paint}/>'
     if box.node.callback:
         corners = [
             (left + TIP, top),
@@ -240,14 +256,17 @@ def _shape(box: _Box) -> str:
 
 
 def _node_svg(box: _Box) -> list[str]:
+    if box.node.kind == "join":
+        return _join_svg(box)
     style = STYLES[box.node.status]
     out = [
         f'<g class="node {box.node.kind}" data-node="{box.node.id}" '
         f'data-status="{box.node.status.value}">',
         _shape(box),
     ]
+    first = box.top + (box.height - LINE * len(box.lines)) / 2 - PAD_Y
     for number, (text, bold) in enumerate(box.lines):
-        baseline = box.top + PAD_Y + LINE * number + LINE * BASELINE
+        baseline = first + PAD_Y + LINE * number + LINE * BASELINE
         weight = f' font-weight="{TITLE_WEIGHT}"' if bold else ""
         size = TITLE_SIZE if bold else TEXT_SIZE
         out.append(
@@ -296,6 +315,8 @@ def _path(points: list[tuple[float, float]], dashed: bool) -> str:
 def svg(graph: Graph) -> str:
     """The graph as a standalone SVG document: the path top down, fallbacks to its right,
     continue edges to its left, and a legend of the statuses for an event."""
+    if graph.layout is not None:
+        return _Blocks(graph).draw()
     boxes = {node.id: _measure(node) for node in graph.nodes}
     path = [boxes[n.id] for n in graph.nodes if n.kind != "fallback"]
     side = {n.step: boxes[n.id] for n in graph.nodes if n.kind == "fallback"}
@@ -317,20 +338,7 @@ def svg(graph: Graph) -> str:
     side_width = max((box.width for box in side.values()), default=0.0)
     content_width = side_left + side_width + MARGIN if side else axis + path_width / 2 + MARGIN
 
-    title_width = max(content_width - 2 * MARGIN, HEADING_MIN)
-    title_lines = wrap(graph.title, title_width, HEADING_SIZE, True, HEADING_LINES)
-    width = max(
-        content_width,
-        max(text_width(t, HEADING_SIZE, True) for t in title_lines) + 2 * MARGIN,
-    )
-    out_body: list[str] = []
-    for number, line in enumerate(title_lines):
-        out_body.append(
-            f'<text x="{_n(MARGIN)}" y="{_n(MARGIN + HEADING_SIZE + HEADING_LINE * number)}" '
-            f'font-size="{_n(HEADING_SIZE)}" font-weight="{HEADING_WEIGHT}" '
-            f'fill="{INK}">{_xml(line)}</text>'
-        )
-    cursor = MARGIN + HEADING_LINE * len(title_lines) + HEADING_GAP
+    width, out_body, cursor = _heading(graph, content_width)
     previous: _Box | None = None
     for box in path:
         if previous is not None:
@@ -382,6 +390,32 @@ def svg(graph: Graph) -> str:
             at = (start + end) / 2
             labels += _label_svg([edge.label], x - CONTINUE_LABEL_GAP, at, anchor="end")
 
+    return _document(graph, width, bottom, out_body + edges + labels, boxes.values())
+
+
+def _heading(graph: Graph, content_width: float) -> tuple[float, list[str], float]:
+    """The document's width, its heading, and where the first box goes."""
+    title_width = max(content_width - 2 * MARGIN, HEADING_MIN)
+    title_lines = wrap(graph.title, title_width, HEADING_SIZE, True, HEADING_LINES)
+    width = max(
+        content_width,
+        max(text_width(t, HEADING_SIZE, True) for t in title_lines) + 2 * MARGIN,
+    )
+    out_body: list[str] = []
+    for number, line in enumerate(title_lines):
+        out_body.append(
+            f'<text x="{_n(MARGIN)}" y="{_n(MARGIN + HEADING_SIZE + HEADING_LINE * number)}" '
+            f'font-size="{_n(HEADING_SIZE)}" font-weight="{HEADING_WEIGHT}" '
+            f'fill="{INK}">{_xml(line)}</text>'
+        )
+    return width, out_body, MARGIN + HEADING_LINE * len(title_lines) + HEADING_GAP
+
+
+def _document(
+    graph: Graph, width: float, bottom: float, body: list[str], boxes: Iterable[_Box]
+) -> str:
+    """The standalone document: the heading, edges and labels in `body`, the boxes over
+    them, and an event's legend below."""
     legend: list[str] = []
     if graph.event:
         legend, bottom = _legend(bottom + LEGEND_GAP, width)
@@ -401,15 +435,227 @@ def svg(graph: Graph) -> str:
         "</marker>",
         "</defs>",
         f'<rect width="{_n(width)}" height="{_n(height)}" fill="{BACKGROUND}"/>',
-        *out_body,
-        *edges,
-        *labels,
+        *body,
     ]
-    for box in boxes.values():
+    for box in boxes:
         out += _node_svg(box)
     out += legend
     out.append("</svg>")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + "\n".join(out) + "\n"
+
+
+# --- a workflow with groups ----------------------------------------------------------------
+
+WAY_GAP = 36.0  # between two ways of a decision, or two branches, side by side
+EMPTY_WAY = 40.0  # the width of a way with no step (a decision without otherwise)
+BAR = 8.0  # the height of a parallel group's join bar
+JOIN_RADIUS = 7.0  # of the dot where a decision's ways meet
+FRAME_PAD = 14.0  # inside a map's box, around its steps and its heading
+DIAMOND = 2.2  # a decision's width, in widths of its widest line (its text fits inside)
+
+
+class _Blocks:
+    """The layout of a graph with groups: a column of parts, a decision's or a fork's ways
+    side by side between it and their join, a map's steps inside its box."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.nodes = {node.id: node for node in graph.nodes}
+        self.boxes = {node.id: self._measure(node) for node in graph.nodes}
+        # a map's heading, as measured: its box grows to hold its steps once placed
+        self.headings = {
+            box.node.id: (box.width, box.height)
+            for box in self.boxes.values()
+            if box.node.kind == "map"
+        }
+        self.entry_labels = {
+            edge.target: wrap(edge.label, LABEL_TEXT, LABEL_SIZE)
+            for edge in graph.edges
+            if edge.kind == "flow" and edge.label
+        }
+
+    def _measure(self, node: Node) -> _Box:
+        box = _measure(node)
+        if node.kind == "decision":
+            widest = max(text_width(t, TITLE_SIZE if b else TEXT_SIZE, b) for t, b in box.lines)
+            box.width = max(BOX_MIN, widest * DIAMOND + 2 * PAD_X)
+            box.height += 2 * PAD_Y + LINE
+        elif node.kind == "join":
+            box.lines, box.width = [], 2 * JOIN_RADIUS
+            box.height = BAR if self._joins_branches(node) else 2 * JOIN_RADIUS
+        return box
+
+    def _joins_branches(self, node: Node) -> bool:
+        head = self.nodes.get(node.id.removesuffix("_j"))
+        return head is not None and head.kind == "fork"
+
+    # sizes
+
+    def _gap(self, part: Part) -> float:
+        lines = len(self.entry_labels.get(self._first(part), []))
+        return max(GAP, LABEL_LINE * lines + FLOW_LABEL_ROOM)
+
+    def _first(self, part: Part) -> str:
+        return part.head if isinstance(part, Split) else part.node
+
+    def size(self, part: Part | Block) -> tuple[float, float]:
+        if isinstance(part, Block):
+            sizes = [self.size(p) for p in part.parts]
+            gaps = sum(self._gap(p) for p in part.parts[1:])
+            return max((w for w, _ in sizes), default=EMPTY_WAY), sum(h for _, h in sizes) + gaps
+        if isinstance(part, Leaf):
+            box = self.boxes[part.node]
+            if part.side is None:
+                return box.width, box.height
+            side = self.boxes[part.side]
+            return box.width + SIDE_GAP + side.width, max(box.height, side.height)
+        if isinstance(part, Frame):
+            inner_width, inner_height = self.size(part.inner)
+            head_width, head_height = self.headings[part.node]
+            return (
+                max(inner_width, head_width) + 2 * FRAME_PAD,
+                head_height + inner_height + 2 * FRAME_PAD,
+            )
+        ways = [self.size(way) if way.parts else (EMPTY_WAY, 0.0) for way in part.ways]
+        spread = sum(w for w, _ in ways) + WAY_GAP * (len(ways) - 1)
+        head, tail = self.boxes[part.head], self.boxes[part.tail]
+        if self._joins_branches(self.nodes[part.tail]):
+            tail.width = spread
+        height = head.height + max(h for _, h in ways) + tail.height + 2 * GAP + LABEL_LINE
+        return max(head.width, spread), height
+
+    # places
+
+    def place(self, part: Part | Block, cx: float, top: float) -> None:
+        if isinstance(part, Block):
+            for number, inner in enumerate(part.parts):
+                if number:
+                    top += self._gap(inner)
+                self.place(inner, cx, top)
+                top += self.size(inner)[1]
+            return
+        if isinstance(part, Leaf):
+            box = self.boxes[part.node]
+            width, _ = self.size(part)
+            box.cx, box.top = cx - width / 2 + box.width / 2, top
+            if part.side is not None:
+                side = self.boxes[part.side]
+                side.cx, side.top = box.right + SIDE_GAP + side.width / 2, top
+            return
+        if isinstance(part, Frame):
+            frame = self.boxes[part.node]
+            width, height = self.size(part)
+            frame.cx, frame.top, frame.width, frame.height = cx, top, width, height
+            self.place(part.inner, cx, top + FRAME_PAD + self.headings[part.node][1])
+            return
+        head, tail = self.boxes[part.head], self.boxes[part.tail]
+        head.cx, head.top = cx, top
+        ways = [self.size(way) if way.parts else (EMPTY_WAY, 0.0) for way in part.ways]
+        spread = sum(w for w, _ in ways) + WAY_GAP * (len(ways) - 1)
+        left = cx - spread / 2
+        inner_top = head.bottom + GAP + LABEL_LINE
+        for way, (width, _) in zip(part.ways, ways, strict=True):
+            if way.parts:
+                self.place(way, left + width / 2, inner_top)
+            left += width + WAY_GAP
+        tail.cx, tail.top = cx, inner_top + max(h for _, h in ways) + GAP
+
+    # drawing
+
+    def draw(self) -> str:
+        layout = self.graph.layout
+        assert layout is not None
+        width, height = self.size(layout)
+        content_width = width + 2 * MARGIN + GUTTER * 2
+        page_width, body, top = _heading(self.graph, content_width)
+        self.place(layout, page_width / 2, top)
+        edges: list[str] = []
+        labels: list[str] = []
+        for edge in self.graph.edges:
+            path, label = self._edge(edge)
+            edges.append(path)
+            labels += label
+        body += self._frames() + edges + labels
+        boxes = [
+            box for box in self.boxes.values() if box.node.kind not in ("map", "join")
+        ] + self._joins()
+        return _document(self.graph, page_width, top + height, body, boxes)
+
+    def _frames(self) -> list[str]:
+        """Each map's box, under its steps, with its heading inside at the top."""
+        out = []
+        for box in self.boxes.values():
+            if box.node.kind != "map":
+                continue
+            style = STYLES[box.node.status]
+            dashes = f' stroke-dasharray="{DASHES}"' if style.dashed else ""
+            out.append(
+                f'<g class="node map" data-node="{box.node.id}" '
+                f'data-status="{box.node.status.value}">'
+            )
+            out.append(
+                f'<rect x="{_n(box.left)}" y="{_n(box.top)}" width="{_n(box.width)}" '
+                f'height="{_n(box.height)}" rx="{FALLBACK_RADIUS}" fill="{style.fill}" '
+                f'fill-opacity="0.5" stroke="{style.stroke}" stroke-width="{_n(STROKE)}"{dashes}/>'
+            )
+            for number, (text, bold) in enumerate(box.lines):
+                baseline = box.top + PAD_Y + LINE * number + LINE * BASELINE
+                weight = f' font-weight="{TITLE_WEIGHT}"' if bold else ""
+                size = TITLE_SIZE if bold else TEXT_SIZE
+                out.append(
+                    f'<text x="{_n(box.cx)}" y="{_n(baseline)}" font-size="{_n(size)}"{weight} '
+                    f'fill="{style.text}" text-anchor="middle">{_xml(text)}</text>'
+                )
+            out.append("</g>")
+        return out
+
+    def _joins(self) -> list[_Box]:
+        return [box for box in self.boxes.values() if box.node.kind == "join"]
+
+    def _edge(self, edge: Edge) -> tuple[str, list[str]]:
+        source, target = self.boxes[edge.source], self.boxes[edge.target]
+        lines = wrap(edge.label, LABEL_TEXT, LABEL_SIZE) if edge.label else []
+        if edge.kind == "fallback":
+            y = source.top + min(source.height, target.height) / 2
+            label = _label_svg(lines, (source.right + target.left) / 2, y - FALLBACK_LABEL_RISE)
+            return _path([(source.right, y), (target.left, y)], True), label
+        if edge.kind == "continue":
+            x = min(source.left, target.left) - GUTTER
+            start = (source.top + source.bottom) / 2 - CONTINUE_OFFSET
+            end = (target.top + target.bottom) / 2 + CONTINUE_OFFSET
+            points = [(source.left, start), (x, start), (x, end), (target.left, end)]
+            label = _label_svg(lines, x - CONTINUE_LABEL_GAP, (start + end) / 2, anchor="end")
+            return _path(points, True), label
+        start_x = source.cx
+        end_x = start_x if target.node.kind == "join" and target.height == BAR else target.cx
+        if target.node.kind == "map" and source.node.kind != "map":
+            end_x = target.cx
+        start_y, end_y = source.bottom, target.top
+        if abs(start_x - end_x) < 1:
+            points = [(start_x, start_y), (end_x, end_y)]
+            middle = (start_y + end_y) / 2
+        else:
+            turn = start_y + min(GAP / 2, (end_y - start_y) / 2)
+            points = [(start_x, start_y), (start_x, turn), (end_x, turn), (end_x, end_y)]
+            middle = (turn + end_y) / 2
+        return _path(points, edge.kind != "flow"), _label_svg(lines, end_x, middle)
+
+
+def _join_svg(box: _Box) -> list[str]:
+    style = STYLES[box.node.status]
+    head = f'<g class="node join" data-node="{box.node.id}" data-status="{box.node.status.value}">'
+    paint = f'fill="{style.stroke}" stroke="{style.stroke}" stroke-width="{_n(STROKE)}"'
+    if box.height == BAR:
+        shape = (
+            f'<rect x="{_n(box.left)}" y="{_n(box.top)}" width="{_n(box.width)}" '
+            f'height="{_n(BAR)}" rx="2" {paint}/>'
+        )
+    else:
+        shape = (
+            f'<circle cx="{_n(box.cx)}" cy="{_n(box.top + JOIN_RADIUS)}" '
+            f'r="{_n(JOIN_RADIUS)}" {paint}/>'
+        )
+    return [head, shape, "</g>"]
 
 
 def _legend(top: float, width: float) -> tuple[list[str], float]:
