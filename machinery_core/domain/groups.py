@@ -308,7 +308,7 @@ class GroupRun:
         steps = group.branches[0]
         for number, item in enumerate(items):
             started = (*path, number, 0) in self.records
-            if not started and running >= group.max_concurrency:
+            if not started and (running >= group.max_concurrency or joined.state == "failed"):
                 joined.state = "active" if joined.state == "done" else joined.state
                 continue
             walked = self._sequence(
@@ -430,9 +430,12 @@ class GroupRun:
             if not path:
                 continue
             parent = path[:-2]
-            tag = {"iteration" if self._kind(parent) == "map" else "branch": path[-2]}
+            in_map = self._kind(parent) == "map"
+            tag = {"iteration" if in_map else "branch": path[-2]}
             inner = _in_order(nested.pop(path, []))
             record = self.records[path].model_copy(update={**tag, "steps": inner})
+            if in_map or any(self._kind(path[:depth]) == "map" for depth in range(0, len(path), 2)):
+                record = _slim(record)
             nested.setdefault(parent, []).append(record)
         top = self.records.get(()) or StepRecord(
             index=self.index, kind=self.group.kind, status=StepStatus.RUNNING
@@ -453,6 +456,15 @@ class GroupRun:
             branch = step.iteration if record.kind == "map" else step.branch
             assert branch is not None
             self._restore(step, (*path, branch, step.index))
+
+
+def _slim(record: StepRecord) -> StepRecord:
+    """A map's step that succeeded at its first attempt, without what it repeats: its input
+    (the element and the context give it again) and its one attempt's history, so that a
+    map of a thousand elements stays within the event's item."""
+    if record.status is not StepStatus.SUCCEEDED or record.attempts > 1:
+        return record
+    return record.model_copy(update={"input": None, "history": []})
 
 
 def _in_order(steps: list[StepRecord]) -> list[StepRecord]:

@@ -43,10 +43,16 @@ class Shop:
     keys: list[str] = field(default_factory=list)
     failing: set[str] = field(default_factory=set)  # skus whose enrichment answers 404
     slow: float = 0.0  # seconds each call takes
+    pricing: float = 0.0  # seconds enrich takes to price a line it knows
+    on_call: Callable[[int], None] | None = None  # told the number of each call, as it comes
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, call: Call, _: int) -> Reply:
         started = time.monotonic()
+        with self.lock:
+            number = len(self.keys) + 1
+        if self.on_call is not None:
+            self.on_call(number)
         time.sleep(self.slow)
         body = call.json()
         name = call.path.strip("/")
@@ -78,6 +84,7 @@ class Shop:
 def _enrich(body: dict[str, Any], shop: Shop) -> Reply:
     if body["line"]["sku"] in shop.failing:
         return json_reply(404, {"error": "unknown sku"})
+    time.sleep(shop.pricing)
     return json_reply(200, {"price": body["line"]["qty"] * 2.5})
 
 
@@ -281,19 +288,23 @@ def test_a_map_under_continue_collects_null_for_a_failed_iteration(
 def test_a_map_under_fail_fails_the_event_once_the_iterations_in_flight_end(
     wired: Wired, shop: Shop
 ) -> None:
-    # Given a map that fails on error (the default), two at a time, and its second line refused
+    # Given a map that fails on error (the default), two at a time, its second line refused
+    # at once while pricing a line takes a moment
     register(wired, _map_only(None, concurrency=2))
     shop.failing = {"sku-1"}
+    shop.pricing = 0.3
     event_id = send(wired, "prices", {"lines": lines(6)})
 
     # When it runs
     assert run(wired, event_id)["status"] == "FAILED"
 
-    # Then the event failed with the iteration's error, and no iteration started after it
+    # Then the event failed with the iteration's error once the first line was priced, and
+    # no other iteration started
     event = wired.store.get_event(event_id)
     assert event.error is not None and event.error.status_code == 404
     assert event.steps[0].status is StepStatus.FAILED
-    assert len(shop.spans["enrich"]) <= 3  # the failed one, the one beside it, at most one more
+    assert sorted(key.rsplit(":", 1)[1] for key in shop.keys) == ["0", "1"]
+    assert [s.status for s in event.steps[0].steps] == [StepStatus.SUCCEEDED, StepStatus.FAILED]
 
 
 def test_a_map_of_100_checkpoints_once_per_batch(wired: Wired, shop: Shop, dynamodb: Any) -> None:
@@ -561,6 +572,24 @@ def test_a_step_of_a_group_waits_out_its_backoff_in_the_state_machine(
         del ANSWERS["stock-check"]
 
 
+def test_a_map_of_a_thousand_elements_fits_in_the_event(wired: Wired, shop: Shop) -> None:
+    # Given a map over the most elements a map takes, forty at a time
+    register(wired, _map_only(None, concurrency=40))
+    event_id = send(wired, "prices", {"lines": lines(1000)})
+
+    # When it runs
+    assert run(wired, event_id)["status"] == "SUCCEEDED"
+
+    # Then every iteration is recorded (the ones that succeeded at once without their input
+    # and history) and collected in order
+    event = wired.store.get_event(event_id)
+    iterations = event.steps[0].steps
+    assert [s.iteration for s in iterations] == list(range(1000))
+    assert all(s.input is None and s.history == [] for s in iterations)
+    assert event.outputs is not None
+    assert [line["price"] for line in event.outputs["enriched"]] == [n * 2.5 for n in range(1000)]
+
+
 def test_a_map_over_more_than_a_thousand_elements_fails_the_step(wired: Wired, shop: Shop) -> None:
     register(wired, _map_only(None))
     event_id = send(wired, "prices", {"lines": lines(1001)})
@@ -570,3 +599,45 @@ def test_a_map_over_more_than_a_thousand_elements_fails_the_step(wired: Wired, s
     event = wired.store.get_event(event_id)
     assert event.error is not None and event.error.type == "MapTooLarge"
     assert shop.keys == []
+
+
+def test_a_map_cancelled_while_it_runs_starts_nothing_more(wired: Wired, shop: Shop) -> None:
+    # Given a map of ten lines, two at a time, cancelled while its fifth call is made
+    register(wired, _map_only(None, concurrency=2))
+    event_id = send(wired, "prices", {"lines": lines(10)})
+
+    def cancel_at_the_fifth(number: int) -> None:
+        if number == 5:
+            events.cancel_event(wired.deps, event_id)
+
+    shop.on_call = cancel_at_the_fifth
+
+    # When it runs
+    answer = run(wired, event_id)
+
+    # Then the invocation stopped at its next checkpoint: the event is CANCELLED, at most the
+    # calls already in flight were made, and the steps under way were cancelled with it
+    assert answer["status"] == "CANCELLED"
+    assert len(shop.keys) <= 6
+    event = wired.store.get_event(event_id)
+    assert event.status is EventStatus.CANCELLED
+    assert event.steps[0].status is StepStatus.CANCELLED
+    assert StepStatus.RUNNING not in {s.status for s in event.steps[0].steps}
+
+
+def test_a_failed_group_is_retried_from_its_start(wired: Wired, shop: Shop) -> None:
+    # Given an event whose map failed on a line the service did not know
+    register(wired, _map_only(None))
+    shop.failing = {"sku-1"}
+    event_id = send(wired, "prices", {"lines": lines(3)})
+    assert run(wired, event_id)["status"] == "FAILED"
+
+    # When the service knows it now and the event is retried
+    shop.failing = set()
+    events.redrive_event(wired.deps, event_id)
+    assert run(wired, event_id, "retry")["status"] == "SUCCEEDED"
+
+    # Then the map ran again and collected every line; the failed run is kept
+    event = wired.store.get_event(event_id)
+    assert event.outputs == {"enriched": [{"price": 0.0}, {"price": 2.5}, {"price": 5.0}]}
+    assert [run.steps[0].kind for run in event.runs] == ["map"]
