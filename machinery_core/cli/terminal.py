@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from rich.columns import Columns
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -20,7 +22,9 @@ from machinery_core.cli.client import ClientError, Unreachable
 from machinery_core.contract import ENDED, EventStatus, StepStatus, duration_text
 
 FAILED = frozenset({EventStatus.FAILED, EventStatus.CANCELLED})
-STEP_ENDED = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED})
+STEP_ENDED = frozenset(
+    {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.SKIPPED}
+)
 STEP_UNDER_WAY = frozenset({StepStatus.RUNNING, StepStatus.RETRYING, StepStatus.WAITING})
 STEP_HEADERS = ("#", "service", "status", "attempts", "duration", "error")
 EVENT_HEADERS = ("event", "status", "accepted", "updated", "duration")
@@ -32,6 +36,7 @@ STYLES = {
     "RETRYING": "magenta",
     "WAITING": "blue",
     "PENDING": "dim",
+    "SKIPPED": "dim",
     "created": "green",
     "updated": "cyan",
     "unchanged": "dim",
@@ -144,22 +149,88 @@ def summary(event: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def step_rows(event: dict[str, Any], now: datetime | None = None) -> list[tuple[str, ...]]:
-    """A row per step; with `now` (a live view) a step under way shows how long it has run."""
+    """A row per step; with `now` (a live view) a step under way shows how long it has run.
+
+    A group's row names what it is; its steps follow, indented under it: each branch's
+    (`b1`, `b2`...) or way's, and for a map one row per step of its iterations, counted.
+    """
     rows: list[tuple[str, ...]] = []
     for step in event.get("steps") or []:
-        service = str(step.get("service"))
-        if step.get("fallback_from"):
-            service += f" (fallback for {step['fallback_from']})"
-        rows.append(
-            (
-                str(step.get("index", len(rows))),
-                service,
-                str(step.get("status")),
-                attempts_text(step),
-                duration_text(step_duration(step, now)),
-                error_text(step.get("error")),
-            )
-        )
+        rows.append(_step_row(str(step.get("index", len(rows))), step, now))
+        rows += _group_rows(step, now, "  ")
+    return rows
+
+
+def group_title(step: dict[str, Any]) -> str | None:
+    """What a group's row says it is, or None for a step calling a service."""
+    kind = step.get("kind")
+    named = f" {step['id']}" if step.get("id") else ""
+    if kind == "when":
+        decision = step.get("decision")
+        took = "" if decision is None else (" · took yes" if decision else " · took no")
+        return f"when{named}{took}"
+    if kind == "parallel":
+        branches = {child.get("branch") for child in step.get("steps") or []}
+        return f"parallel{named} · {len(branches)} branches"
+    if kind == "map":
+        return f"map{named} · {map_progress(step)}"
+    return None
+
+
+def map_progress(step: dict[str, Any]) -> str:
+    done, total = step.get("completed") or 0, step.get("total")
+    failed = {c.get("iteration") for c in step.get("steps") or [] if c.get("status") == "FAILED"}
+    text = f"{done}/{total if total is not None else '?'} iterations"
+    return text + (f" · {len(failed)} failed" if failed else "")
+
+
+def _overall(counts: dict[str, int]) -> str:
+    """One status for a map's step over its iterations: running while any runs, then failed
+    if any failed, else the most common."""
+    if any(name in counts for name in STEP_UNDER_WAY):
+        return "RUNNING"
+    if "FAILED" in counts:
+        return "FAILED"
+    return max(counts, key=lambda name: counts[name]) if counts else "PENDING"
+
+
+def _step_row(number: str, step: dict[str, Any], now: datetime | None) -> tuple[str, ...]:
+    title = group_title(step)
+    service = title if title is not None else str(step.get("service"))
+    if step.get("fallback_from"):
+        service += f" (fallback for {step['fallback_from']})"
+    return (
+        number,
+        service,
+        str(step.get("status")),
+        attempts_text(step) if title is None else "-",
+        duration_text(step_duration(step, now)),
+        error_text(step.get("error")),
+    )
+
+
+def _group_rows(step: dict[str, Any], now: datetime | None, indent: str) -> list[tuple[str, ...]]:
+    children = step.get("steps") or []
+    rows: list[tuple[str, ...]] = []
+    if step.get("kind") == "map":
+        for index in sorted({child.get("index", 0) for child in children}):
+            these = [child for child in children if child.get("index", 0) == index]
+            counts: dict[str, int] = {}
+            for child in these:
+                counts[str(child.get("status"))] = counts.get(str(child.get("status")), 0) + 1
+            status = _overall(counts)
+            tally = ", ".join(f"{n} {name.lower()}" for name, n in sorted(counts.items()))
+            name = f"{indent}{these[0].get('service') or these[0].get('kind')} × {len(these)}"
+            rows.append((f"{indent}{index}", name, status, tally, "", ""))
+        return rows
+    for child in children:
+        way = child.get("branch")
+        label = f"b{way + 1}." if step.get("kind") == "parallel" and way is not None else ""
+        if step.get("kind") == "when":
+            label = "yes." if way == 0 else "no."
+        row = _step_row(f"{indent}{label}{child.get('index', 0)}", child, now)
+        rows.append((row[0], indent + row[1], *row[2:]))
+        rows += _group_rows(child, now, indent + "  ")
     return rows
 
 
@@ -307,7 +378,33 @@ def event_view(
         )
         parts.append(line)
     parts.append(rich_table(STEP_HEADERS, step_rows(event, now), status_column=2))
+    parts += [group_view(step, now) for step in event.get("steps") or [] if group_title(step)]
     return Group(*parts)
+
+
+def group_view(step: dict[str, Any], now: datetime | None) -> RenderableType:
+    """A group under its table: a parallel's branches side by side, a map's progress bar."""
+    title = f"step {step.get('index')} · {group_title(step)}"
+    if step.get("kind") == "map":
+        total = step.get("total")
+        bar = ProgressBar(total=total or None, completed=step.get("completed") or 0, width=40)
+        line = Table.grid(padding=(0, 1))
+        line.add_row(Text(title, style="bold"), bar)
+        return line
+    branches: dict[int, list[tuple[str, ...]]] = {}
+    for child in step.get("steps") or []:
+        way = child.get("branch") or 0
+        row = _step_row(str(child.get("index", 0)), child, now)
+        branches.setdefault(way, []).append(row)
+    names = {0: "yes", 1: "no"} if step.get("kind") == "when" else {}
+    panels = [
+        Panel(
+            rich_table(STEP_HEADERS[:4], [row[:4] for row in rows], status_column=2),
+            title=names.get(way, f"branch {way + 1}"),
+        )
+        for way, rows in sorted(branches.items())
+    ]
+    return Group(Text(title, style="bold"), Columns(panels))
 
 
 def print_json(body: Any) -> None:

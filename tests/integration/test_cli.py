@@ -740,6 +740,62 @@ def test_a_step_under_way_shows_the_attempt_it_is_making_and_how_long_it_has_run
     assert event_duration(SUCCEEDED, now) == 12.0
 
 
+def _grouped_event() -> dict[str, Any]:
+    """A running order: a skipped step, a parallel group, a map part way through."""
+    return view(
+        "RUNNING",
+        [
+            step(0, "fraud-check", "SKIPPED", attempts=0),
+            step(1, None, "SUCCEEDED", kind="parallel", steps=[  # type: ignore[arg-type]
+                step(0, "reserve-stock", "SUCCEEDED", branch=0),
+                step(0, "charge-card", "SUCCEEDED", branch=1),
+                step(1, "receipt", "SUCCEEDED", branch=1),
+            ]),
+            step(2, None, "RUNNING", kind="map", id="prices", total=4, completed=2, steps=[  # type: ignore[arg-type]
+                step(0, "enrich", "SUCCEEDED", iteration=0),
+                step(0, "enrich", "FAILED", iteration=1),
+                step(0, "enrich", "RUNNING", iteration=2),
+            ]),
+        ],
+    )  # fmt: skip
+
+
+def test_a_group_lists_its_branches_and_a_map_its_iterations_counted() -> None:
+    # Given an event with a parallel group and a map under way
+    rows = step_rows(_grouped_event())
+
+    # Then each group has its row, its branches' steps indented under it, and the map one
+    # row per step of its iterations, counted
+    assert [row[:3] for row in rows] == [
+        ("0", "fraud-check", "SKIPPED"),
+        ("1", "parallel · 2 branches", "SUCCEEDED"),
+        ("  b1.0", "  reserve-stock", "SUCCEEDED"),
+        ("  b2.0", "  charge-card", "SUCCEEDED"),
+        ("  b2.1", "  receipt", "SUCCEEDED"),
+        ("2", "map prices · 2/4 iterations · 1 failed", "RUNNING"),
+        ("  0", "  enrich × 3", "RUNNING"),
+    ]
+    assert rows[-1][3] == "1 failed, 1 running, 1 succeeded"
+
+
+def test_status_watch_shows_branches_side_by_side_and_the_map_progress(api: FakeApi) -> None:
+    # Given the grouped event, then its end
+    api.definitions["workflow", "greet"] = (1, WORKFLOW)
+    api.definitions["service", "greeter"] = (1, SERVICE)
+    api.event_states = [_grouped_event(), SUCCEEDED]
+
+    # When it is watched on an (emulated) interactive terminal
+    terminal = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "160"}
+    result = run(api.url, "status", EVENT_ID, "--watch", "--interval", "0.05", env=terminal)
+
+    # Then a frame showed the two branches as panels on one line, and the map's progress
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert any("branch 1" in line and "branch 2" in line for line in lines), result.stdout
+    assert any("reserve-stock" in line and "charge-card" in line for line in lines)
+    assert "step 2 · map prices · 2/4 iterations · 1 failed" in result.stdout
+
+
 # --- status, events, diagram, openapi ---------------------------------------------------------
 
 
