@@ -255,3 +255,34 @@ def _wait_for_diagram(page: Any) -> None:
     image.wait_for()
     size = image.evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]")
     assert size[0] and size[1] > 0 and size[2] > 0, size
+
+
+def test_an_order_shows_its_branches_side_by_side_and_its_map_progress(
+    local_stack: Any, recorded: Recorded, tmp_path: Path
+) -> None:
+    page = recorded.page
+    origin = local_stack.url
+    # Given an example order that ran to its end
+    order = Path(EVENT_FILE).with_name("event-order.json").read_text()
+    accepted = local_stack.post("/e/order", json=json.loads(order)).json()
+    assert local_stack.wait_for_end(accepted["event_id"])["status"] == "SUCCEEDED"
+
+    # When its page is opened
+    page.goto(f"{origin}/ui#/events/{accepted['event_id']}")
+    page.locator("[data-testid=event-status]", has_text="SUCCEEDED").wait_for()
+
+    # Then each group has its row and, under it, the parallel's two branches side by side
+    services = page.get_by_test_id("step-service").all_text_contents()
+    assert services[3:5] == ["parallel · 2 branches", "map price-lines"]
+    fork = page.get_by_test_id("group-row").nth(1)
+    branches = fork.get_by_test_id("branch")
+    assert branches.count() == 2
+    first, second = branches.nth(0).bounding_box(), branches.nth(1).bounding_box()
+    assert first is not None and second is not None
+    assert first["y"] == second["y"] and first["x"] + first["width"] <= second["x"]
+    assert "charge-card" in (branches.nth(1).text_content() or "")
+    # And the map's progress: every line priced
+    assert page.get_by_test_id("map-count").text_content() == "3/3 iterations"
+    assert page.locator("[data-testid=map-progress] progress").get_attribute("value") == "3"
+    page.screenshot(path=str(tmp_path / "order.png"), full_page=True)
+    assert recorded.errors == []
