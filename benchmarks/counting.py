@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,34 +73,65 @@ class Case:
     key: str  # how the report names it
     workflow: dict[str, Any]
     callback_steps: int = 0
+    data: dict[str, Any] | None = None  # the event's data; the example event's by default
+    # what the outputs must be, from the data; by default the chain of `_transform`s
+    outputs: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    calls: int | None = None  # the service calls an event makes, when not one per service
 
     @property
     def name(self) -> str:
         return str(self.workflow["name"])
 
     @property
-    def services(self) -> list[str]:
+    def entries(self) -> list[Any]:
         return list(self.workflow["spec"]["services"])
 
     @property
+    def services(self) -> list[str]:
+        """Every service a step of the workflow calls, groups included."""
+        return _leaves(self.entries)
+
+    @property
     def steps(self) -> int:
-        return len(self.services)
+        """The service calls one event makes (a map's, once per element)."""
+        return self.calls or len(self.services)
+
+    @property
+    def event_data(self) -> dict[str, Any]:
+        return self.data if self.data is not None else EVENT_DATA
 
     @property
     def sync_runs(self) -> int:
         """Runs of consecutive sync steps: what one step-function invocation may cover."""
         runs, in_run = 0, False
-        for service in self.services:
-            sync = service != "reverse-later"
+        for entry in self.entries:
+            sync = entry != "reverse-later"
             runs += sync and not in_run
             in_run = sync
         return runs
 
     def expected(self, data: dict[str, Any]) -> dict[str, Any]:
+        if self.outputs is not None:
+            return self.outputs(data)
         context = dict(data)
         for service in self.services:
             context.update(_transform(service, context))
         return {name: context[name] for name in self.workflow["spec"]["outputs"]}
+
+
+def _leaves(entries: list[Any]) -> list[str]:
+    names: list[str] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            names.append(entry)
+        elif "service" in entry:
+            names.append(entry["service"])
+        else:
+            for key in ("steps", "otherwise"):
+                names += _leaves(entry.get(key, []))
+            for branch in entry.get("parallel", []):
+                names += _leaves(branch)
+    return names
 
 
 def _example(name: str) -> dict[str, Any]:
@@ -119,7 +150,51 @@ def _chain(name: str, services: list[str]) -> dict[str, Any]:
     }
 
 
+STRING = {"type": "string"}
+# Three branches at once: each service's answer renamed, so that the branches' fields differ.
+PARALLEL_3 = {
+    "name": "bench-parallel-3",
+    "spec": {
+        "inputs": {"message": STRING},
+        "services": [
+            {
+                "parallel": [
+                    [{"service": "upper", "id": "shout"}],
+                    [{"service": "reverse", "id": "mirror"}],
+                    ["space-counter"],
+                ]
+            }
+        ],
+        "operations": {
+            "shout": {"outputs": {"shouted": "message"}},
+            "mirror": {"outputs": {"mirrored": "message"}},
+        },
+        "outputs": {"shouted": STRING, "mirrored": STRING, "space_count": {"type": "integer"}},
+    },
+}
+MAP_ELEMENTS = 100
+# `upper` once per word, ten at a time.
+MAP_100 = {
+    "name": "bench-map-100",
+    "spec": {
+        "inputs": {"message": STRING, "words": {"type": "array"}},
+        "services": [
+            {
+                "map": "words",
+                "as": "word",
+                "steps": [{"service": "upper", "id": "shout-word"}],
+                "collect": "shouted",
+                "max_concurrency": 10,
+            }
+        ],
+        "operations": {"shout-word": {"inputs": {"message": "word"}}},
+        "outputs": {"shouted": {"type": "array"}},
+    },
+}
+
+
 def cases() -> list[Case]:
+    words = {"message": "-", "words": [f"word {n}" for n in range(MAP_ELEMENTS)]}
     return [
         Case("sync-1", _chain("bench-sync-1", ["upper"])),
         Case("sync-3", _example("workflow-process-text.json")),
@@ -128,6 +203,22 @@ def cases() -> list[Case]:
             _chain("bench-sync-10", ["upper", "reverse"] * 4 + ["upper", "space-counter"]),
         ),
         Case("callback", _example("workflow-process-text-async.json"), callback_steps=1),
+        Case(
+            "parallel-3",
+            PARALLEL_3,
+            outputs=lambda data: {
+                "shouted": data["message"].upper(),
+                "mirrored": data["message"][::-1],
+                "space_count": data["message"].count(" "),
+            },
+        ),
+        Case(
+            "map-100",
+            MAP_100,
+            data=words,
+            calls=MAP_ELEMENTS,
+            outputs=lambda data: {"shouted": [{"message": w.upper()} for w in data["words"]]},
+        ),
     ]
 
 
@@ -576,7 +667,7 @@ def _measure_case(
     summaries, outcomes = [], []
     for _ in range(events):
         with recorder.window() as (calls, invocations):
-            status, body = _post(runtime, f"/e/{case.name}", {"data": EVENT_DATA})
+            status, body = _post(runtime, f"/e/{case.name}", {"data": case.event_data})
             event_id = body.get("event_id")
             quiet = status == 202 and runtime.wait_quiet(event_id, EVENT_SECONDS)
             time.sleep(SETTLE_SECONDS)  # anything still on its way is the event's too
@@ -614,7 +705,7 @@ def _outcome(
     right = (
         quiet
         and event.get("status") == "SUCCEEDED"
-        and event.get("outputs") == case.expected(EVENT_DATA)
+        and event.get("outputs") == case.expected(case.event_data)
     )
     return {"event_id": event_id, "status": event.get("status"), "ended": quiet, "right": right}
 

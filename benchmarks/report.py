@@ -105,6 +105,41 @@ def _advances(case: dict[str, Any]) -> int:
     return sum(n for label, n in labels.items() if label.endswith(" advance"))
 
 
+# A map of 100 elements, 10 at a time: about one checkpoint per batch of ten (issue 12).
+MAP_WRITES_BEYOND_ONE_STEP = 12
+
+
+def _group_targets(
+    cases: dict[str, dict[str, Any]], one: dict[str, Any] | None
+) -> list[dict[str, str]]:
+    """Groups run inside the step function: no state transition of their own, and a map's
+    checkpoints by the batch."""
+    found = []
+    for key in ("parallel-3", "map-100"):
+        case = cases.get(key)
+        transitions = case["per_event"]["stepfunctions"]["transitions"] if case else None
+        found.append(
+            _target(
+                f"State transitions, {key}",
+                "≤ 3 (as the 3-step event)",
+                _num(transitions),
+                _status(None if transitions is None else transitions <= 3),
+            )
+        )
+    mapped = cases.get("map-100")
+    if mapped and one:
+        beyond = mapped["per_event"]["dynamodb"]["writes"] - one["per_event"]["dynamodb"]["writes"]
+        found.append(
+            _target(
+                "DynamoDB writes of a 100-element map (10 at a time), beyond the 1-step event's",
+                f"≤ {MAP_WRITES_BEYOND_ONE_STEP} (about one per batch)",
+                _num(beyond),
+                _status(beyond <= MAP_WRITES_BEYOND_ONE_STEP),
+            )
+        )
+    return found
+
+
 def targets(document: dict[str, Any]) -> list[dict[str, str]]:
     found: list[dict[str, str]] = []
     cases = document["counts"]["cases"]
@@ -157,6 +192,7 @@ def targets(document: dict[str, Any]) -> list[dict[str, str]]:
             "counts the `advance` invocations; a callback step adds its `dispatch` invocation",
         )
     )
+    found += _group_targets(cases, one)
     transitions = three["per_event"]["stepfunctions"]["transitions"] if three else None
     found.append(
         _target(
@@ -368,6 +404,7 @@ def markdown(document: dict[str, Any]) -> str:
     if document["failures"]:
         lines += ["**Failures:** " + "; ".join(document["failures"]), ""]
     lines += _counts_section(document)
+    lines += _groups_section(document)
     lines += _costs_section(document)
     lines += _cold_section(document)
     lines += _local_section(document)
@@ -458,6 +495,55 @@ def _counts_section(document: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _groups_section(document: dict[str, Any]) -> list[str]:
+    """Parallel branches and a map, beside the 3-step event: what each costs and takes."""
+    cases = document["counts"]["cases"]
+    keys = [key for key in ("sync-3", "parallel-3", "map-100") if key in cases]
+    if len(keys) < 2:
+        return []
+    lines = [
+        "### Groups: parallel branches and a map",
+        "",
+        "The same services, called by a 3-branch parallel group and by a map over 100 words "
+        "(10 at a time), beside the 3-step chain: every call of a group is made inside the "
+        "step function's invocation, so the state transitions stay those of any sync event, "
+        "and a map writes a checkpoint per batch of ended calls. Local latency: the "
+        "execution's duration on this machine (median).",
+        "",
+    ]
+    rows = []
+    for key in keys:
+        case, modelled = cases[key], document["costs"][key]
+        per = case["per_event"]
+        dynamo = per["dynamodb"]
+        rows.append(
+            [
+                f"{key} ({case['workflow']})",
+                case["steps"],
+                sum(per["requests"].values()),
+                f"{dynamo['writes']} ({_num(dynamo['write_units'])} WRU)",
+                per["stepfunctions"]["transitions"],
+                _money(modelled["STANDARD"]["total"]),
+                _money(modelled["EXPRESS"]["total"]) if modelled["EXPRESS"] else "-",
+                f"{_num(case['timings']['execution_ms'], 0)} ms",
+            ]
+        )
+    lines += _table(
+        [
+            "workflow",
+            "service calls",
+            "AWS requests",
+            "DynamoDB writes",
+            "state transitions",
+            "per 1M, STANDARD",
+            "per 1M, EXPRESS",
+            "local latency",
+        ],
+        rows,
+    )
+    return [*lines, ""]
 
 
 def _costs_section(document: dict[str, Any]) -> list[str]:

@@ -75,7 +75,7 @@ def test_the_quick_suite_writes_a_complete_report(
 
 def test_the_counts_per_event_are_exact(report: dict[str, Any]) -> None:
     cases = report["counts"]["cases"]
-    assert set(cases) == {"sync-1", "sync-3", "sync-10", "callback"}
+    assert set(cases) == {"sync-1", "sync-3", "sync-10", "callback", "parallel-3", "map-100"}
     for key, case in cases.items():
         per_event = case["per_event"]
         # Every event ended right, with the same counts as every other of its workflow
@@ -96,8 +96,9 @@ def test_the_counts_per_event_are_exact(report: dict[str, Any]) -> None:
         assert dynamo["read_units"] >= dynamo["reads"] / 2, key
         assert per_event["phases"]["intake"]["requests"]["stepfunctions:StartExecution"] == 1
 
-    for key in ("sync-1", "sync-3", "sync-10"):
-        # A sync event: one API invocation (the intake) and one step-function invocation
+    for key in ("sync-1", "sync-3", "sync-10", "parallel-3", "map-100"):
+        # A sync event, groups included: one API invocation (the intake) and one
+        # step-function invocation
         per_event = cases[key]["per_event"]
         assert per_event["lambda"]["by_label"] == {
             "ApiFunction POST /e/{workflow_id}": 1,
@@ -105,6 +106,14 @@ def test_the_counts_per_event_are_exact(report: dict[str, Any]) -> None:
         }, key
         assert per_event["http_api_requests"] == 1
         assert set(per_event["phases"]) == {"intake", "state loop"}
+    # Groups cost the transitions of any sync event; a map of 100 writes per batch of 10
+    for key in ("parallel-3", "map-100"):
+        assert cases[key]["per_event"]["stepfunctions"]["transitions"] == 3, key
+    beyond = (
+        cases["map-100"]["per_event"]["dynamodb"]["writes"]
+        - cases["sync-1"]["per_event"]["dynamodb"]["writes"]
+    )
+    assert 5 <= beyond <= 12, beyond
     # The callback event: dispatched once, called back once through the API, resumed once
     callback = cases["callback"]["per_event"]
     assert callback["lambda"]["by_label"] == {

@@ -163,6 +163,8 @@ def _document() -> dict[str, Any]:
                 "sync-1": _case(1, 3, 4),
                 "sync-3": _case(3, 3, 6),
                 "sync-10": _case(10, 3, 13),
+                "parallel-3": _case(3, 3, 4),
+                "map-100": _case(100, 3, 13),
             }
         },
         "costs": {"sync-3": total},
@@ -205,6 +207,16 @@ def test_figures_within_their_targets_are_met() -> None:
                 by_label={"StepFunction advance": 2}
             ),
             "Step-function invocations per run of consecutive sync steps",
+        ),
+        (
+            lambda d: d["counts"]["cases"]["parallel-3"]["per_event"]["stepfunctions"].update(
+                transitions=9
+            ),
+            "State transitions, parallel-3",
+        ),
+        (
+            lambda d: d["counts"]["cases"]["map-100"]["per_event"]["dynamodb"].update(writes=104),
+            "DynamoDB writes of a 100-element map (10 at a time), beyond the 1-step event's",
         ),
         (
             lambda d: d["costs"]["sync-3"]["STANDARD"].update(total=80.01),
