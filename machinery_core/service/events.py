@@ -94,7 +94,7 @@ def accept_event(
         raise Conflict(f"the workflow's services are gone: {', '.join(missing)}")
     plan = Plan(
         workflow_version=record.version,
-        steps=_planned(spec, spec.services, "spec.services", None, services),
+        steps=planned_steps(spec, spec.services, "spec.services", None, services),
         outputs=spec.outputs,
         callback_base_url=deps.callback_base_url or api_url,
     )
@@ -129,7 +129,7 @@ def accept_event(
     return EventAccepted.of(event)
 
 
-def _planned(
+def planned_steps(
     spec: WorkflowSpec,
     entries: list[Entry],
     prefix: str,
@@ -157,7 +157,7 @@ def _planned(
         assert not isinstance(entry, str | StepEntry) and not isinstance(policy, Fallback)
         group = PlannedGroup(kind="when", branches=[], on_error=policy, id=place.step_id)
         for inner, path in children(entry, place.path):
-            group.branches.append(_planned(spec, inner, path, place.top, services))
+            group.branches.append(planned_steps(spec, inner, path, place.top, services))
         if isinstance(entry, ConditionEntry):
             group.when = entry.when
             if len(group.branches) == 1:
@@ -312,12 +312,13 @@ def workflow_as_run(
             if node.when is None and node.id is None and (not path or key not in keyed):
                 rebuilt.append(node.service.name)
             else:
-                identity = key if key != str(index) else None
+                identity = node.id or (key if key in keyed and key != str(index) else None)
                 rebuilt.append(StepEntry(service=node.service.name, when=node.when, id=identity))
         return rebuilt
 
     def group(node: PlannedGroup, key: str, path: str) -> Entry:
-        identity = key if not key.isdigit() else None
+        # an id of its own, or the made-up one its policy is keyed by
+        identity = node.id or (key if key in on_error and not key.isdigit() else None)
         branches = [entries(branch, f"{path}-{b}") for b, branch in enumerate(node.branches)]
         if node.kind == "parallel":
             return ParallelEntry(parallel=branches, id=identity)

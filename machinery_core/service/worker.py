@@ -219,6 +219,14 @@ class _GroupInvocation:
                     if (self.calls_before or self.calls) and available < timeout:
                         short_of_time = True
                         break
+                    until = self.event.claimed_until
+                    outlives = until is not None and now + timedelta(seconds=timeout) > until
+                    if since_checkpoint >= batch or outlives:
+                        # before the next call: the batch ended so far, and a renewed claim
+                        since_checkpoint = 0
+                        cancelled = not self._checkpoint()
+                        if cancelled:
+                            break
                     self.run_state.started(call, now)
                     future = pool.submit(
                         self.deps.invoker.call,
@@ -239,9 +247,6 @@ class _GroupInvocation:
                     self.run_state.finished(call, outcome, random.random())
                     self._log(call, outcome)
                     since_checkpoint += 1
-                if in_flight and since_checkpoint >= batch and not cancelled:
-                    since_checkpoint = 0
-                    cancelled = not self._checkpoint()
         if cancelled:
             current = self.deps.store.get_event(self.event.event_id)
             return current, routes.answer_for(current)

@@ -45,12 +45,14 @@ class Shop:
     slow: float = 0.0  # seconds each call takes
     pricing: float = 0.0  # seconds enrich takes to price a line it knows
     on_call: Callable[[int], None] | None = None  # told the number of each call, as it comes
+    arrived: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, call: Call, _: int) -> Reply:
         started = time.monotonic()
         with self.lock:
-            number = len(self.keys) + 1
+            self.arrived += 1
+            number = self.arrived
         if self.on_call is not None:
             self.on_call(number)
         time.sleep(self.slow)
@@ -615,10 +617,11 @@ def test_a_map_cancelled_while_it_runs_starts_nothing_more(wired: Wired, shop: S
     # When it runs
     answer = run(wired, event_id)
 
-    # Then the invocation stopped at its next checkpoint: the event is CANCELLED, at most the
-    # calls already in flight were made, and the steps under way were cancelled with it
+    # Then the invocation noticed at its next checkpoint (at most a batch of two calls
+    # later) and started nothing more: the event is CANCELLED, and the steps under way were
+    # cancelled with it
     assert answer["status"] == "CANCELLED"
-    assert len(shop.keys) <= 6
+    assert len(shop.keys) <= 5 + 2
     event = wired.store.get_event(event_id)
     assert event.status is EventStatus.CANCELLED
     assert event.steps[0].status is StepStatus.CANCELLED
@@ -641,3 +644,28 @@ def test_a_failed_group_is_retried_from_its_start(wired: Wired, shop: Shop) -> N
     event = wired.store.get_event(event_id)
     assert event.outputs == {"enriched": [{"price": 0.0}, {"price": 2.5}, {"price": 5.0}]}
     assert [run.steps[0].kind for run in event.runs] == ["map"]
+
+
+def test_the_steps_of_one_branch_are_checkpointed_one_by_one(
+    wired: Wired, shop: Shop, dynamodb: Any
+) -> None:
+    # Given a group of one branch of two steps (one call in flight at a time)
+    register(
+        wired,
+        {
+            "name": "charged",
+            "spec": {
+                "inputs": {"amount": NUMBER},
+                "services": [{"parallel": [["charge-card", "receipt"]]}],
+                "outputs": {"receipt": STRING},
+            },
+        },
+    )
+    event_id = send(wired, "charged", {"amount": 3})
+
+    # When it runs
+    with DynamoCalls(dynamodb) as recorded:
+        assert run(wired, event_id)["status"] == "SUCCEEDED"
+
+    # Then it wrote the claim, the first step's end before the second call, and the end
+    assert recorded.operations.count("UpdateItem") == 3

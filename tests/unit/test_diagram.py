@@ -28,7 +28,7 @@ from machinery_core.domain.models import (
     WorkflowRecord,
     WorkflowSpec,
 )
-from machinery_core.service.events import workflow_as_run
+from machinery_core.service.events import planned_steps, workflow_as_run
 
 DEFINITIONS = Path(__file__).resolve().parents[2] / "examples" / "definitions"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -833,3 +833,25 @@ def test_an_event_with_groups_is_drawn_with_the_way_taken_and_the_map_counts(
     assert "1 failed" in inner_text and "2 succeeded" in inner_text
     decision = " ".join(t.text or "" for t in _svg_node(root, "s2").iter(f"{SVG}text"))
     assert "took: no" in decision
+
+
+def test_a_workflow_with_groups_is_rebuilt_from_its_plan(
+    order: tuple[Workflow, dict[str, Service]],
+) -> None:
+    # Given the order workflow's plan, as an event pins it
+    workflow, services = order
+    spec = workflow.spec
+    plan = Plan(
+        workflow_version=1,
+        steps=planned_steps(spec, spec.services, "spec.services", None, services),
+        outputs=spec.outputs,
+    )
+
+    # When its workflow is rebuilt from the plan
+    rebuilt, used = workflow_as_run(_stored_event({}), plan, None)
+
+    # Then its steps nest as they were defined, and its diagram is the same
+    assert rebuilt.spec.model_dump()["services"] == spec.model_dump()["services"]
+    assert set(used) == set(spec.all_services())
+    named = rebuilt.model_copy(update={"name": "order", "spec": spec})
+    assert diagram.workflow_mermaid(named, used) == diagram.workflow_mermaid(workflow, services)
