@@ -91,7 +91,7 @@ class GroupRun:
 
         Once the group has failed, nothing new starts: the calls in flight end first.
         """
-        self.outcome = self._group(self.group, (), self.context, now, in_flight, [])
+        self.outcome = self._group(self.group, (), self.context, now, in_flight)
         return self.outcome.calls if self.outcome.state == "active" else []
 
     @property
@@ -124,16 +124,15 @@ class GroupRun:
         context: dict[str, Any],
         now: datetime,
         in_flight: set[Path],
-        iterations: list[int],
     ) -> _Walked:
         produced: dict[str, Any] = {}
         for position, node in enumerate(nodes):
             path = (*prefix, position)
             here = {**context, **produced}
             if isinstance(node, PlannedGroup):
-                walked = self._group(node, path, here, now, in_flight, iterations)
+                walked = self._group(node, path, here, now, in_flight)
             else:
-                walked = self._step(node, path, here, now, in_flight, iterations)
+                walked = self._step(node, path, here, now, in_flight)
             if walked.state != "done":
                 return walked
             produced.update(walked.produced)
@@ -146,7 +145,6 @@ class GroupRun:
         context: dict[str, Any],
         now: datetime,
         in_flight: set[Path],
-        iterations: list[int],
     ) -> _Walked:
         record = self.records.get(path)
         if record is None:
@@ -191,7 +189,7 @@ class GroupRun:
                     "attempt": None,
                 }
             )
-            return self._step(planned, path, context, now, in_flight, iterations)
+            return self._step(planned, path, context, now, in_flight)
         return _Walked("active", calls=[Call(path, service, payload, self._label(path))])
 
     def _group(
@@ -201,7 +199,6 @@ class GroupRun:
         context: dict[str, Any],
         now: datetime,
         in_flight: set[Path],
-        iterations: list[int],
     ) -> _Walked:
         record = self.records.get(path)
         if record is None:
@@ -218,11 +215,11 @@ class GroupRun:
                 return _Walked("done")
             return _Walked("failed", error=record.error)
         if group.kind == "when":
-            walked, record = self._when(group, path, record, context, now, in_flight, iterations)
+            walked, record = self._when(group, path, record, context, now, in_flight)
         elif group.kind == "parallel":
-            walked = self._parallel(group, path, context, now, in_flight, iterations)
+            walked = self._parallel(group, path, context, now, in_flight)
         else:
-            walked, record = self._map(group, path, record, context, now, in_flight, iterations)
+            walked, record = self._map(group, path, record, context, now, in_flight)
         if walked.state != "active" and record.status is StepStatus.RUNNING:
             ended = record.model_copy(
                 update={
@@ -249,15 +246,12 @@ class GroupRun:
         context: dict[str, Any],
         now: datetime,
         in_flight: set[Path],
-        iterations: list[int],
     ) -> tuple[_Walked, StepRecord]:
         assert group.when is not None
         if record.decision is None:
             record = record.model_copy(update={"decision": mapping.holds(group.when, context)})
         branch = 0 if record.decision else 1
-        walked = self._sequence(
-            group.branches[branch], (*path, branch), context, now, in_flight, iterations
-        )
+        walked = self._sequence(group.branches[branch], (*path, branch), context, now, in_flight)
         return walked, record
 
     def _parallel(
@@ -267,11 +261,10 @@ class GroupRun:
         context: dict[str, Any],
         now: datetime,
         in_flight: set[Path],
-        iterations: list[int],
     ) -> _Walked:
         joined = _Walked("done")
         for number, branch in enumerate(group.branches):
-            walked = self._sequence(branch, (*path, number), context, now, in_flight, iterations)
+            walked = self._sequence(branch, (*path, number), context, now, in_flight)
             joined = _join(joined, walked)
             if walked.state == "done":
                 joined.produced.update(walked.produced)
@@ -285,7 +278,6 @@ class GroupRun:
         context: dict[str, Any],
         now: datetime,
         in_flight: set[Path],
-        iterations: list[int],
     ) -> tuple[_Walked, StepRecord]:
         assert group.map is not None and group.collect is not None
         items = mapping.search(group.map, context)
@@ -317,7 +309,6 @@ class GroupRun:
                 {**context, group.as_name: item},
                 now,
                 in_flight,
-                [*iterations, number],
             )
             if walked.state == "failed" and group.on_error == "continue":
                 walked = _Walked("done", {})

@@ -258,22 +258,29 @@ def _shape(box: _Box) -> str:
 def _node_svg(box: _Box) -> list[str]:
     if box.node.kind == "join":
         return _join_svg(box)
-    style = STYLES[box.node.status]
     out = [
         f'<g class="node {box.node.kind}" data-node="{box.node.id}" '
         f'data-status="{box.node.status.value}">',
         _shape(box),
     ]
-    first = box.top + (box.height - LINE * len(box.lines)) / 2 - PAD_Y
+    # centred in the box: a decision's diamond is taller than its text
+    out += _lines_svg(box, box.top + (box.height - LINE * len(box.lines)) / 2 - PAD_Y)
+    out.append("</g>")
+    return out
+
+
+def _lines_svg(box: _Box, top: float) -> list[str]:
+    """A box's lines, centred on it, the first `PAD_Y` below `top`."""
+    style = STYLES[box.node.status]
+    out = []
     for number, (text, bold) in enumerate(box.lines):
-        baseline = first + PAD_Y + LINE * number + LINE * BASELINE
+        baseline = top + PAD_Y + LINE * number + LINE * BASELINE
         weight = f' font-weight="{TITLE_WEIGHT}"' if bold else ""
         size = TITLE_SIZE if bold else TEXT_SIZE
         out.append(
             f'<text x="{_n(box.cx)}" y="{_n(baseline)}" font-size="{_n(size)}"{weight} '
             f'fill="{style.text}" text-anchor="middle">{_xml(text)}</text>'
         )
-    out.append("</g>")
     return out
 
 
@@ -598,14 +605,7 @@ class _Blocks:
                 f'height="{_n(box.height)}" rx="{FALLBACK_RADIUS}" fill="{style.fill}" '
                 f'fill-opacity="0.5" stroke="{style.stroke}" stroke-width="{_n(STROKE)}"{dashes}/>'
             )
-            for number, (text, bold) in enumerate(box.lines):
-                baseline = box.top + PAD_Y + LINE * number + LINE * BASELINE
-                weight = f' font-weight="{TITLE_WEIGHT}"' if bold else ""
-                size = TITLE_SIZE if bold else TEXT_SIZE
-                out.append(
-                    f'<text x="{_n(box.cx)}" y="{_n(baseline)}" font-size="{_n(size)}"{weight} '
-                    f'fill="{style.text}" text-anchor="middle">{_xml(text)}</text>'
-                )
+            out += _lines_svg(box, box.top)
             out.append("</g>")
         return out
 
