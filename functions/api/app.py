@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.models import (
     SecurityScheme,
     Tag,
 )
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import (
     OpenAPIResponse,
     OpenAPIResponseHeader,
@@ -40,13 +40,17 @@ from machinery_core.domain.models import (
     EventSummary,
     EventView,
     Health,
+    LiveRequest,
     Page,
     Service,
     ServiceAccepted,
     ServiceRecord,
+    ServiceVersion,
     Workflow,
     WorkflowAccepted,
+    WorkflowLive,
     WorkflowRecord,
+    WorkflowVersion,
 )
 from machinery_core.runtime.dependencies import dependencies
 from machinery_core.runtime.observability import logger, metrics, tracer
@@ -55,6 +59,7 @@ from machinery_core.ui import dashboard as dashboard_page
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
+VersionNumber = Annotated[int, Path(ge=1, description="a version's number, from 1")]
 DiagramFormat = Annotated[Literal["mermaid", "svg"], Query()]
 IdempotencyKey = Annotated[
     str | None,
@@ -262,6 +267,33 @@ def delete_service(name: str) -> Response[None]:
     return Response(status_code=HTTPStatus.NO_CONTENT)
 
 
+@app.get(
+    "/services/<name>/versions",
+    operation_id="listServiceVersions",
+    tags=["services"],
+    summary="List a service's versions",
+    description="Every version the service has had, the newest first, a page at a time; "
+    "each immutable, with the hash of its definition (secret headers redacted).",
+    responses=_answers(200, Page[ServiceVersion], 400, 404),
+)
+def list_service_versions(
+    name: str, limit: Limit = 50, cursor: Cursor = None
+) -> Page[ServiceVersion]:
+    return registry.service_versions(dependencies(), name, limit, cursor)
+
+
+@app.get(
+    "/services/<name>/versions/<version>",
+    operation_id="getServiceVersion",
+    tags=["services"],
+    summary="Read a version of a service",
+    description="The service as that version defined it (secret headers redacted).",
+    responses=_answers(200, ServiceVersion, 404),
+)
+def get_service_version(name: str, version: VersionNumber) -> ServiceVersion:
+    return registry.service_version(dependencies(), name, version)
+
+
 # --- workflows ---------------------------------------------------------------------------
 
 
@@ -322,10 +354,60 @@ def get_workflow(workflow_id: str) -> WorkflowRecord:
     "checked as on registration; events already sent keep the version they were sent to.",
     responses=_answers((200, 201), WorkflowAccepted, 400, 409),
 )
-def put_workflow(workflow_id: str, workflow: Workflow) -> Response[WorkflowAccepted]:
+def put_workflow(
+    workflow_id: str,
+    workflow: Workflow,
+    activate: Annotated[
+        bool,
+        Query(description="false: store the new version without making it the live one"),
+    ] = True,
+) -> Response[WorkflowAccepted]:
     _same_name(workflow_id, workflow.name)
-    accepted, created = registry.save_workflow(dependencies(), workflow, create_only=False)
+    accepted, created = registry.save_workflow(
+        dependencies(), workflow, create_only=False, activate=activate
+    )
     return _json(HTTPStatus.CREATED if created else HTTPStatus.OK, accepted)
+
+
+@app.get(
+    "/workflows/<workflow_id>/versions",
+    operation_id="listWorkflowVersions",
+    tags=["workflows"],
+    summary="List a workflow's versions",
+    description="Every version the workflow has had, the newest first, a page at a time; "
+    "each immutable, with the hash of its definition.",
+    responses=_answers(200, Page[WorkflowVersion], 400, 404),
+)
+def list_workflow_versions(
+    workflow_id: str, limit: Limit = 50, cursor: Cursor = None
+) -> Page[WorkflowVersion]:
+    return registry.workflow_versions(dependencies(), workflow_id, limit, cursor)
+
+
+@app.get(
+    "/workflows/<workflow_id>/versions/<version>",
+    operation_id="getWorkflowVersion",
+    tags=["workflows"],
+    summary="Read a version of a workflow",
+    description="The workflow as that version defined it.",
+    responses=_answers(200, WorkflowVersion, 404),
+)
+def get_workflow_version(workflow_id: str, version: VersionNumber) -> WorkflowVersion:
+    return registry.workflow_version(dependencies(), workflow_id, version)
+
+
+@app.put(
+    "/workflows/<workflow_id>/live",
+    operation_id="setLiveVersion",
+    tags=["workflows"],
+    summary="Choose the version new events run",
+    description="Makes `version` the one POST /e/{workflow_id} runs (a rollback is this); "
+    "with `canary`, that share (percent) of new events runs the canary's version instead. "
+    "Events already sent keep the version they run.",
+    responses=_answers(200, WorkflowLive, 400, 404),
+)
+def set_live_version(workflow_id: str, request: LiveRequest) -> WorkflowLive:
+    return registry.set_live(dependencies(), workflow_id, request)
 
 
 @app.delete(
@@ -421,10 +503,14 @@ def send_event(
     request: EventRequest,
     wait: Annotated[int, Query(ge=0, le=MAX_WAIT_SECONDS)] = 0,
     idempotency_key: IdempotencyKey = None,
+    version: Annotated[
+        int | None,
+        Query(ge=1, description="run this version of the workflow rather than the live one"),
+    ] = None,
 ) -> Response[EventAccepted | EventView]:
     deps = dependencies()
     api_url = f"https://{app.current_event.request_context.domain_name}"
-    accepted = events.accept_event(deps, workflow_id, request, api_url, idempotency_key)
+    accepted = events.accept_event(deps, workflow_id, request, api_url, idempotency_key, version)
     headers = {"Location": f"/events/{accepted.event_id}"}
     if accepted.replayed:
         headers[REPLAYED_HEADER] = "true"

@@ -124,6 +124,7 @@ def settle(event: Event, plan: Plan, now: datetime) -> Event:
         skipped = StepRecord(
             index=event.step_index,
             service=planned.service.name,
+            service_version=planned.service_version,
             id=planned.id,
             status=StepStatus.SKIPPED,
             started_at=now,
@@ -146,6 +147,7 @@ def _current_step(event: Event, plan: Plan, payload: dict[str, Any], now: dateti
     return StepRecord(
         index=event.step_index,
         service=planned.service.name,
+        service_version=planned.service_version,
         id=planned.id,
         status=StepStatus.RUNNING,
         started_at=now,
@@ -167,9 +169,12 @@ def mark_under_way(event: Event, plan: Plan, now: datetime) -> Event:
         or isinstance(plan.steps[event.step_index], PlannedGroup)
     ):
         return event
+    planned = planned_step(event, plan)
     step = event.current_step or StepRecord(
         index=event.step_index,
-        service=current_service(event, plan).name,
+        service=planned.service.name,
+        service_version=planned.service_version,
+        id=planned.id,
         status=StepStatus.RUNNING,
         started_at=now,
     )
@@ -284,6 +289,7 @@ def attempt_ended(
                 "attempts": 0,
                 "ended_at": None,
                 "fallback_from": step.service,
+                "service_version": planned.fallback_version,
             }
         )
         return taken, 0.0

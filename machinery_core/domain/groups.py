@@ -151,6 +151,7 @@ class GroupRun:
             record = StepRecord(
                 index=path[-1],
                 service=planned.service.name,
+                service_version=planned.service_version,
                 id=planned.id,
                 status=StepStatus.RUNNING,
                 started_at=now,

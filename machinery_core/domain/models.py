@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -507,6 +509,7 @@ class StepRecord(Model):
     total: int | None = None  # a map: its elements
     completed: int | None = None  # a map: the iterations that ended
     steps: list[StepRecord] = Field(default_factory=list)  # a group's
+    service_version: int | None = None  # the version of `service` the event was planned with
 
 
 class RunRecord(Model):
@@ -528,6 +531,8 @@ class PlannedStep(Model):
     fallback: Service | None = None
     when: str | None = None
     id: str | None = None
+    service_version: int | None = None  # the service's version when the event was accepted
+    fallback_version: int | None = None
 
 
 class PlannedGroup(Model):
@@ -634,6 +639,7 @@ class Event(Model):
     notification: Notification | None = None
     run: int = 1  # POST /events/{id}/retry starts run 2, 3...
     runs: list[RunRecord] = Field(default_factory=list)  # the earlier ones
+    workflow_version: int | None = None  # the version it runs (None: accepted before versions)
     # The step function invocation advancing the event, until when: a duplicate or
     # concurrent invocation must not call the same service for the same attempt.
     claimed_by: str | None = None
@@ -670,7 +676,8 @@ class ServiceAccepted(BaseModel):
 class WorkflowAccepted(BaseModel):
     workflow_id: str
     acknowledged_at: datetime
-    version: int
+    version: int  # the latest
+    live_version: int | None = None  # what new events run
 
 
 class EventAccepted(BaseModel):
@@ -704,12 +711,66 @@ def redact(record: ServiceRecord) -> ServiceRecord:
     return record.model_copy(update={"definition": record.definition.redacted()})
 
 
+class Canary(Model):
+    """A share of new events sent to another version than the live one."""
+
+    version: int = Field(ge=1)
+    percent: float = Field(gt=0, lt=100)
+
+
+class LiveRequest(Model):
+    """PUT /workflows/{id}/live: the version new events run (a rollback is this), and
+    optionally a canary."""
+
+    version: int = Field(ge=1)
+    canary: Canary | None = None
+
+
+class WorkflowLive(BaseModel):
+    workflow_id: str
+    live_version: int
+    canary: Canary | None = None
+
+
 class WorkflowRecord(BaseModel):
     workflow_id: str
-    version: int
+    version: int  # the latest
     created_at: datetime
     updated_at: datetime
+    definition: Workflow  # the latest version's
+    live_version: int | None = None  # what POST /e/{id} runs; None: the latest
+    canary: Canary | None = None
+
+    @property
+    def live(self) -> int:
+        return self.live_version or self.version
+
+
+def definition_hash(definition: BaseModel) -> str:
+    """The hash of a definition's canonical JSON: equal definitions, equal hashes."""
+    dumped = definition.model_dump(mode="json")
+    canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class WorkflowVersion(BaseModel):
+    """A workflow as one of its versions defined it: immutable."""
+
+    workflow_id: str
+    version: int
+    hash: str
+    created_at: datetime
     definition: Workflow
+
+
+class ServiceVersion(BaseModel):
+    """A service as one of its versions defined it: immutable (secret headers redacted)."""
+
+    service_id: str
+    version: int
+    hash: str
+    created_at: datetime
+    definition: Service
 
 
 class EventView(BaseModel):
@@ -727,6 +788,7 @@ class EventView(BaseModel):
     notification: Notification | None = None
     run: int = 1
     runs: list[RunRecord] = Field(default_factory=list)
+    workflow_version: int | None = None
 
     @classmethod
     def of(cls, event: Event) -> EventView:
@@ -748,6 +810,7 @@ class EventView(BaseModel):
             notification=event.notification,
             run=event.run,
             runs=event.runs,
+            workflow_version=event.workflow_version,
         )
 
 

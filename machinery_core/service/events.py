@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -49,6 +50,7 @@ from machinery_core.domain.models import (
     PlannedNode,
     PlannedStep,
     Service,
+    ServiceRecord,
     StepEntry,
     StepOperation,
     Workflow,
@@ -73,28 +75,35 @@ def accept_event(
     request: EventRequest,
     api_url: str,
     idempotency_key: str | None = None,
+    version: int | None = None,
 ) -> EventAccepted:
     """Store the event, then start its execution: once this returns, the event is durable.
 
     `api_url` is where the request came in; callback services are told to call back there
     unless the deployment names another base URL. The same `idempotency_key` with the same
     request within 24 hours answers the event it first created (`replayed`); with another
-    request it is refused.
+    request it is refused. The event runs `version` of the workflow if given, else the
+    live one (or, for the canary's share of events, the canary's).
     """
     record = deps.store.get_workflow(workflow_id)
-    spec = record.definition.spec
+    chosen = version if version is not None else _drawn_version(record)
+    if chosen == record.version:
+        definition = record.definition
+    else:
+        definition = deps.store.get_workflow_version(workflow_id, chosen).definition
+    spec = definition.spec
     problems = check_data(spec.inputs, request.data, "data")
     if problems:
         raise InvalidInput("the event data does not match the workflow inputs", problems)
     if request.notify is not None:
         deps.address_policy.check_registration(request.notify.url, "notify.url")
-    services = deps.store.get_services(spec.all_services())
-    missing = sorted(spec.all_services() - set(services))
+    records = deps.store.get_service_records(spec.all_services())
+    missing = sorted(spec.all_services() - set(records))
     if missing:
         raise Conflict(f"the workflow's services are gone: {', '.join(missing)}")
     plan = Plan(
-        workflow_version=record.version,
-        steps=planned_steps(spec, spec.services, "spec.services", None, services),
+        workflow_version=chosen,
+        steps=planned_steps(spec, spec.services, "spec.services", None, records),
         outputs=spec.outputs,
         callback_base_url=deps.callback_base_url or api_url,
     )
@@ -109,6 +118,7 @@ def accept_event(
         acknowledged_at=now,
         updated_at=now,
         notification=Notification(url=notify.url) if notify else None,
+        workflow_version=chosen,
     )
     claim = None
     if idempotency_key:
@@ -129,27 +139,39 @@ def accept_event(
     return EventAccepted.of(event)
 
 
+def _drawn_version(record: WorkflowRecord) -> int:
+    """The live version, or the canary's for its share of events."""
+    canary = record.canary
+    if canary is not None and random.random() * 100 < canary.percent:
+        return canary.version
+    return record.live
+
+
 def planned_steps(
     spec: WorkflowSpec,
     entries: list[Entry],
     prefix: str,
     top: int | None,
-    services: dict[str, Service],
+    services: dict[str, ServiceRecord],
 ) -> list[PlannedNode]:
-    """The entries as they will run, each service's definition pinned."""
+    """The entries as they will run, each service's definition pinned with its version."""
     planned: list[PlannedNode] = []
     for index, entry in enumerate(entries):
         place = Located(entry, f"{prefix}[{index}]", index if top is None else top)
         policy = spec.on_error_for(place)
         if place.service is not None:
+            service = services[place.service]
             step = PlannedStep(
-                service=services[place.service],
+                service=service.definition,
+                service_version=service.version,
                 operation=spec.operation_for(place),
                 when=entry.when if isinstance(entry, StepEntry) else None,
                 id=place.step_id,
             )
             if isinstance(policy, Fallback):
-                step.on_error, step.fallback = "fallback", services[policy.fallback]
+                fallback = services[policy.fallback]
+                step.on_error, step.fallback = "fallback", fallback.definition
+                step.fallback_version = fallback.version
             else:
                 step.on_error = policy
             planned.append(step)

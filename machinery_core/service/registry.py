@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from machinery_core.adapters.executions import StateMachineType
 from machinery_core.domain import diagram
-from machinery_core.domain.errors import Conflict, InvalidDefinition, NotFound
+from machinery_core.domain.errors import Conflict, InvalidDefinition, InvalidInput, NotFound
 from machinery_core.domain.models import (
     REDACTED,
+    LiveRequest,
     Page,
     Service,
     ServiceAccepted,
     ServiceRecord,
+    ServiceVersion,
     Workflow,
     WorkflowAccepted,
+    WorkflowLive,
     WorkflowRecord,
+    WorkflowVersion,
+    definition_hash,
     redact,
 )
 from machinery_core.domain.validation import check_workflow
@@ -25,20 +30,29 @@ def save_service(
     deps: Dependencies, service: Service, *, create_only: bool
 ) -> tuple[ServiceAccepted, bool]:
     deps.address_policy.check_registration(service.address, "address")
+    current: ServiceRecord | None = None
     if not create_only:
         try:
-            current: ServiceRecord | None = deps.store.get_service(service.name)
+            current = deps.store.get_service(service.name)
         except NotFound:
             current = None
         service = _keep_secrets(current, service)
         if current is not None:
+            if definition_hash(service) == definition_hash(current.definition):
+                # unchanged: no new version (apply reports it `unchanged`)
+                return _accepted_service(current), False
             _check_dependents(deps, current, service)
-    record, created = deps.store.save_service(service, deps.clock(), create_only=create_only)
+    record, created = deps.store.save_service(
+        service, deps.clock(), current, create_only=create_only
+    )
     logger.info("service saved", service_id=record.service_id, version=record.version, new=created)
-    accepted = ServiceAccepted(
+    return _accepted_service(record), created
+
+
+def _accepted_service(record: ServiceRecord) -> ServiceAccepted:
+    return ServiceAccepted(
         service_id=record.service_id, acknowledged_at=record.updated_at, version=record.version
     )
-    return accepted, created
 
 
 def _keep_secrets(current: ServiceRecord | None, service: Service) -> Service:
@@ -79,8 +93,10 @@ def list_services(deps: Dependencies, limit: int, cursor: str | None) -> Page[Se
 
 
 def save_workflow(
-    deps: Dependencies, workflow: Workflow, *, create_only: bool
+    deps: Dependencies, workflow: Workflow, *, create_only: bool, activate: bool = True
 ) -> tuple[WorkflowAccepted, bool]:
+    """Create or update a workflow: a new version, live unless `activate` is False; a
+    definition that changes nothing stores nothing and answers the current version."""
     if workflow.spec.notify is not None:
         deps.address_policy.check_registration(workflow.spec.notify.url, "spec.notify.url")
     previous: WorkflowRecord | None = None
@@ -89,15 +105,78 @@ def save_workflow(
             previous = deps.store.get_workflow(workflow.name)
         except NotFound:
             previous = None
+    if previous is not None and definition_hash(workflow) == definition_hash(previous.definition):
+        return _accepted_workflow(previous), False
     services = deps.store.get_services(workflow.spec.all_services())
     check_workflow(workflow, services)
     _check_runnable(deps, workflow, services)
-    record = deps.store.save_workflow(workflow, deps.clock(), previous)
-    logger.info("workflow saved", workflow_id=record.workflow_id, version=record.version)
-    accepted = WorkflowAccepted(
-        workflow_id=record.workflow_id, acknowledged_at=record.updated_at, version=record.version
+    record = deps.store.save_workflow(workflow, deps.clock(), previous, activate)
+    logger.info(
+        "workflow saved",
+        workflow_id=record.workflow_id,
+        version=record.version,
+        live_version=record.live,
     )
-    return accepted, previous is None
+    return _accepted_workflow(record), previous is None
+
+
+def _accepted_workflow(record: WorkflowRecord) -> WorkflowAccepted:
+    return WorkflowAccepted(
+        workflow_id=record.workflow_id,
+        acknowledged_at=record.updated_at,
+        version=record.version,
+        live_version=record.live,
+    )
+
+
+def workflow_versions(
+    deps: Dependencies, workflow_id: str, limit: int, cursor: str | None
+) -> Page[WorkflowVersion]:
+    deps.store.get_workflow(workflow_id)  # 404 for a workflow that does not exist
+    items, next_cursor = deps.store.list_workflow_versions(workflow_id, limit, cursor)
+    return Page[WorkflowVersion](items=items, next_cursor=next_cursor)
+
+
+def workflow_version(deps: Dependencies, workflow_id: str, version: int) -> WorkflowVersion:
+    return deps.store.get_workflow_version(workflow_id, version)
+
+
+def service_versions(
+    deps: Dependencies, name: str, limit: int, cursor: str | None
+) -> Page[ServiceVersion]:
+    deps.store.get_service(name)
+    items, next_cursor = deps.store.list_service_versions(name, limit, cursor)
+    return Page[ServiceVersion](items=[_redacted(item) for item in items], next_cursor=next_cursor)
+
+
+def service_version(deps: Dependencies, name: str, version: int) -> ServiceVersion:
+    return _redacted(deps.store.get_service_version(name, version))
+
+
+def _redacted(version: ServiceVersion) -> ServiceVersion:
+    return version.model_copy(update={"definition": version.definition.redacted()})
+
+
+def set_live(deps: Dependencies, workflow_id: str, request: LiveRequest) -> WorkflowLive:
+    """Make a version live (a rollback is this), optionally with a canary share; each
+    version named must exist and be runnable with the services as they are now."""
+    record = deps.store.get_workflow(workflow_id)
+    named = [request.version] + ([request.canary.version] if request.canary else [])
+    if request.canary is not None and request.canary.version == request.version:
+        raise InvalidInput(
+            "the canary must name another version than the live one",
+            [{"path": "canary.version", "message": "the same as version"}],
+        )
+    for version in named:
+        deps.store.get_workflow_version(workflow_id, version)  # 404 for one that does not exist
+    record = deps.store.set_live(record, request.version, request.canary)
+    logger.info(
+        "live version set",
+        workflow_id=workflow_id,
+        live_version=request.version,
+        canary=request.canary.version if request.canary else None,
+    )
+    return WorkflowLive(workflow_id=workflow_id, live_version=record.live, canary=record.canary)
 
 
 def _check_runnable(deps: Dependencies, workflow: Workflow, services: dict[str, Service]) -> None:

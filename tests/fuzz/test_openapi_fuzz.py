@@ -80,10 +80,15 @@ FUZZED = (
     ("GET", "/workflows/{workflow_id}/diagram"),  # reads the definition, draws it
     ("GET", "/events/{event_id}"),
     ("GET", "/events/{event_id}/diagram"),  # reads the event and its plan, draws them
+    ("GET", "/services/{name}/versions"),
+    ("GET", "/services/{name}/versions/{version}"),
+    ("GET", "/workflows/{workflow_id}/versions"),
+    ("GET", "/workflows/{workflow_id}/versions/{version}"),
     ("POST", "/services"),
     ("PUT", "/services/{name}"),
     ("POST", "/workflows"),
     ("PUT", "/workflows/{workflow_id}"),
+    ("PUT", "/workflows/{workflow_id}/live"),  # which version new events run: none is sent
     ("POST", "/events/{event_id}/cancel"),  # only ends a running event: none runs here
     ("POST", "/callbacks/{token}"),  # completes a waiting step: none waits here
     ("DELETE", "/workflows/{workflow_id}"),

@@ -37,6 +37,11 @@ OPERATION_IDS = {
     ("post", "/events/{event_id}/retry"): ("retryEvent", "events"),
     ("post", "/callbacks/{token}"): ("completeCallback", "callbacks"),
     ("get", "/health"): ("getHealth", "meta"),
+    ("get", "/services/{name}/versions"): ("listServiceVersions", "services"),
+    ("get", "/services/{name}/versions/{version}"): ("getServiceVersion", "services"),
+    ("get", "/workflows/{workflow_id}/versions"): ("listWorkflowVersions", "workflows"),
+    ("get", "/workflows/{workflow_id}/versions/{version}"): ("getWorkflowVersion", "workflows"),
+    ("put", "/workflows/{workflow_id}/live"): ("setLiveVersion", "workflows"),
     ("get", "/openapi.json"): ("getOpenApi", "meta"),
     ("get", "/ui"): ("getDashboard", "meta"),
 }

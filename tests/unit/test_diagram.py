@@ -21,6 +21,7 @@ from machinery_core.domain.models import (
     Plan,
     PlannedStep,
     Service,
+    ServiceRecord,
     StepOperation,
     StepRecord,
     StepStatus,
@@ -841,9 +842,15 @@ def test_a_workflow_with_groups_is_rebuilt_from_its_plan(
     # Given the order workflow's plan, as an event pins it
     workflow, services = order
     spec = workflow.spec
+    records = {
+        name: ServiceRecord(
+            service_id=name, version=1, created_at=T0, updated_at=T0, definition=service
+        )
+        for name, service in services.items()
+    }
     plan = Plan(
         workflow_version=1,
-        steps=planned_steps(spec, spec.services, "spec.services", None, services),
+        steps=planned_steps(spec, spec.services, "spec.services", None, records),
         outputs=spec.outputs,
     )
 

@@ -2,6 +2,7 @@
 
 SERVICE#{name}   / DEFINITION   GSI1: SERVICES          / {name}
 WORKFLOW#{id}    / DEFINITION   GSI1: WORKFLOWS         / {id}
+SERVICE#{name} or WORKFLOW#{id} / VERSION#{n, 10 digits}  (each version, immutable)
 EVENT#{id}       / EVENT        GSI1: EVENTS#{workflow} / {acknowledged_at}#{id}
 EVENT#{id}       / PLAN         (the plan the event was accepted with; written once)
 CALLBACK#{sha256 of the token} / CALLBACK  (the raw token is never stored)
@@ -22,6 +23,7 @@ SERVICES = "SERVICES"
 WORKFLOWS = "WORKFLOWS"
 EVENT = "EVENT"
 PLAN = "PLAN"
+VERSION = "VERSION#"
 CALLBACK = "CALLBACK"
 IDEMPOTENCY = "IDEMPOTENCY"
 
@@ -75,12 +77,34 @@ def workflow_key(workflow_id: str) -> Key:
     return key(workflow_pk(workflow_id), DEFINITION)
 
 
+def version_key(pk: str, version: int) -> Key:
+    """A version of a service's or a workflow's definition: they sort by number."""
+    return key(pk, f"{VERSION}{version:010d}")
+
+
+def version_of(sk: str) -> int:
+    return int(sk.removeprefix(VERSION))
+
+
 def event_key(event_id: str) -> Key:
     return key(event_pk(event_id), EVENT)
 
 
 def callback_key(token_hash: str) -> Key:
     return key(callback_pk(token_hash), CALLBACK)
+
+
+def table_key_fits(start: dict[str, Any], pk: str, sk_prefix: str) -> bool:
+    """Whether a decoded cursor is a key of the base table's partition it is used on."""
+    return (
+        set(start) == {"PK", "SK"}
+        and all(
+            isinstance(value, dict) and list(value) == ["S"] and isinstance(value["S"], str)
+            for value in start.values()
+        )
+        and start["PK"]["S"] == pk
+        and start["SK"]["S"].startswith(sk_prefix)
+    )
 
 
 def index_key_fits(start: dict[str, Any], partition: str) -> bool:

@@ -15,23 +15,41 @@ from botocore.exceptions import ClientError
 from machinery_core.adapters.store import keys
 from machinery_core.adapters.store.encoding import encode_cursor, moment, number, string
 from machinery_core.adapters.store.table import Item, Table, conditional
-from machinery_core.domain.errors import Conflict, MachineryError, NotFound
-from machinery_core.domain.models import Service, ServiceRecord
+from machinery_core.adapters.store.versions import VersionItems, version_fields
+from machinery_core.domain.errors import Conflict, MachineryError, NotFound, StaleVersion
+from machinery_core.domain.models import Service, ServiceRecord, ServiceVersion, definition_hash
 
 
-class ServiceItems:
+class ServiceItems(VersionItems):
     table: Table
 
     def save_service(
-        self, service: Service, now: datetime, *, create_only: bool
+        self,
+        service: Service,
+        now: datetime,
+        previous: ServiceRecord | None = None,
+        *,
+        create_only: bool,
     ) -> tuple[ServiceRecord, bool]:
-        """Create or update a service; `create_only` refuses an existing name."""
-        params: dict[str, Any] = {
+        """Create or update a service and store its new version, in one transaction.
+
+        `previous` is what the caller read (read here when not given for an update); the
+        write is refused if the service changed, or appeared, since. `create_only` refuses
+        an existing name.
+        """
+        if previous is None and not create_only:
+            try:
+                previous = self.get_service(service.name)
+            except NotFound:
+                previous = None
+        version = previous.version + 1 if previous else 1
+        definition = service.model_dump_json()
+        update: dict[str, Any] = {
             "TableName": self.table.table_name,
             "Key": keys.service_key(service.name),
             "UpdateExpression": "SET #definition = :definition, #updated = :now, "
-            "#created = if_not_exists(#created, :now), GSI1PK = :gsi_pk, GSI1SK = :name "
-            "ADD #version :one",
+            "#created = if_not_exists(#created, :now), GSI1PK = :gsi_pk, GSI1SK = :name, "
+            "#version = :version",
             "ExpressionAttributeNames": {
                 "#definition": "definition",
                 "#updated": "updated_at",
@@ -39,22 +57,53 @@ class ServiceItems:
                 "#version": "version",
             },
             "ExpressionAttributeValues": {
-                ":definition": string(service.model_dump_json()),
+                ":definition": string(definition),
                 ":now": moment(now),
                 ":gsi_pk": string(keys.SERVICES),
                 ":name": string(service.name),
-                ":one": number(1),
+                ":version": number(version),
             },
-            "ReturnValues": "ALL_NEW",
         }
-        if create_only:
-            params["ConditionExpression"] = "attribute_not_exists(PK)"
-        with conditional(
-            lambda _: Conflict(f"service {service.name!r} already exists; PUT updates it")
-        ):
-            item = self.table.client.update_item(**params)["Attributes"]
-        record = _service_record(item)
-        return record, record.version == 1
+        if previous is None:
+            update["ConditionExpression"] = "attribute_not_exists(PK)"
+        else:
+            update["ConditionExpression"] = "#version = :expected"
+            update["ExpressionAttributeValues"][":expected"] = number(previous.version)
+        pk = keys.service_pk(service.name)
+        digest = definition_hash(service)
+        actions: list[Item] = [
+            {"Update": update},
+            self._version_put(pk, version, definition, digest, now),
+        ]
+
+        def refusal(_: ClientError) -> MachineryError:
+            if create_only:
+                return Conflict(f"service {service.name!r} already exists; PUT updates it")
+            return StaleVersion(f"service {service.name!r} changed concurrently; try again")
+
+        with conditional(refusal):
+            self.table.transact(actions)
+        record = ServiceRecord(
+            service_id=service.name,
+            version=version,
+            created_at=previous.created_at if previous else now,
+            updated_at=now,
+            definition=service,
+            used_by=previous.used_by if previous else [],
+        )
+        return record, previous is None
+
+    def get_service_version(self, name: str, version: int) -> ServiceVersion:
+        item = self._version(keys.service_pk(name), version)
+        if item is None:
+            raise NotFound(f"service {name!r} has no version {version}")
+        return _service_version(name, item)
+
+    def list_service_versions(
+        self, name: str, limit: int, cursor: str | None
+    ) -> tuple[list[ServiceVersion], str | None]:
+        items, next_cursor = self._versions(keys.service_pk(name), limit, cursor)
+        return [_service_version(name, item) for item in items], next_cursor
 
     def get_service(self, name: str) -> ServiceRecord:
         item = self.table.get(keys.service_key(name))
@@ -64,7 +113,11 @@ class ServiceItems:
 
     def get_services(self, names: set[str]) -> dict[str, Service]:
         """Every named service that exists, in one BatchGetItem per 100 names."""
-        found: dict[str, Service] = {}
+        return {name: record.definition for name, record in self.get_service_records(names).items()}
+
+    def get_service_records(self, names: set[str]) -> dict[str, ServiceRecord]:
+        """Every named service that exists, with its version, in one BatchGetItem per 100."""
+        found: dict[str, ServiceRecord] = {}
         ordered = sorted(names)
         for start in range(0, len(ordered), 100):
             batch: list[Item] = [keys.service_key(name) for name in ordered[start : start + 100]]
@@ -74,8 +127,8 @@ class ServiceItems:
             while request:
                 answer = self.table.client.batch_get_item(RequestItems=request)
                 for item in answer["Responses"].get(self.table.table_name, []):
-                    service = Service.model_validate_json(item["definition"]["S"])
-                    found[service.name] = service
+                    record = _service_record(item)
+                    found[record.service_id] = record
                 request = answer.get("UnprocessedKeys") or {}
         return found
 
@@ -104,6 +157,7 @@ class ServiceItems:
                 ExpressionAttributeNames={"#used_by": "used_by"},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
+        self._delete_versions(keys.service_pk(name))
 
 
 def _service_record(item: Item) -> ServiceRecord:
@@ -115,4 +169,15 @@ def _service_record(item: Item) -> ServiceRecord:
         updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
         definition=service,
         used_by=sorted(item.get("used_by", {}).get("SS", [])),
+    )
+
+
+def _service_version(name: str, item: Item) -> ServiceVersion:
+    version, digest, created_at, definition = version_fields(item)
+    return ServiceVersion(
+        service_id=name,
+        version=version,
+        hash=digest,
+        created_at=created_at,
+        definition=Service.model_validate_json(definition),
     )

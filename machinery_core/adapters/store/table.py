@@ -66,6 +66,25 @@ class Table:
     def transact(self, actions: list[Item]) -> None:
         self.client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
 
+    def query_partition(
+        self, pk: str, sk_prefix: str, limit: int, cursor: str | None, *, newest_first: bool
+    ) -> tuple[list[Item], Item | None]:
+        """The items of one partition whose sort key starts with `sk_prefix`, a page."""
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": string(pk), ":prefix": string(sk_prefix)},
+            "ScanIndexForward": not newest_first,
+            "Limit": limit,
+        }
+        start = decode_cursor(cursor)
+        if start is not None and not keys.table_key_fits(start, pk, sk_prefix):
+            raise BadRequest("the cursor is not one this API gave out")
+        if start:
+            params["ExclusiveStartKey"] = start
+        answer = self.client.query(**params)
+        return answer.get("Items", []), answer.get("LastEvaluatedKey")
+
     def query_index(
         self,
         partition: str,
