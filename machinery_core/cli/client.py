@@ -346,6 +346,33 @@ class MachineryClient:
         )
         return answer
 
+    def versions(
+        self, kind: str, name: str, limit: int, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """GET /services/{name}/versions or /workflows/{id}/versions: a page, newest first."""
+        answer: dict[str, Any] = self.json(
+            "GET",
+            f"/{kind}s/{path_part(name)}/versions",
+            params={"limit": limit, "cursor": cursor},
+        )
+        return answer
+
+    def version(self, kind: str, name: str, number: int) -> dict[str, Any]:
+        answer: dict[str, Any] = self.json("GET", f"/{kind}s/{path_part(name)}/versions/{number}")
+        return answer
+
+    def set_live(
+        self, workflow_id: str, version: int, canary: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """PUT /workflows/{id}/live: the version new events run, and a canary's share."""
+        body: dict[str, Any] = {"version": version}
+        if canary is not None:
+            body["canary"] = canary
+        answer: dict[str, Any] = self.json(
+            "PUT", f"/workflows/{path_part(workflow_id)}/live", body=body
+        )
+        return answer
+
     def diagram(self, kind: str, identifier: str, fmt: str) -> str:
         """GET /{kind}s/{id}/diagram?format=...: the Mermaid text or the SVG document."""
         response = self.request(

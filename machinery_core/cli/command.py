@@ -484,6 +484,117 @@ def diagram(target: str, fmt: str, out_file: Path | None) -> int:
 
 
 @main.command()
+@click.argument("name", metavar="WORKFLOW|SERVICE")
+@click.option(
+    "--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="How many."
+)
+@click.option("--cursor", help="Continue from where an earlier listing stopped (its next_cursor).")
+@_api_command
+def versions(name: str, limit: int, cursor: str | None) -> int:
+    """List the versions of a workflow (or, if there is none of that name, a service), the
+    newest first; a workflow's live version and canary are marked."""
+    from machinery_core.cli.client import ApiError
+
+    client = _client()
+    out = _output()
+    kind, marks = "workflow", {}
+    try:
+        record = client.workflow(name)
+    except ApiError as error:
+        if error.status_code != 404:
+            raise
+        kind = "service"
+    else:
+        marks[record.get("live_version") or record["version"]] = "live"
+        canary = record.get("canary")
+        if canary:
+            marks[canary["version"]] = f"canary {canary['percent']:g}%"
+    page = client.versions(kind, name, limit, cursor)
+    if out.as_json:
+        out.json({"kind": kind, **page})
+        return 0
+    rows = [
+        (
+            str(item["version"]),
+            str(item["created_at"]),
+            str(item["hash"])[:12],
+            marks.get(item["version"], ""),
+        )
+        for item in page.get("items") or []
+    ]
+    out.table(("version", "created", "hash", kind if kind == "service" else "serves"), rows)
+    if page.get("next_cursor"):
+        click.echo(f"More: machinery versions {name} --cursor {page['next_cursor']}", err=True)
+    return 0
+
+
+@main.command()
+@click.argument("workflow")
+@click.argument("old", type=click.IntRange(1))
+@click.argument("new", type=click.IntRange(1))
+@_api_command
+def diff(workflow: str, old: int, new: int) -> int:
+    """Show what changed in WORKFLOW's definition from version OLD to version NEW, as a
+    unified diff of the two definitions (JSON, keys sorted)."""
+    import difflib
+
+    client = _client()
+    texts = []
+    for number in (old, new):
+        definition = client.version("workflow", workflow, number)["definition"]
+        texts.append(json.dumps(definition, indent=2, sort_keys=True).splitlines(keepends=True))
+    lines = list(
+        difflib.unified_diff(
+            texts[0], texts[1], f"{workflow} version {old}", f"{workflow} version {new}"
+        )
+    )
+    out = _output()
+    if out.as_json:
+        out.json({"workflow": workflow, "from": old, "to": new, "diff": "".join(lines)})
+    elif lines:
+        click.echo("".join(lines), nl=False)
+    else:
+        click.echo(f"versions {old} and {new} of {workflow} are the same", err=True)
+    return 0
+
+
+def _canary(_: click.Context, __: click.Parameter, value: str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    version, _sep, percent = value.partition(":")
+    try:
+        parsed = {"version": int(version), "percent": float(percent)}
+    except ValueError:
+        raise click.BadParameter("expected VERSION:PERCENT, as in 3:10") from None
+    return parsed
+
+
+@main.command()
+@click.argument("workflow")
+@click.argument("version", type=click.IntRange(1))
+@click.option(
+    "--canary",
+    metavar="VERSION:PERCENT",
+    callback=_canary,
+    help="Send that share of new events to another version, as in --canary 3:10.",
+)
+@_api_command
+def live(workflow: str, version: int, canary: dict[str, Any] | None) -> int:
+    """Make VERSION the one new events of WORKFLOW run (a rollback is this), optionally
+    with a canary; events already sent keep the version they run."""
+    answer = _client().set_live(workflow, version, canary)
+    out = _output()
+    if out.as_json:
+        out.json(answer)
+        return 0
+    line = f"{workflow}: version {answer['live_version']} is live"
+    if answer.get("canary"):
+        line += f", version {answer['canary']['version']} takes {answer['canary']['percent']:g}%"
+    click.echo(line)
+    return 0
+
+
+@main.command()
 @_api_command
 def openapi() -> int:
     """Print the API's OpenAPI document (GET /openapi.json)."""

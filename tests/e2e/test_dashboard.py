@@ -286,3 +286,41 @@ def test_an_order_shows_its_branches_side_by_side_and_its_map_progress(
     assert page.locator("[data-testid=map-progress] progress").get_attribute("value") == "3"
     page.screenshot(path=str(tmp_path / "order.png"), full_page=True)
     assert recorded.errors == []
+
+
+def test_a_workflow_page_lists_its_versions_and_an_event_shows_its_own(
+    local_stack: Any, recorded: Recorded, registry: Registry
+) -> None:
+    page = recorded.page
+    origin = local_stack.url
+    # Given a workflow of the example services with two versions, the first one live, and
+    # an event that ran the second
+    name = unique("dash-versions")
+    definition = workflow_definition(name, ["upper"], {"message": "string"}, {"message": "string"})
+    registry.workflow(definition)
+    changed = {**definition, "description": "second"}
+    assert local_stack.put(f"/workflows/{name}", json=changed).status_code == 200
+    assert local_stack.put(f"/workflows/{name}/live", json={"version": 1}).status_code == 200
+    sent = local_stack.post(f"/e/{name}?version=2", json={"data": {"message": "hi"}}).json()
+    local_stack.wait_for_end(sent["event_id"])
+
+    # When the workflow's page is opened
+    page.goto(f"{origin}/ui#/workflows/{name}")
+    rows = page.get_by_test_id("version-row")
+    rows.first.wait_for()
+
+    # Then its versions are listed, newest first, the live one marked
+    assert [rows.nth(i).get_attribute("data-version") for i in range(rows.count())] == ["2", "1"]
+    assert "live" in (rows.nth(1).text_content() or "")
+    assert page.get_by_test_id("live-version").text_content() == "version 1"
+    # And the event's page says which version it ran
+    page.goto(f"{origin}/ui#/events/{sent['event_id']}")
+    page.get_by_test_id("event-version").wait_for()
+    assert page.get_by_test_id("event-version").text_content() == "version 2"
+    # And the order workflow's steps are named, groups included
+    page.goto(f"{origin}/ui#/workflows/order")
+    page.get_by_test_id("version-row").first.wait_for()
+    steps = page.get_by_test_id("workflow-summary").text_content() or ""
+    assert "parallel · 2 branches" in steps and "map line in lines" in steps
+    assert "[object Object]" not in steps
+    assert recorded.errors == []

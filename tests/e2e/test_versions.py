@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -101,3 +102,44 @@ def test_a_service_s_versions_hide_its_secrets(local_stack: Any, registry: Regis
     one = local_stack.get(f"/services/{name}/versions/2")
     assert "t0p" not in one.text
     assert local_stack.get(f"/services/{unique('nobody')}/versions").status_code == 404
+
+
+def _machinery(stack: Any, *args: str) -> Any:
+    from click.testing import CliRunner
+
+    from machinery_core.cli.command import main
+
+    return CliRunner().invoke(main, ["--api-url", stack.url, *args])
+
+
+def test_the_cli_lists_diffs_and_switches_versions(local_stack: Any, registry: Registry) -> None:
+    # Given a workflow with two versions
+    up, down = unique("up"), unique("down")
+    registry.service(_service(up, EXAMPLE_UPPER))
+    registry.service(_service(down, EXAMPLE_REVERSE))
+    name = unique("cli-versions")
+    registry.workflow(_chain(name, up))
+    assert local_stack.put(f"/workflows/{name}", json=_chain(name, up, down)).status_code == 200
+
+    # When they are listed, compared and switched with the CLI
+    listed = _machinery(local_stack, "versions", name)
+    compared = _machinery(local_stack, "diff", name, "1", "2")
+    switched = _machinery(local_stack, "live", name, "1", "--canary", "2:25")
+    relisted = _machinery(local_stack, "versions", name, "--output", "json")
+    service = _machinery(local_stack, "versions", up, "--output", "json")
+
+    # Then the listing marks the live version, the diff shows the added step, the switch
+    # says what serves now
+    assert listed.exit_code == 0, listed.output
+    rows = [line.split("\t") for line in listed.stdout.splitlines()[1:]]
+    assert [(row[0], row[3]) for row in rows] == [("2", "live"), ("1", "")]
+    assert compared.exit_code == 0, compared.output
+    assert f"+++ {name} version 2" in compared.stdout
+    assert f'+      "{down}"' in compared.stdout
+    assert switched.exit_code == 0, switched.output
+    assert switched.stdout.strip() == f"{name}: version 1 is live, version 2 takes 25%"
+    assert [v["version"] for v in json.loads(relisted.stdout)["items"]] == [2, 1]
+    assert json.loads(service.stdout)["kind"] == "service"
+    # And a bad canary is refused before anything is sent
+    refused = _machinery(local_stack, "live", name, "1", "--canary", "two")
+    assert refused.exit_code == 2 and "VERSION:PERCENT" in refused.output
