@@ -304,9 +304,11 @@ def _cost_note(
         f"index; {_num(units.get('read_units'))} RRU) + the rest ${rest:.2f} (HTTP API, Lambda, "
         f"Step Functions): the target leaves ${left:.2f} for DynamoDB, about "
         f"{left / costs.PRICES.dynamodb_per_million_write_units:.1f} WRU, while one write unit "
-        "per step and per status "
-        "change in the listing index (created, running, ended) plus the plan, the event and its "
-        "claim already come to more"
+        "per step and per status change in the listing index (created, running, ended) plus "
+        "the event and its claim already come to more. The plan is no longer among them (stored "
+        "once per workflow version); the index's RUNNING write is kept, or listing the running "
+        "events (?status=RUNNING) would miss them, and folding it would save one WRU "
+        f"(${costs.PRICES.dynamodb_per_million_write_units:.2f}), not the gap"
     )
 
 

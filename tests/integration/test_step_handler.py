@@ -147,15 +147,18 @@ def test_with_the_plan_in_its_input_the_worker_reads_only_the_event_and_writes_o
 def test_without_a_plan_in_its_input_the_worker_reads_it_with_the_event(
     wired: Wired, services: Services, dynamodb: Any, payload: dict[str, Any]
 ) -> None:
-    # Given an event whose execution carries no plan (too large, or holding secrets)
+    # Given an event whose execution carries no plan (too large, or holding secrets), run
+    # by a container that has not read that plan yet
     event_id = stored_event(wired.store, process_text(services))
+    wired.store.known_plans.clear()
 
     # When the step function runs it
     with DynamoCalls(dynamodb) as recorded:
         assert advance(event_id, **payload) == SUCCEEDED
 
-    # Then it read the event and its stored plan in one request, and wrote as before
-    assert recorded.operations == ["Query"] + ["UpdateItem"] * 4
+    # Then it read the event, then its plan by reference, and wrote as before
+    assert recorded.operations == ["GetItem", "GetItem"] + ["UpdateItem"] * 4
+    assert recorded.of("GetItem")[1]["Key"]["PK"]["S"].startswith("PLAN#")
 
 
 def test_advance_runs_every_sync_step_in_one_invocation(wired: Wired, services: Services) -> None:

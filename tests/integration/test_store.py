@@ -11,11 +11,11 @@ from builders import STRING, T0, at, make_service
 
 from machinery_core.adapters.store import (
     MAX_JSON_BYTES,
-    PLAN_TTL_MARGIN,
     Store,
     decode_cursor,
     encode_cursor,
 )
+from machinery_core.adapters.store.events import plan_reference
 from machinery_core.domain.errors import (
     BadRequest,
     Conflict,
@@ -488,28 +488,55 @@ def test_a_rich_event_round_trips_through_the_store(store: Store) -> None:
     assert store.get_event("evt-rich") == saved
 
 
-def test_the_event_item_holds_the_state_alone_and_the_plan_its_own_item(
+def test_the_event_item_holds_the_state_and_names_its_shared_plan(
     store: Store, dynamodb: Any
 ) -> None:
     # When an event is created and advanced
     store.create_event(make_event(), PLAN)
     store.save_event(make_event().model_copy(update={"status": EventStatus.RUNNING}))
 
-    # Then the event item holds its state, compressed, and no plan
+    # Then the event item holds its state, compressed, and its plan's reference
     event_item = stored_item(dynamodb, "EVENT#evt-1", "EVENT")
     assert set(event_item) == {
         "PK", "SK", "GSI1PK", "GSI1SK", "workflow_id", "status", "revision",
-        "acknowledged_at", "updated_at", "expires_at", "state",
+        "acknowledged_at", "updated_at", "expires_at", "state", "plan_ref",
     }  # fmt: skip
     assert Event.model_validate_json(zlib.decompress(event_item["state"]["B"])).version == 1
-    # And the plan is an item of the event's own, written once, expiring a day after it
-    plan_item = stored_item(dynamodb, "EVENT#evt-1", "PLAN")
-    assert set(plan_item) == {"PK", "SK", "plan", "expires_at"}
+    # And the plan is an item of its own, under its content's hash, with no TTL (shared)
+    reference = event_item["plan_ref"]["S"]
+    assert reference == plan_reference(PLAN)
+    plan_item = stored_item(dynamodb, f"PLAN#{reference}", "PLAN")
+    assert set(plan_item) == {"PK", "SK", "plan"}
     assert Plan.model_validate_json(zlib.decompress(plan_item["plan"]["B"])) == PLAN
-    assert int(plan_item["expires_at"]["N"]) == int(
-        (T0 + timedelta(days=30) + PLAN_TTL_MARGIN).timestamp()
+
+
+def test_events_planned_the_same_way_share_one_plan_written_once(
+    store: Store, dynamodb: Any
+) -> None:
+    # Given a plan already stored by one store (one Lambda container)
+    store.create_event(make_event("evt-1"), PLAN)
+    writes: list[str] = []
+    dynamodb.meta.events.register(
+        "before-call.dynamodb", lambda model, **_: writes.append(model.name)
     )
-    assert "GSI1PK" not in plan_item  # never listed
+
+    # When the same store, then another one, creates events with the same plan
+    store.create_event(make_event("evt-2"), PLAN)
+    mine = list(writes)
+    writes.clear()
+    other = Store(dynamodb, "machinery-test", timedelta(days=30))
+    other.create_event(make_event("evt-3"), PLAN)
+
+    # Then the first writes only its event; the other reads that the plan exists, and
+    # writes only its event too
+    assert mine == ["PutItem"]
+    assert writes == ["GetItem", "PutItem"]
+    # And a third plan-less store reads it once, then knows it
+    writes.clear()
+    fresh = Store(dynamodb, "machinery-test", timedelta(days=30))
+    assert fresh.load_with_plan("evt-3")[1] == PLAN
+    assert fresh.load_with_plan("evt-2")[1] == PLAN
+    assert writes == ["GetItem", "GetItem", "GetItem"]  # two events, one plan
 
 
 def test_an_event_stored_before_plans_had_their_own_item_still_loads(
@@ -533,24 +560,9 @@ def test_an_event_stored_before_plans_had_their_own_item_still_loads(
     assert store.load_with_plan("evt-old") == (saved, PLAN)
 
 
-def test_load_run_is_one_request(store: Store, dynamodb: Any) -> None:
-    store.create_event(make_event(), PLAN)
-    calls: list[str] = []
-    dynamodb.meta.events.register(
-        "before-call.dynamodb", lambda model, **_: calls.append(model.name)
-    )
-
-    store.load_with_plan("evt-1")
-
-    assert calls == ["Query"]
-
-
-def test_a_duplicate_event_does_not_replace_the_plan_of_the_first(
-    store: Store, dynamodb: Any
-) -> None:
+def test_a_duplicate_event_does_not_change_the_plan_of_the_first(store: Store) -> None:
     # Given a stored event
     store.create_event(make_event(), PLAN)
-    before = stored_item(dynamodb, "EVENT#evt-1", "PLAN")
 
     # When an event with the same id but another plan is created, then it is refused
     other = PLAN.model_copy(update={"workflow_version": 2})
@@ -558,13 +570,10 @@ def test_a_duplicate_event_does_not_replace_the_plan_of_the_first(
         store.create_event(make_event(), other)
 
     # And the first event keeps its own plan
-    assert stored_item(dynamodb, "EVENT#evt-1", "PLAN") == before
     assert store.load_with_plan("evt-1")[1] == PLAN
 
 
-def test_the_plan_of_a_replayed_idempotency_key_is_left_to_expire(
-    store: Store, dynamodb: Any
-) -> None:
+def test_a_replayed_idempotency_key_stores_no_event(store: Store) -> None:
     # Given an event created under an Idempotency-Key
     claim = IdempotencyClaim(workflow_id="shout", key="k", request_hash="h", expires_at=at(86_400))
     store.create_event(make_event("evt-1"), PLAN, claim)
@@ -573,12 +582,29 @@ def test_the_plan_of_a_replayed_idempotency_key_is_left_to_expire(
     with pytest.raises(KeyAlreadyUsed):
         store.create_event(make_event("evt-2"), PLAN, claim)
 
-    # And no event was stored for it; its plan, written first, expires like any event's
+    # And no event was stored for it; the first keeps its plan, which the two share
     with pytest.raises(NotFound):
         store.get_event("evt-2")
-    orphan = stored_item(dynamodb, "EVENT#evt-2", "PLAN")
-    assert int(orphan["expires_at"]["N"]) > int(T0.timestamp())
     assert store.load_with_plan("evt-1") == (make_event("evt-1"), PLAN)
+
+
+def test_an_event_stored_with_its_own_plan_item_still_loads(store: Store, dynamodb: Any) -> None:
+    # Given an event as it was stored before plans were shared: its own PLAN item
+    store.create_event(make_event("evt-own"), PLAN)
+    item = stored_item(dynamodb, "EVENT#evt-own", "EVENT")
+    del item["plan_ref"]
+    dynamodb.put_item(TableName="machinery-test", Item=item)
+    dynamodb.put_item(
+        TableName="machinery-test",
+        Item={
+            "PK": {"S": "EVENT#evt-own"},
+            "SK": {"S": "PLAN"},
+            "plan": {"B": zlib.compress(PLAN.model_dump_json().encode())},
+        },
+    )
+
+    # Then it loads with that plan
+    assert store.load_with_plan("evt-own") == (make_event("evt-own"), PLAN)
 
 
 def test_a_state_over_the_item_limit_is_refused_before_it_is_written(

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from machinery_core.adapters.store.callbacks import CallbackItems
 from machinery_core.adapters.store.encoding import MAX_JSON_BYTES, decode_cursor, encode_cursor
-from machinery_core.adapters.store.events import PLAN_TTL_MARGIN
 from machinery_core.adapters.store.services import ServiceItems
 from machinery_core.adapters.store.table import Table, conditional
 from machinery_core.adapters.store.workflows import WorkflowItems
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_JSON_BYTES",
-    "PLAN_TTL_MARGIN",
     "Store",
     "Table",
     "conditional",
@@ -37,3 +35,4 @@ class Store(ServiceItems, WorkflowItems, CallbackItems):
         self.table = Table(client, table_name)
         self.event_ttl = event_ttl
         self.stored_status = {}
+        self.known_plans = {}

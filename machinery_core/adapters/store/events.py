@@ -1,8 +1,10 @@
 """Events: the event item every step rewrites, its plan, its listing entry, its idempotency key.
 
-An event's plan (every service definition it runs, pinned at intake) is its own item,
-written once before the event, so the event item that every step rewrites, and DynamoDB
-bills by its whole size, holds only the event's state.
+An event's plan (every service definition it runs, pinned at intake) is a function of the
+workflow's version and its services' versions: it is stored once per such combination,
+content-addressed (`PLAN#{sha256}`), and the event item names it (`plan_ref`). So the event
+item that every step rewrites, and DynamoDB bills by its whole size, holds only the
+event's state, and an event whose plan is already stored writes no plan at all.
 """
 
 from __future__ import annotations
@@ -39,8 +41,12 @@ from machinery_core.domain.models import (
 )
 
 STATUS_MEMORY = 4096  # event states whose stored status a store remembers
-# A plan outlives its event's TTL by this much: DynamoDB deletes expired items in no order.
-PLAN_TTL_MARGIN = timedelta(days=1)
+PLAN_MEMORY = 256  # plans a store remembers by reference: immutable, so never stale
+
+
+def plan_reference(plan: Plan) -> str:
+    """A plan's content address: the SHA-256 of its stored JSON."""
+    return keys.sha256(plan.model_dump_json(exclude_defaults=True))
 
 
 class EventItems:
@@ -50,6 +56,8 @@ class EventItems:
     # GSI1 copies `status` and `updated_at` for event listings, and a write that keeps
     # the status as it was leaves them, and so the index, alone. Unknown: they are set.
     stored_status: dict[tuple[str, int], EventStatus]
+    # The plans this store knows are stored (written or read), by reference.
+    known_plans: dict[str, Plan]
 
     def _known(self, event: Event) -> Event:
         if len(self.stored_status) >= STATUS_MEMORY:
@@ -60,8 +68,9 @@ class EventItems:
     def create_event(self, event: Event, plan: Plan, claim: IdempotencyClaim | None = None) -> None:
         """Store a new event; with `claim`, only if its Idempotency-Key is not on record.
 
-        The plan is written first, so an event on record always has its plan; a plan whose
-        event is then refused (a duplicate, a replayed Idempotency-Key) expires by TTL.
+        The plan is stored first (unless it is already), so an event on record always has
+        its plan. Plans are shared and immutable: they carry no TTL, and one whose event
+        was then refused serves the next event planned the same way.
         """
         expires = event.acknowledged_at + self.event_ttl
         item: Item = {
@@ -75,8 +84,8 @@ class EventItems:
             "updated_at": moment(event.updated_at),
             "expires_at": epoch(expires),
             "state": packed(event),
+            "plan_ref": string(self._store_plan(plan)),
         }
-        self._put_plan(event.event_id, plan, expires + PLAN_TTL_MARGIN)
         if claim is None:
             with conditional(lambda _: Conflict(f"event {event.event_id!r} already exists")):
                 self.table.client.put_item(
@@ -120,21 +129,32 @@ class EventItems:
         with conditional(refusal):
             self.table.transact(actions)
 
-    def _put_plan(self, event_id: str, plan: Plan, expires: datetime) -> None:
-        plan_value = packed(plan)
-        with conditional(lambda _: Conflict(f"event {event_id!r} already exists")):
-            self.table.client.put_item(
-                TableName=self.table.table_name,
-                Item={
-                    **keys.key(keys.event_pk(event_id), keys.PLAN),
-                    "plan": plan_value,
-                    "expires_at": epoch(expires),
-                },
-                # idempotent (an SDK retry of this put), but never another event's plan
-                ConditionExpression="attribute_not_exists(PK) OR #plan = :plan",
-                ExpressionAttributeNames={"#plan": "plan"},
-                ExpressionAttributeValues={":plan": plan_value},
-            )
+    def _store_plan(self, plan: Plan) -> str:
+        """The plan's reference, once it is stored: written only if no store wrote it yet
+        (a read first, and none at all once this store knows it)."""
+        value = packed(plan)
+        reference = plan_reference(plan)
+        if reference in self.known_plans:
+            return reference
+        key = keys.plan_key(reference)
+        if self.table.get(key, attributes="#pk", names={"#pk": "PK"}) is None:
+            try:
+                self.table.client.put_item(
+                    TableName=self.table.table_name,
+                    Item={**key, "plan": value},
+                    ConditionExpression="attribute_not_exists(PK)",
+                )
+            except ClientError as error:
+                # another intake stored the same plan meanwhile: it is this one
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+        self._remember_plan(reference, plan)
+        return reference
+
+    def _remember_plan(self, reference: str, plan: Plan) -> None:
+        if len(self.known_plans) >= PLAN_MEMORY:
+            self.known_plans.clear()  # only a saving, never a rule: forgetting is safe
+        self.known_plans[reference] = plan
 
     def get_idempotency(self, claim: IdempotencyClaim) -> tuple[str, str] | None:
         """(event id, request hash) recorded under the claim's key, if it has not expired."""
@@ -153,12 +173,33 @@ class EventItems:
         return self._known(Event.model_validate_json(unpacked(item["state"])))
 
     def load_with_plan(self, event_id: str) -> tuple[Event, Plan]:
-        """The event with the plan it was accepted with, both items in one consistent Query.
+        """The event with the plan it was accepted with: the event item, then its plan unless
+        this store knows it already (plans are immutable).
 
-        (A Query is billed for the two items' summed size, where two GetItems would each
-        round up to 4 KB.) An event stored before plans had their own item keeps its plan
-        on the event item.
+        An event stored before plans were shared has its own plan item (or, before that,
+        its plan on the event item): both read in one consistent Query.
         """
+        item = self.table.get(
+            keys.event_key(event_id),
+            attributes="#state, #ref",
+            names={"#state": "state", "#ref": "plan_ref"},
+        )
+        if item is None:
+            raise NotFound(f"event {event_id!r} does not exist")
+        if "plan_ref" not in item:
+            return self._load_with_own_plan(event_id)
+        event = self._known(Event.model_validate_json(unpacked(item["state"])))
+        reference = item["plan_ref"]["S"]
+        plan = self.known_plans.get(reference)
+        if plan is None:
+            stored = self.table.get(keys.plan_key(reference))
+            if stored is None:
+                raise NotFound(f"the plan of event {event_id!r} does not exist")
+            plan = Plan.model_validate_json(unpacked(stored["plan"]))
+            self._remember_plan(reference, plan)
+        return event, plan
+
+    def _load_with_own_plan(self, event_id: str) -> tuple[Event, Plan]:
         answer = self.table.client.query(
             TableName=self.table.table_name,
             KeyConditionExpression="#pk = :pk",

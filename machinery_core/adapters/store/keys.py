@@ -4,7 +4,8 @@ SERVICE#{name}   / DEFINITION   GSI1: SERVICES          / {name}
 WORKFLOW#{id}    / DEFINITION   GSI1: WORKFLOWS         / {id}
 SERVICE#{name} or WORKFLOW#{id} / VERSION#{n, 10 digits}  (each version, immutable)
 EVENT#{id}       / EVENT        GSI1: EVENTS#{workflow} / {acknowledged_at}#{id}
-EVENT#{id}       / PLAN         (the plan the event was accepted with; written once)
+PLAN#{sha256 of the plan} / PLAN  (a plan, shared by the events planned the same way)
+EVENT#{id}       / PLAN         (an event's own plan, as stored before plans were shared)
 CALLBACK#{sha256 of the token} / CALLBACK  (the raw token is never stored)
 IDEMPOTENCY#{workflow}#{sha256 of the key} / IDEMPOTENCY  (kept 24 hours)
 """
@@ -84,6 +85,10 @@ def version_key(pk: str, version: int) -> Key:
 
 def version_of(sk: str) -> int:
     return int(sk.removeprefix(VERSION))
+
+
+def plan_key(reference: str) -> Key:
+    return key(f"PLAN#{reference}", PLAN)
 
 
 def event_key(event_id: str) -> Key:
