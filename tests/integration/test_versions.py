@@ -217,3 +217,25 @@ def test_a_deleted_workflow_takes_its_history_with_it(shout: Wired) -> None:
     assert [v.version for v in registry.workflow_versions(shout.deps, "shout", 50, None).items] == [
         1
     ]
+
+
+def test_a_retry_runs_the_versions_its_event_started_with(shout: Wired, services: Services) -> None:
+    # Given an event of version 1 that failed: its service answered 503 every time
+    services.behaviours["/upper"] = lambda _: (503, {})
+    registry.save_service(
+        shout.deps, _service(services, "upper", retry={"max_attempts": 1}), create_only=False
+    )
+    event_id = _send(shout)
+    _run(shout, event_id)
+    assert shout.store.get_event(event_id).status.value == "FAILED"
+
+    # When the workflow moves to version 2 and the service is fixed, then the event is retried
+    registry.save_workflow(shout.deps, _workflow("upper", "reverse"), create_only=False)
+    services.behaviours["/upper"] = lambda body: (200, {"message": body["message"].upper()})
+    events.redrive_event(shout.deps, event_id)
+
+    # Then it runs version 1 again, with the service as it was planned (version 2 of it)
+    assert _run(shout, event_id) == {"message": "HELLO"}
+    event = shout.store.get_event(event_id)
+    assert (event.workflow_version, event.run) == (1, 2)
+    assert [(s.service, s.service_version) for s in event.steps] == [("upper", 2)]
