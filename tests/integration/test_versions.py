@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from integration_kit import Services, Wired
 
-from machinery_core.domain.errors import InvalidInput, NotFound
+from machinery_core.domain.errors import Conflict, InvalidInput, NotFound
 from machinery_core.domain.models import (
     Canary,
     EventRequest,
@@ -239,3 +239,19 @@ def test_a_retry_runs_the_versions_its_event_started_with(shout: Wired, services
     event = shout.store.get_event(event_id)
     assert (event.workflow_version, event.run) == (1, 2)
     assert [(s.service, s.service_version) for s in event.steps] == [("upper", 2)]
+
+
+def test_a_version_left_behind_refuses_the_new_one_with_a_conflict(
+    wired: Wired, services: Services, dynamodb: Any
+) -> None:
+    # Given a version item left by a workflow of that name whose history is still going
+    registry.save_service(wired.deps, _service(services, "upper"), create_only=True)
+    dynamodb.put_item(
+        TableName="machinery-test",
+        Item={"PK": {"S": "WORKFLOW#shout"}, "SK": {"S": "VERSION#0000000001"}},
+    )
+
+    # When a workflow of that name is created, then it is refused as a conflict, not a
+    # definition problem
+    with pytest.raises(Conflict, match="has a version 1 already"):
+        registry.save_workflow(wired.deps, _workflow("upper"), create_only=True)

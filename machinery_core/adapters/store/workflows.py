@@ -87,6 +87,10 @@ class WorkflowItems(VersionItems):
                 return StaleVersion(
                     f"workflow {name!r} changed concurrently; read it and try again"
                 )
+            if 1 in failed:
+                # the version's number is taken: the history of a deleted workflow of that
+                # name is still being removed
+                return Conflict(f"workflow {name!r} has a version {version} already; try again")
             missing = [services[i - 2] for i in failed if 1 < i <= len(services) + 1]
             return InvalidDefinition(
                 f"the workflow references unknown services: {', '.join(missing)}",
