@@ -40,6 +40,15 @@ MAX_WAIT_SECONDS = 25
 # The largest request body the API reads (API Gateway's own limit is 10 MB).
 MAX_BODY_BYTES = 256 * 1024
 MAX_IDEMPOTENCY_KEY = 256
+# A payload (event data, a step's input or output, the context, the outputs) whose JSON is
+# larger than this is stored in the payload bucket and the event item keeps its reference:
+# an event item stays far below DynamoDB's 400 KB whatever its steps pass each other.
+PAYLOAD_THRESHOLD_BYTES = 16 * 1024
+# What GET /events/{id} answers inline of the payloads stored apart; past it, a link each.
+# Well under Lambda's 6 MB response (and API Gateway's 10 MB), and quick to read.
+EVENT_INLINE_BYTES = 1024 * 1024
+# The same for one step, GET /events/{id}/steps/{step}.
+STEP_INLINE_BYTES = 4 * 1024 * 1024
 
 
 def duration_text(milliseconds: float | None) -> str:
@@ -84,6 +93,8 @@ ROUTE_POLICIES: dict[str, tuple[str, ...]] = {
     "POST /events/{event_id}/retry": _BOTH,
     "GET /events/{event_id}": _BOTH,
     "GET /events/{event_id}/diagram": _BOTH,
+    "GET /events/{event_id}/steps/{step}": _BOTH,
+    "GET /events/{event_id}/payloads/{ref}": _BOTH,
     "GET /openapi.json": _BOTH,
     "GET /health": _BOTH,
     "GET /ui": _BOTH,

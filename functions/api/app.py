@@ -46,6 +46,7 @@ from machinery_core.domain.models import (
     ServiceAccepted,
     ServiceRecord,
     ServiceVersion,
+    StepView,
     Workflow,
     WorkflowAccepted,
     WorkflowLive,
@@ -143,7 +144,9 @@ def _json(
 
 @app.exception_handler(MachineryError)  # type: ignore[untyped-decorator]
 def _domain_error(error: MachineryError) -> Response[Any]:
-    return _json(HTTPStatus(error.status_code), error.to_body())
+    # a 503 is a moment's unavailability (the payload store, starting the execution)
+    headers = {"Retry-After": "1"} if error.status_code == HTTPStatus.SERVICE_UNAVAILABLE else None
+    return _json(HTTPStatus(error.status_code), error.to_body(), headers)
 
 
 @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
@@ -530,6 +533,54 @@ def send_event(
 )
 def get_event(event_id: str) -> EventView:
     return events.get_event(dependencies(), event_id)
+
+
+StepName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=200,
+        description="The step's path in the current run (`3`, `3.1.0` in a parallel group, "
+        "`4.0:7` for iteration 7 of a map), its id, or its service (a top-level step)",
+    ),
+]
+PayloadRef = Annotated[
+    str, Path(pattern="^[0-9a-f]{64}$", description="The SHA-256 of the payload's JSON")
+]
+
+
+@app.get(
+    "/events/<event_id>/steps/<step>",
+    operation_id="getEventStep",
+    tags=["events"],
+    summary="Read one step of an event",
+    description="One step's record in the event's current run, with its input and output "
+    "inline up to 4 MiB of stored payloads (links past it, as GET /events/{event_id} gives).",
+    responses=_answers(200, StepView, 400, 404),
+)
+def get_event_step(event_id: str, step: StepName) -> StepView:
+    return events.get_event_step(dependencies(), event_id, step)
+
+
+@app.get(
+    "/events/<event_id>/payloads/<ref>",
+    operation_id="getEventPayload",
+    tags=["events"],
+    summary="Read a payload of an event",
+    description="A value the event stored apart (over 16 KiB), as JSON: what a link of GET "
+    "/events/{event_id} or of a step names.",
+    responses={
+        **_answers(200, None, 404, 503),
+        200: {"description": "The value", "content": {"application/json": {"schema": {}}}},
+    },
+)
+def get_event_payload(event_id: str, ref: PayloadRef) -> Response[str]:
+    body = events.get_payload(dependencies(), event_id, ref)
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type=content_types.APPLICATION_JSON,
+        body=body.decode(),
+    )
 
 
 @app.get(

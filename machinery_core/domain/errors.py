@@ -77,3 +77,11 @@ class KeyAlreadyUsed(Conflict):
 
 class ClaimHeld(StaleVersion):
     """Another invocation is advancing the event; the state machine retries on this name."""
+
+
+class PayloadStoreUnavailable(MachineryError):
+    """The payload bucket did not answer (after the client's own retries): nothing is
+    acknowledged or recorded without its payloads, so the request or the step is retried
+    (the state machine retries on this name)."""
+
+    status_code = 503

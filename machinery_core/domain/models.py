@@ -29,6 +29,7 @@ from pydantic import (
 
 from machinery_core.contract import EventStatus as EventStatus  # re-exported: the API schema
 from machinery_core.contract import StepStatus as StepStatus
+from machinery_core.domain.payloads import put_at
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 
@@ -620,6 +621,14 @@ class Notification(Model):
     last_attempt_at: datetime | None = None
 
 
+class PayloadRef(Model):
+    """A payload stored apart from its event (domain/payloads.py): its content address and
+    the size of its JSON."""
+
+    ref: str
+    bytes: int
+
+
 class Event(Model):
     """An event as stored: its status, its running context and every step so far."""
 
@@ -647,6 +656,10 @@ class Event(Model):
     # The task token a group's callbacks resume, once the last of them has answered: the
     # state machine's current wait (it never leaves AWS; no view shows it).
     group_task_token: str | None = None
+    # The payloads not in this copy, by JSON pointer (RFC 6901) into it: empty for what a
+    # worker loads (every payload back in place); a view's read leaves those past its budget
+    # (placeholders in place), and such a copy is never saved.
+    payloads: dict[str, PayloadRef] = Field(default_factory=dict)
 
     @property
     def current_step(self) -> StepRecord | None:
@@ -773,6 +786,35 @@ class ServiceVersion(BaseModel):
     definition: Service
 
 
+class PayloadLink(BaseModel):
+    """A value this answer does not hold inline: where it is (a JSON pointer into the
+    answer), its size, and the route that answers it."""
+
+    path: str = Field(examples=["/steps/3/output/report"])
+    ref: str = Field(description="The SHA-256 of the value's JSON")
+    bytes: int
+    href: str = Field(examples=["/events/0b6d.../payloads/9f86d081..."])
+
+
+def link_payloads(
+    answer: dict[str, Any], event: Event, under: str = "", at: str = ""
+) -> list[PayloadLink]:
+    """Put a link in `answer` (a view's JSON) at each place of `event` whose payload it does
+    not hold: the places under `under`, moved to `at` (a step's answer is rooted at the
+    step). The link in place is `{"$ref": href, "bytes": n}`; the list says where each is."""
+    links = []
+    for pointer, stored in event.payloads.items():
+        if pointer.startswith("/context") or not (
+            pointer == under or pointer.startswith(under + "/")
+        ):
+            continue
+        path = at + pointer[len(under) :]
+        href = f"/events/{event.event_id}/payloads/{stored.ref}"
+        put_at(answer, path, {"$ref": href, "bytes": stored.bytes})
+        links.append(PayloadLink(path=path, ref=stored.ref, bytes=stored.bytes, href=href))
+    return links
+
+
 class EventView(BaseModel):
     event_id: str
     workflow_id: str
@@ -789,13 +831,18 @@ class EventView(BaseModel):
     run: int = 1
     runs: list[RunRecord] = Field(default_factory=list)
     workflow_version: int | None = None
+    linked_payloads: list[PayloadLink] = Field(
+        default_factory=list,
+        description="The values past what the answer holds inline (1 MiB of stored payloads),"
+        ' each replaced in place by {"$ref": href, "bytes": n}: GET href answers it',
+    )
 
     @classmethod
     def of(cls, event: Event) -> EventView:
         duration = None
         if event.ended_at is not None:
             duration = milliseconds(event.acknowledged_at, event.ended_at)
-        return cls(
+        view = cls(
             event_id=event.event_id,
             workflow_id=event.workflow_id,
             status=event.status,
@@ -812,6 +859,23 @@ class EventView(BaseModel):
             runs=event.runs,
             workflow_version=event.workflow_version,
         )
+        if not event.payloads:
+            return view
+        answer = view.model_dump(mode="json")
+        links = link_payloads(answer, event)
+        return cls.model_validate({**answer, "linked_payloads": links})
+
+
+class StepView(StepRecord):
+    """One step of an event (GET /events/{id}/steps/{step}): its record with its payloads
+    inline up to 4 MiB, links past it."""
+
+    event_id: str
+    path: str = Field(
+        description="The step's place: its top-level index, then branch and index for each"
+        " group level (`3.1.0`), and `:iteration` inside a map (`4.0:7`)"
+    )
+    linked_payloads: list[PayloadLink] = Field(default_factory=list)
 
 
 class CompletionNotice(BaseModel):

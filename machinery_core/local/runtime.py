@@ -98,6 +98,7 @@ class LocalRuntime:
         self.state_machine_id = ""
         self.aws_calls: CallRecorder | None = None
         self.table_name = f"{STACK}-table"
+        self.payload_bucket = f"{STACK}-payloads"
         self._mock: Any = None
         self.signing_key = ""
         self._ended = 0
@@ -132,6 +133,7 @@ class LocalRuntime:
 
         from machinery_core.adapters.executions import Executions
         from machinery_core.adapters.invoker import ServiceInvoker
+        from machinery_core.adapters.payloads import PayloadBucket
         from machinery_core.adapters.store import Store
         from machinery_core.runtime.dependencies import Dependencies, configure
 
@@ -142,8 +144,10 @@ class LocalRuntime:
         dynamodb = aws.client("dynamodb")
         stepfunctions = aws.client("stepfunctions")
         secretsmanager = aws.client("secretsmanager")
+        s3 = aws.client("s3")
         secret_arn = self._create_signing_secret(secretsmanager)
         self.template.create_table(dynamodb, self.table_name)
+        self.template.create_bucket(s3, self.payload_bucket)
         for spec in self.template.functions().values():
             arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-{spec.logical_id}"
             self.functions[spec.logical_id] = DeployedFunction(spec, arn, _load_handler(spec))
@@ -155,7 +159,12 @@ class LocalRuntime:
         retention = int(self.template.document["Parameters"]["EventRetentionDays"]["Default"])
         policy = AddressPolicy.parse(self.allowed_service_hosts)
         self.dependencies = Dependencies(
-            store=Store(dynamodb, self.table_name, timedelta(days=retention)),
+            store=Store(
+                dynamodb,
+                self.table_name,
+                timedelta(days=retention),
+                PayloadBucket(s3, self.payload_bucket),
+            ),
             executions=Executions(stepfunctions, self.state_machine_arn),
             invoker=ServiceInvoker(session, address_policy=policy),
             signing_key=_signing_key_per_function(secretsmanager, secret_arn),
@@ -212,7 +221,9 @@ class LocalRuntime:
         """What each logical id of the template is here, as a deploy would name it."""
         table, _ = self.template.resource_of_type("AWS::DynamoDB::Table")
         secret, _ = self.template.resource_of_type("AWS::SecretsManager::Secret")
+        bucket, _ = self.template.resource_of_type("AWS::S3::Bucket")
         resources: dict[str, dict[str, str]] = {
+            bucket: {"Ref": self.payload_bucket, "Arn": f"arn:aws:s3:::{self.payload_bucket}"},
             table: {
                 "Ref": self.table_name,
                 "Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self.table_name}",

@@ -107,6 +107,41 @@ class Template:
                 },
             )
 
+    def create_bucket(self, s3: Any, bucket: str) -> None:
+        """Create the template's bucket with its encryption, public access block and
+        lifecycle rule (the retention its parameter defaults to), through an S3 client."""
+        props = self.resource_of_type("AWS::S3::Bucket")[1]["Properties"]
+        s3.create_bucket(Bucket=bucket)
+        encryption = [
+            {
+                "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                "BucketKeyEnabled": rule.get("BucketKeyEnabled", False),
+            }
+            for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        ]
+        s3.put_bucket_encryption(
+            Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": encryption}
+        )
+        s3.put_public_access_block(
+            Bucket=bucket, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+        )
+        rules = []
+        for rule in props["LifecycleConfiguration"]["Rules"]:
+            days = rule["ExpirationInDays"]
+            if isinstance(days, dict):  # !Ref a parameter: its default, as a deploy would
+                days = self.document["Parameters"][days["Ref"]]["Default"]
+            rules.append(
+                {
+                    "ID": rule["Id"],
+                    "Status": rule["Status"],
+                    "Filter": {"Prefix": rule.get("Prefix", "")},
+                    "Expiration": {"Days": int(days)},
+                }
+            )
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket, LifecycleConfiguration={"Rules": rules}
+        )
+
     def functions(self) -> dict[str, FunctionSpec]:
         defaults = self.document.get("Globals", {}).get("Function", {})
         specs = {}

@@ -20,10 +20,12 @@ from machinery_core.runtime.settings import Settings
 
 if TYPE_CHECKING:
     from botocore.config import Config
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_stepfunctions import SFNClient
 
     # requests comes with the invoker: built on first use, it stays out of a cold start
     from machinery_core.adapters.invoker import ServiceInvoker
+    from machinery_core.adapters.payloads import PayloadBucket
 
 T = TypeVar("T")
 
@@ -56,7 +58,7 @@ class Dependencies:
         # (the API's reads; most state-machine actions start no execution).
         stepfunctions = OnFirstUse(lambda: boto3.client("stepfunctions", config=config))
         return cls(
-            store=Store(dynamodb, settings.table_name, retention),
+            store=Store(dynamodb, settings.table_name, retention, _payloads(settings, config)),
             executions=Executions(
                 cast("SFNClient", stepfunctions),
                 settings.state_machine_arn,
@@ -67,6 +69,21 @@ class Dependencies:
             signing_key=secret_reader(settings.notification_secret_arn, config),
             address_policy=policy,
         )
+
+
+def _payloads(settings: Settings, config: Config) -> PayloadBucket | None:
+    """The payload bucket, its client made on first use: most events never reach it."""
+    if not settings.payload_bucket:
+        return None
+    import boto3
+    from botocore.config import Config
+
+    from machinery_core.adapters.payloads import PayloadBucket
+
+    # S3 may answer 503 Slow Down for a moment: more attempts than the other clients
+    more_attempts = Config(retries={"mode": "standard", "max_attempts": 5})
+    s3 = OnFirstUse(lambda: boto3.client("s3", config=config.merge(more_attempts)))
+    return PayloadBucket(cast("S3Client", s3), settings.payload_bucket)
 
 
 def _invoker(policy: AddressPolicy) -> ServiceInvoker:

@@ -26,6 +26,8 @@ class Settings(BaseModel):
     # The API's own URL for callback services; empty: the URL each request came in on.
     callback_base_url: str | None = Field(None, alias="CALLBACK_BASE_URL")
     notification_secret_arn: str = Field("", alias="NOTIFICATION_SECRET_ARN")
+    # Where payloads past the threshold are stored; empty: an event keeps them in its item.
+    payload_bucket: str = Field("", alias="PAYLOAD_BUCKET")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import get_args
+from typing import Any, get_args
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import TypeAdapter, ValidationError
 
 from machinery_core.adapters.store import keys
+from machinery_core.contract import EVENT_INLINE_BYTES, STEP_INLINE_BYTES
 from machinery_core.domain import diagram, engine
 from machinery_core.domain.errors import (
+    BadRequest,
     Conflict,
     DispatchFailed,
     InvalidInput,
@@ -53,10 +56,13 @@ from machinery_core.domain.models import (
     ServiceRecord,
     StepEntry,
     StepOperation,
+    StepRecord,
+    StepView,
     Workflow,
     WorkflowRecord,
     WorkflowSpec,
     children,
+    link_payloads,
 )
 from machinery_core.domain.validation import check_data, type_of
 from machinery_core.runtime.dependencies import Dependencies
@@ -253,8 +259,7 @@ def cancel_event(deps: Dependencies, event_id: str) -> EventView:
             notifications.notify(deps, event_id)
         except NotificationFailed:
             logger.warning("the cancellation notice was not accepted", event_id=event_id)
-        event = deps.store.get_event(event_id)
-    return EventView.of(event)
+    return get_event(deps, event_id)
 
 
 def redrive_event(deps: Dependencies, event_id: str) -> EventAccepted:
@@ -277,12 +282,83 @@ def _replay(deps: Dependencies, claim: IdempotencyClaim) -> EventAccepted:
     event_id, request_hash = recorded
     if request_hash != claim.request_hash:
         raise Conflict("this Idempotency-Key was used with a different request")
-    original = deps.store.get_event(event_id)
+    original = deps.store.get_event(event_id, inline_bytes=0)
     return EventAccepted.of(original, replayed=True)
 
 
 def get_event(deps: Dependencies, event_id: str) -> EventView:
-    return EventView.of(deps.store.get_event(event_id))
+    """The event, its stored payloads inline up to EVENT_INLINE_BYTES, links past it."""
+    return EventView.of(deps.store.get_event(event_id, inline_bytes=EVENT_INLINE_BYTES))
+
+
+_STEP_PATH = re.compile(r"^(\d+(?:\.\d+)*)(?::(\d+(?:\.\d+)*))?$")
+
+
+def get_event_step(deps: Dependencies, event_id: str, step: str) -> StepView:
+    """One step of the event's current run, named by its path (`3`, `3.1.0`, `4.0:7`), its
+    id, or (at the top level) its service: its payloads inline up to STEP_INLINE_BYTES."""
+    event = deps.store.get_event(event_id, inline_bytes=0)
+    pointer, path = _step_place(event, step)
+    event = deps.store.get_event(event_id, inline_bytes=STEP_INLINE_BYTES, under=pointer)
+    document = event.model_dump(mode="json")
+    answer = {**_at(document, pointer), "event_id": event_id, "path": path}
+    links = link_payloads(answer, event, under=pointer)
+    return StepView.model_validate({**answer, "linked_payloads": links})
+
+
+def _at(document: dict[str, Any], pointer: str) -> dict[str, Any]:
+    found: Any = document
+    for token in pointer.split("/")[1:]:
+        found = found[int(token)] if isinstance(found, list) else found[token]
+    return dict(found)
+
+
+def _step_place(event: Event, step: str) -> tuple[str, str]:
+    """The JSON pointer of the step's record in the event, and its path."""
+    places = list(_step_places(event.steps, "/steps", None))
+    match = _STEP_PATH.match(step)
+    if match is not None:
+        found = [place for place in places if place[1] == step]
+    else:
+        found = [place for place in places if place[2].id == step]
+        if not found:
+            found = [
+                place
+                for place in places
+                if place[2].service == step and "." not in place[1] and ":" not in place[1]
+            ]
+    if not found:
+        raise NotFound(f"event {event.event_id!r} has no step {step!r} in its current run")
+    if len(found) > 1:
+        examples = ", ".join(place[1] for place in found[:3])
+        raise BadRequest(
+            f"step {step!r} ran {len(found)} times (in a map): name one by its path ({examples})"
+        )
+    return found[0][0], found[0][1]
+
+
+def _step_places(
+    records: list[StepRecord], pointer: str, parent: tuple[StepRecord, str, str] | None
+) -> Iterator[tuple[str, str, StepRecord]]:
+    """Each record (nested ones too) as (JSON pointer, path, record)."""
+    for position, record in enumerate(records):
+        here = f"{pointer}/{position}"
+        if parent is None:
+            steps, iterations = str(record.index), ""
+        else:
+            group, steps, iterations = parent
+            if group.kind == "map":
+                steps = f"{steps}.{record.index}"
+                iterations = f"{iterations}.{record.iteration}".lstrip(".")
+            else:
+                steps = f"{steps}.{record.branch}.{record.index}"
+        yield here, f"{steps}:{iterations}" if iterations else steps, record
+        yield from _step_places(record.steps, f"{here}/steps", (record, steps, iterations))
+
+
+def get_payload(deps: Dependencies, event_id: str, ref: str) -> bytes:
+    """One payload the event stored apart, as its JSON (a link of GET /events/{id})."""
+    return deps.store.get_payload(event_id, ref)
 
 
 def event_diagram(deps: Dependencies, event_id: str, form: diagram.DiagramFormat) -> str:
@@ -410,9 +486,9 @@ def wait_for_end(
     deadline = time.monotonic() + seconds
     pause = 0.05
     while True:
-        event = deps.store.get_event(event_id)
+        event = deps.store.get_event(event_id, inline_bytes=0)
         if event.status.terminal:
-            return EventView.of(event)
+            return get_event(deps, event_id) if event.payloads else EventView.of(event)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None

@@ -20,6 +20,8 @@ from machinery_core.adapters.store.workflows import WorkflowItems
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from machinery_core.adapters.payloads import PayloadBucket
+
 __all__ = [
     "MAX_JSON_BYTES",
     "Store",
@@ -31,8 +33,16 @@ __all__ = [
 
 
 class Store(ServiceItems, WorkflowItems, CallbackItems):
-    def __init__(self, client: DynamoDBClient, table_name: str, event_ttl: timedelta) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        event_ttl: timedelta,
+        payloads: PayloadBucket | None = None,
+    ) -> None:
         self.table = Table(client, table_name)
         self.event_ttl = event_ttl
         self.stored_status = {}
         self.known_plans = {}
+        self.payloads = payloads
+        self.known_payloads = set()

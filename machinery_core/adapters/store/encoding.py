@@ -45,7 +45,10 @@ def epoch(value: datetime) -> dict[str, str]:
 
 def packed(model: BaseModel) -> dict[str, bytes]:
     """A stored model: its JSON without the fields at their default, compressed."""
-    text = model.model_dump_json(exclude_defaults=True).encode()
+    return packed_json(model.model_dump_json(exclude_defaults=True).encode())
+
+
+def packed_json(text: bytes) -> dict[str, bytes]:
     if len(text) > MAX_JSON_BYTES:
         raise ItemTooLarge(TOO_LARGE)
     return {"B": zlib.compress(text)}

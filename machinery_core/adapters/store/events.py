@@ -9,8 +9,9 @@ event's state, and an event whose plan is already stored writes no plan at all.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -21,10 +22,13 @@ from machinery_core.adapters.store.encoding import (
     moment,
     number,
     packed,
+    packed_json,
     string,
     unpacked,
 )
 from machinery_core.adapters.store.table import Item, Table, cancelled_indexes, conditional
+from machinery_core.contract import PAYLOAD_THRESHOLD_BYTES
+from machinery_core.domain import payloads
 from machinery_core.domain.errors import (
     Conflict,
     KeyAlreadyUsed,
@@ -40,8 +44,12 @@ from machinery_core.domain.models import (
     Plan,
 )
 
+if TYPE_CHECKING:
+    from machinery_core.adapters.payloads import PayloadBucket
+
 STATUS_MEMORY = 4096  # event states whose stored status a store remembers
 PLAN_MEMORY = 256  # plans a store remembers by reference: immutable, so never stale
+PAYLOAD_MEMORY = 4096  # stored payloads a store remembers by (event id, reference)
 
 
 def plan_reference(plan: Plan) -> str:
@@ -58,6 +66,10 @@ class EventItems:
     stored_status: dict[tuple[str, int], EventStatus]
     # The plans this store knows are stored (written or read), by reference.
     known_plans: dict[str, Plan]
+    # Where payloads past the threshold go (None: nowhere, an event stays in its item).
+    payloads: PayloadBucket | None
+    # The payloads this store wrote or read, by (event id, reference): not written again.
+    known_payloads: set[tuple[str, str]]
 
     def _known(self, event: Event) -> Event:
         if len(self.stored_status) >= STATUS_MEMORY:
@@ -83,7 +95,7 @@ class EventItems:
             "acknowledged_at": moment(event.acknowledged_at),
             "updated_at": moment(event.updated_at),
             "expires_at": epoch(expires),
-            "state": packed(event),
+            "state": self._stored_state(event),
             "plan_ref": string(self._store_plan(plan)),
         }
         if claim is None:
@@ -164,13 +176,16 @@ class EventItems:
             return None
         return item["event_id"]["S"], item["request_hash"]["S"]
 
-    def get_event(self, event_id: str) -> Event:
+    def get_event(self, event_id: str, inline_bytes: int | None = None, under: str = "") -> Event:
+        """The event, every payload in place; or, for a view, those under `under` (a JSON
+        pointer) that fit in `inline_bytes`, the rest named in `payloads` (never saved)."""
         item = self.table.get(
             keys.event_key(event_id), attributes="#state", names={"#state": "state"}
         )
         if item is None:
             raise NotFound(f"event {event_id!r} does not exist")
-        return self._known(Event.model_validate_json(unpacked(item["state"])))
+        event = self._loaded(unpacked(item["state"]), inline_bytes, under)
+        return event if event.payloads else self._known(event)
 
     def load_with_plan(self, event_id: str) -> tuple[Event, Plan]:
         """The event with the plan it was accepted with: the event item, then its plan unless
@@ -188,7 +203,7 @@ class EventItems:
             raise NotFound(f"event {event_id!r} does not exist")
         if "plan_ref" not in item:
             return self._load_with_own_plan(event_id)
-        event = self._known(Event.model_validate_json(unpacked(item["state"])))
+        event = self._known(self._loaded(unpacked(item["state"])))
         reference = item["plan_ref"]["S"]
         plan = self.known_plans.get(reference)
         if plan is None:
@@ -214,9 +229,57 @@ class EventItems:
         plan = items.get(keys.PLAN, event)
         if "plan" not in plan:
             raise NotFound(f"the plan of event {event_id!r} does not exist")
-        return self._known(Event.model_validate_json(unpacked(event["state"]))), (
+        return self._known(self._loaded(unpacked(event["state"]))), (
             Plan.model_validate_json(unpacked(plan["plan"]))
         )
+
+    def _stored_state(self, event: Event) -> dict[str, bytes]:
+        """The event's state attribute, its payloads past the threshold stored apart first
+        (domain/payloads.py): an event that has none is stored exactly as before."""
+        if event.payloads:
+            raise ValueError(f"event {event.event_id!r} was read without all its payloads")
+        text = event.model_dump_json(exclude_defaults=True).encode()
+        if self.payloads is None or len(text) <= PAYLOAD_THRESHOLD_BYTES:
+            return packed_json(text)
+        document = json.loads(text)
+        stored = payloads.offload(document)
+        for ref, body in stored.bodies.items():
+            if (event.event_id, ref) not in self.known_payloads:
+                self.payloads.put(event.event_id, ref, body)
+                self._remember_payload(event.event_id, ref)
+        if stored.references:
+            document["payloads"] = stored.references
+        return packed_json(payloads.encoded(document))
+
+    def _loaded(self, text: str | bytes, inline_bytes: int | None = None, under: str = "") -> Event:
+        event = Event.model_validate_json(text)
+        if not event.payloads:
+            return event
+        if self.payloads is None:
+            raise NotFound(f"event {event.event_id!r} has payloads, and no payload bucket is set")
+        bucket = self.payloads
+        document = json.loads(text)
+
+        def fetch(ref: str) -> Any:
+            value = json.loads(bucket.get(event.event_id, ref))
+            self._remember_payload(event.event_id, ref)
+            return value
+
+        document["payloads"] = payloads.restore(
+            document, document["payloads"], fetch, budget=inline_bytes, under=under
+        )
+        return Event.model_validate(document)
+
+    def _remember_payload(self, event_id: str, ref: str) -> None:
+        if len(self.known_payloads) >= PAYLOAD_MEMORY:
+            self.known_payloads.clear()  # only a saving, never a rule: forgetting is safe
+        self.known_payloads.add((event_id, ref))
+
+    def get_payload(self, event_id: str, ref: str) -> bytes:
+        """One stored payload's JSON, as it was stored."""
+        if self.payloads is None or not payloads.is_reference(ref):
+            raise NotFound(f"payload {ref!r} of event {event_id!r} does not exist")
+        return self.payloads.get(event_id, ref)
 
     def save_event(self, event: Event) -> Event:
         """Persist a transition; refused unless the stored version is the one it started from."""
@@ -237,7 +300,7 @@ class EventItems:
         """
         names = {"#state": "state", "#revision": "revision"}
         values: Item = {
-            ":state": packed(saved),
+            ":state": self._stored_state(saved),
             ":next": number(saved.version),
             ":expected": number(event.version),
         }
