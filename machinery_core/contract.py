@@ -44,6 +44,9 @@ MAX_IDEMPOTENCY_KEY = 256
 # larger than this is stored in the payload bucket and the event item keeps its reference:
 # an event item stays far below DynamoDB's 400 KB whatever its steps pass each other.
 PAYLOAD_THRESHOLD_BYTES = 16 * 1024
+# And when payloads each under it add up past this (many steps), the largest of them go too:
+# a step's write is billed by the item's size, and the item stays far from 400 KB.
+EVENT_ITEM_BUDGET_BYTES = 64 * 1024
 # What GET /events/{id} answers inline of the payloads stored apart; past it, a link each.
 # Well under Lambda's 6 MB response (and API Gateway's 10 MB), and quick to read.
 EVENT_INLINE_BYTES = 1024 * 1024

@@ -34,6 +34,9 @@ STATES_ACTIONS_URL: Final = (
 LAMBDA_ACTIONS_URL: Final = (
     "https://docs.aws.amazon.com/service-authorization/latest/reference/list_awslambda.html"
 )
+S3_ACTIONS_URL: Final = (
+    "https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html"
+)
 STATES_LOGGING_URL: Final = (
     "https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html#cloudwatch-iam-policy"
 )
@@ -532,6 +535,12 @@ _STATE_MACHINE_OPS: Final = frozenset(
 _EXECUTION_OPS: Final = frozenset({"StopExecution", "DescribeExecution", "GetExecutionHistory"})
 _TASK_TOKEN_OPS: Final = frozenset({"SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat"})
 _SECRET_OPS: Final = frozenset({"GetSecretValue", "DescribeSecret"})
+_S3_OBJECT_OPS: Final = {
+    "PutObject": "s3:PutObject",
+    "GetObject": "s3:GetObject",
+    "HeadObject": "s3:GetObject",
+    "DeleteObject": "s3:DeleteObject",
+}
 # What Step Functions does with its role to deliver a state machine's logs (STATES_LOGGING_URL).
 LOG_DELIVERY_OPS: Final = (
     "CreateLogDelivery",
@@ -638,6 +647,15 @@ def needs(call: Mapping[str, Any], stack: Stack) -> list[Needed]:
             f"logs:{op} is not resource-scoped: only Resource '*' grants it ({STATES_LOGGING_URL})"
         )
         return [Needed(f"logs:{op}", "*", rule)]
+    if service == "s3" and op in _S3_OBJECT_OPS:
+        # An object operation is authorised on the object's ARN (no region, no account);
+        # HeadObject has no action of its own: s3:GetObject grants it.
+        # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html
+        bucket, key = _param(params, "Bucket", where), _param(params, "Key", where)
+        rule = (
+            f"s3:{op} is authorised by {_S3_OBJECT_OPS[op]} on the object's ARN ({S3_ACTIONS_URL})"
+        )
+        return [Needed(_S3_OBJECT_OPS[op], f"arn:{stack.partition}:s3:::{bucket}/{key}", rule)]
     if service == "lambda" and op == "Invoke":
         # The API operation Invoke is authorised by the IAM action lambda:InvokeFunction.
         # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awslambda.html

@@ -6,7 +6,9 @@ write by the item's size. So a payload (the event's data, its context, its outpu
 step's input or output) whose JSON is over `contract.PAYLOAD_THRESHOLD_BYTES` leaves the
 item: its largest fields one by one (each a value of its own: the context grows by a field
 per step, and each field is written once, not the whole context again), or, when small
-fields alone keep it over the threshold, the payload whole. Each value is stored under the
+fields alone keep it over the threshold, the payload whole. And when payloads each under
+the threshold add up to an item over `contract.EVENT_ITEM_BUDGET_BYTES` (many steps), the
+largest of them leave whole until it is under. Each value is stored under the
 SHA-256 of its JSON, so one value in several places (a step's output and the context it
 went into) is stored once. The item keeps, in place of each, a placeholder, and beside the
 state the map from each place (a JSON pointer, RFC 6901) to its reference.
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from machinery_core.contract import PAYLOAD_THRESHOLD_BYTES
+from machinery_core.contract import EVENT_ITEM_BUDGET_BYTES, PAYLOAD_THRESHOLD_BYTES
 
 # A field smaller than this stays in the item: its reference would cost about as much.
 FIELD_MINIMUM_BYTES = 1024
@@ -77,16 +79,24 @@ def _step_places(
         yield from _step_places(step.get("steps") or [], f"{prefix}/{s}/steps")
 
 
-def offload(document: dict[str, Any], threshold: int = PAYLOAD_THRESHOLD_BYTES) -> Stored:
+def offload(
+    document: dict[str, Any],
+    threshold: int = PAYLOAD_THRESHOLD_BYTES,
+    budget: int = EVENT_ITEM_BUDGET_BYTES,
+) -> Stored:
     """Take every payload over `threshold` out of `document` (in place), leaving `None` for a
-    field and `{}` for a whole payload; answer what was taken."""
+    field and `{}` for a whole payload; then, while the document is over `budget`, its largest
+    payloads left (many steps each under the threshold add up). Answer what was taken."""
     stored = Stored({}, {})
+    kept: list[tuple[int, str, dict[str, Any], str, bytes]] = []
     for pointer, container, key in places(document):
         value = container.get(key)
         if not value:
             continue
         body = encoded(value)
         if len(body) <= threshold:
+            if len(body) >= FIELD_MINIMUM_BYTES:
+                kept.append((len(body), pointer, container, key, body))
             continue
         fields = _fields_to_store(value, len(body), threshold) if isinstance(value, dict) else None
         if fields is None:
@@ -96,6 +106,15 @@ def offload(document: dict[str, Any], threshold: int = PAYLOAD_THRESHOLD_BYTES) 
         for name, field_body in fields:
             _take(stored, f"{pointer}/{_escaped(name)}", field_body)
             value[name] = None
+    if not kept:
+        return stored
+    size = len(encoded(document))
+    for length, pointer, container, key, body in sorted(kept, key=lambda k: k[0], reverse=True):
+        if size <= budget:
+            break
+        _take(stored, pointer, body)
+        container[key] = {}
+        size -= length - len(b"{}")
     return stored
 
 

@@ -26,7 +26,16 @@ _acting: contextvars.ContextVar[str | None] = contextvars.ContextVar("acting", d
 _numbers = itertools.count()
 
 # The parameters that name what a request acts on: all that IAM authorises a call against.
-_NAMING = ("TableName", "IndexName", "stateMachineArn", "executionArn", "SecretId", "FunctionName")
+_NAMING = (
+    "TableName",
+    "IndexName",
+    "stateMachineArn",
+    "executionArn",
+    "SecretId",
+    "FunctionName",
+    "Bucket",
+    "Key",
+)
 
 
 @contextmanager

@@ -18,9 +18,17 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from machinery_core.domain import engine, tokens
 from machinery_core.domain.engine import CallOutcome
-from machinery_core.domain.errors import ClaimHeld, ItemTooLarge, StaleVersion
+from machinery_core.domain.errors import (
+    ClaimHeld,
+    ItemTooLarge,
+    MachineryError,
+    PayloadStoreUnavailable,
+    StaleVersion,
+)
 from machinery_core.domain.groups import Call, GroupRun
 from machinery_core.domain.models import (
     MAX_MAP_CONCURRENCY,
@@ -93,66 +101,80 @@ def advance(
     # The claim's conditional write is what stops a concurrent duplicate here.
     event = deps.store.save_event(held(engine.begin(event, now)))
     calls = 0
-    while not event.status.terminal:
-        node = plan.steps[event.step_index]
-        if isinstance(node, PlannedGroup):
-            ran = _GroupInvocation(deps, event, plan, node, invocation_id, remaining_ms, calls)
-            event, answer = ran.run(held)
-            calls += ran.calls
-            if answer is not None:
-                return answer
-            continue
-        service = engine.current_service(event, plan)
-        if service.mode == "callback":
-            # `held` left the event unclaimed: the dispatch is another invocation's work
-            return routes.answer("AWAIT", timeout_seconds=service.timeout_seconds)
-        available = remaining_ms() / 1000 - SAFETY_SECONDS
-        if calls and available < service.timeout_seconds:
-            # A fresh invocation gets the full timeout; hand back rather than cut the call short.
-            deps.store.save_event(engine.claim(event, None, None))
-            return routes.answer("CONTINUE")
-        payload, refusal = engine.step_input(event, plan)
-        if refusal is not None:
-            event = deps.store.save_event(
-                engine.refuse_input(event, plan, payload, refusal, deps.clock())
+    try:
+        while not event.status.terminal:
+            node = plan.steps[event.step_index]
+            if isinstance(node, PlannedGroup):
+                ran = _GroupInvocation(deps, event, plan, node, invocation_id, remaining_ms, calls)
+                event, answer = ran.run(held)
+                calls += ran.calls
+                if answer is not None:
+                    return answer
+                continue
+            service = engine.current_service(event, plan)
+            if service.mode == "callback":
+                # `held` left the event unclaimed: the dispatch is another invocation's work
+                return routes.answer("AWAIT", timeout_seconds=service.timeout_seconds)
+            available = remaining_ms() / 1000 - SAFETY_SECONDS
+            if calls and available < service.timeout_seconds:
+                # A fresh invocation gets the full timeout: hand back, not cut the call short.
+                deps.store.save_event(engine.claim(event, None, None))
+                return routes.answer("CONTINUE")
+            payload, refusal = engine.step_input(event, plan)
+            if refusal is not None:
+                event = deps.store.save_event(
+                    engine.refuse_input(event, plan, payload, refusal, deps.clock())
+                )
+                break
+            outcome = deps.invoker.call(
+                service,
+                payload,
+                event_id=event_id,
+                step=event.step_index,
+                timeout=min(service.timeout_seconds, max(available, 1.0)),
             )
-            break
-        outcome = deps.invoker.call(
-            service,
-            payload,
-            event_id=event_id,
-            step=event.step_index,
-            timeout=min(service.timeout_seconds, max(available, 1.0)),
-        )
-        calls += 1
-        index = event.step_index
-        transition = engine.record_call(event, plan, payload, outcome, random.random())
-        after = transition.event
-        after = engine.claim(after, None, None) if transition.wait_seconds > 0 else held(after)
-        try:
-            event = deps.store.save_event(after)
-        except ItemTooLarge as error:
-            event = _fail_oversized(deps, event, service.name, error)
-            break
-        except StaleVersion:
-            return _refuse_late(deps, event, plan, outcome)
-        logger.info(
-            "step recorded",
-            event_id=event_id,
-            workflow_id=event.workflow_id,
-            step=index,
-            service=service.name,
-            step_status=transition.event.steps[index].status.value,
-            duration_ms=outcome.duration_ms,
-        )
-        if transition.wait_seconds > 0:
-            return routes.answer_for(event, transition.wait_seconds)
+            calls += 1
+            index = event.step_index
+            transition = engine.record_call(event, plan, payload, outcome, random.random())
+            after = transition.event
+            after = engine.claim(after, None, None) if transition.wait_seconds > 0 else held(after)
+            try:
+                event = deps.store.save_event(after)
+            except ItemTooLarge as error:
+                event = _fail_oversized(deps, event, service.name, error)
+                break
+            except StaleVersion:
+                return _refuse_late(deps, event, plan, outcome)
+            logger.info(
+                "step recorded",
+                event_id=event_id,
+                workflow_id=event.workflow_id,
+                step=index,
+                service=service.name,
+                step_status=transition.event.steps[index].status.value,
+                duration_ms=outcome.duration_ms,
+            )
+            if transition.wait_seconds > 0:
+                return routes.answer_for(event, transition.wait_seconds)
+    except PayloadStoreUnavailable:
+        _release(deps, event)
+        raise
 
     metrics.add_metric(name=f"Events{event.status.value.title()}", unit="Count", value=1)
     logger.info(
         "event ended", event_id=event_id, workflow_id=event.workflow_id, status=event.status.value
     )
     return routes.answer_for(event)
+
+
+def _release(deps: Dependencies, event: Event) -> None:
+    """Unclaim the event as last stored, so that the state machine's retry of this failed
+    invocation advances it at once instead of waiting out the claim (the step whose outcome
+    could not be stored is called again, with the same Idempotency-Key)."""
+    try:
+        deps.store.save_event(engine.claim(event, None, None))
+    except (MachineryError, ClientError):
+        logger.warning("the event stays claimed until its claim expires", event_id=event.event_id)
 
 
 def _longest_call(node: PlannedGroup) -> float:

@@ -280,15 +280,18 @@ def test_a_body_over_256_kib_is_413(local_stack: Any, path: str) -> None:
     assert "exceeds" in _refused(answer, 413)["message"]
 
 
-def test_an_event_too_large_to_store_is_refused_with_a_4xx(local_stack: Any) -> None:
+def test_event_data_too_large_for_one_item_is_accepted_and_runs(local_stack: Any) -> None:
     # Given event data under the body limit but too large to be stored twice in one item
-    body = {"data": {"message": "x " * (120 * 1024)}}
+    message = "x " * (120 * 1024)
 
     # When it is sent
-    answer = local_stack.post("/e/process-text", json=body)
+    event_id = local_stack.send("process-text", {"message": message})
 
-    # Then it is refused as too large, not a crash
-    _refused(answer, 413)
+    # Then it is accepted, its payloads stored apart, and it runs to the end
+    event = local_stack.wait_for_end(event_id)
+    assert event["status"] == "SUCCEEDED", event["error"]
+    assert event["data"] == {"message": message}
+    assert event["outputs"]["space_count"] == 120 * 1024
 
 
 @pytest.mark.parametrize(

@@ -224,19 +224,21 @@ def test_a_failure_in_a_later_step_keeps_the_earlier_steps(
     assert stub.received()[0].headers["idempotency-key"] == f"{event_id}:1"
 
 
-def test_an_event_that_outgrows_its_record_fails_instead_of_hanging(
+def test_an_event_that_outgrows_one_record_keeps_its_payloads_apart_and_succeeds(
     local_stack: Any, registry: Registry, stub_service: StartStub
 ) -> None:
-    # Given an echo service and a message small enough to accept (about 120 KB), but whose
-    # step input, output and context together exceed what one event record can hold
+    # Given an echo service and a message of 120 KB: the data, the step's input and output,
+    # the context and the outputs together are more than one event record holds
     stub = stub_service(_echo)
     workflow = _workflow_over(registry, stub.address, retry=RETRY)
+    message = "x" * 120_000
 
     # When an event runs
-    _, event = _run(local_stack, workflow, "x" * 120_000)
+    _, event = _run(local_stack, workflow, message)
 
-    # Then it ends FAILED with an error that says why, rather than staying PENDING or RUNNING
-    assert event["status"] == "FAILED", {key: event[key] for key in ("status", "error")}
-    assert event["error"]["type"] == "EventTooLarge"
-    assert event["error"]["retryable"] is False
+    # Then it succeeds, and reads whole (480 KB: within what GET /events/{id} holds inline)
+    assert event["status"] == "SUCCEEDED", {key: event[key] for key in ("status", "error")}
+    assert event["outputs"] == {"message": message}
+    assert event["steps"][0]["input"] == event["steps"][0]["output"] == {"message": message}
+    assert event["linked_payloads"] == []
     assert len(stub.received()) == 1

@@ -80,6 +80,8 @@ FUZZED = (
     ("GET", "/workflows/{workflow_id}/diagram"),  # reads the definition, draws it
     ("GET", "/events/{event_id}"),
     ("GET", "/events/{event_id}/diagram"),  # reads the event and its plan, draws them
+    ("GET", "/events/{event_id}/steps/{step}"),  # reads the event, finds a step
+    ("GET", "/events/{event_id}/payloads/{ref}"),  # reads one object of the bucket
     ("GET", "/services/{name}/versions"),
     ("GET", "/services/{name}/versions/{version}"),
     ("GET", "/workflows/{workflow_id}/versions"),

@@ -33,6 +33,8 @@ OPERATION_IDS = {
     ("post", "/e/{workflow_id}"): ("sendEvent", "events"),
     ("get", "/events/{event_id}"): ("getEvent", "events"),
     ("get", "/events/{event_id}/diagram"): ("getEventDiagram", "events"),
+    ("get", "/events/{event_id}/steps/{step}"): ("getEventStep", "events"),
+    ("get", "/events/{event_id}/payloads/{ref}"): ("getEventPayload", "events"),
     ("post", "/events/{event_id}/cancel"): ("cancelEvent", "events"),
     ("post", "/events/{event_id}/retry"): ("retryEvent", "events"),
     ("post", "/callbacks/{token}"): ("completeCallback", "callbacks"),

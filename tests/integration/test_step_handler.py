@@ -431,3 +431,23 @@ def test_an_expired_claim_is_taken_over(wired: Wired, services: Services) -> Non
     assert advance(event_id)["status"] == "SUCCEEDED"
     finished = wired.store.get_event(event_id)
     assert (finished.claimed_by, finished.claimed_until) == (None, None)
+
+
+def test_without_a_payload_bucket_an_event_that_outgrows_its_item_fails_event_too_large(
+    wired: Wired, services: Services
+) -> None:
+    # Given a deployment with no payload bucket, and a step answering 250 KB (its output
+    # and the context it goes into: 500 KB)
+    assert wired.store.payloads is None
+    services.behaviours["/huge"] = lambda data: (200, {"message": "x" * 250_000})
+    event_id = stored_event(wired.store, [make_service(services, "huge", {"message": STRING})])
+
+    # When the step function runs it
+    answer = advance(event_id)
+
+    # Then the event ends FAILED with an error that says why, rather than staying RUNNING
+    assert answer["status"] == "FAILED"
+    event = wired.store.get_event(event_id)
+    assert event.status is EventStatus.FAILED
+    assert event.error is not None and event.error.type == "EventTooLarge"
+    assert event.error.retryable is False
