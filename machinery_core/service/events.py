@@ -332,7 +332,7 @@ def _step_place(event: Event, step: str) -> tuple[str, str]:
     if len(found) > 1:
         examples = ", ".join(place[1] for place in found[:3])
         raise BadRequest(
-            f"step {step!r} ran {len(found)} times (in a map): name one by its path ({examples})"
+            f"{step!r} names {len(found)} steps of this run: name one by its path ({examples})"
         )
     return found[0][0], found[0][1]
 

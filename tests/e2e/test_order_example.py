@@ -106,3 +106,37 @@ def test_the_order_workflow_and_its_event_are_drawn(local_stack: Any) -> None:
             # Then each is drawn
             assert answer.status_code == 200, answer.text
             assert "vat-fr" in answer.text and "enrich" in answer.text
+
+
+def test_each_step_of_the_order_reads_by_its_path_its_id_or_its_service(local_stack: Any) -> None:
+    # Given the example order, ended
+    event = _send(local_stack, json.loads(EVENT_FILE.read_text())["data"])
+    event_id = event["event_id"]
+
+    def step(name: str) -> Any:
+        return local_stack.get(f"/events/{event_id}/steps/{name}")
+
+    # When its steps are read by path, inside a parallel branch and a map's iteration
+    receipt = step("3.1.1").json()
+    second_line = step("4.0:1").json()
+    # by id, and by a top-level step's service
+    map_group = step("price-lines").json()
+    classify = step("classify").json()
+
+    # Then each answers that step's record as the event holds it
+    assert (receipt["service"], receipt["branch"], receipt["path"]) == ("receipt", 1, "3.1.1")
+    assert receipt["output"] == event["steps"][3]["steps"][2]["output"]
+    assert (second_line["service"], second_line["iteration"]) == ("enrich", 1)
+    assert second_line["output"] == event["steps"][4]["steps"][1]["output"]
+    assert (map_group["kind"], map_group["path"], len(map_group["steps"])) == ("map", "4", 3)
+    assert classify == {
+        **event["steps"][0],
+        "event_id": event_id,
+        "path": "0",
+        "linked_payloads": [],
+    }
+    # and a service inside a group is no name of its own, nor an iteration the map never ran
+    assert step("enrich").status_code == 404
+    missing = step("4.0:9")
+    assert missing.status_code == 404, missing.text
+    assert "no step '4.0:9'" in missing.json()["message"]
