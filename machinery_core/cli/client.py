@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -187,6 +188,55 @@ def path_part(value: str) -> str:
     return quote(value, safe="")
 
 
+def follow_links(answer: Any, fetch: Callable[[str], Any]) -> Any:
+    """`answer` (an event's or a step's, as the API gives it) with every value it links put
+    in place, in `answer` itself: the API holds a large event's payloads inline only up to a
+    budget, and past it replaces each value by `{"$ref": href, "bytes": n}` and lists it in
+    `linked_payloads` (`path`, a JSON pointer into the answer; `href`, a path under the API's
+    URL that answers the value). `fetch(href)` gives a value; each href is fetched once,
+    however many places name it. `linked_payloads` stays: it says which values came apart.
+    """
+    if not isinstance(answer, dict):
+        return answer
+    links = answer.get("linked_payloads") or []
+    if not isinstance(links, list):
+        raise ClientError(f"linked_payloads is not a list: {links!r:.200}")
+    fetched: dict[str, Any] = {}
+    for link in links:
+        path = link.get("path") if isinstance(link, dict) else None
+        href = link.get("href") if isinstance(link, dict) else None
+        if not isinstance(path, str) or not isinstance(href, str):
+            raise ClientError(f"a link without a path and an href: {link!r:.200}")
+        if href not in fetched:
+            fetched[href] = fetch(href)
+        _put_at(answer, path, fetched[href])
+    return answer
+
+
+def _put_at(document: Any, pointer: str, value: Any) -> None:
+    """Replace what the JSON pointer (RFC 6901) `pointer` names in `document` by `value`."""
+    if not pointer.startswith("/"):
+        raise ClientError(f"a link's path is not a JSON pointer into the answer: {pointer!r}")
+    *parents, last = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+    try:
+        container = document
+        for token in parents:
+            container = container[_key(container, token)]
+        key = _key(container, last)
+        container[key]  # a link replaces a placeholder: it must name one
+        container[key] = value
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise ClientError(f"a link's path names nothing in the answer: {pointer!r}") from error
+
+
+def _key(container: Any, token: str) -> str | int:
+    if not isinstance(container, list):
+        return token
+    if not token.isdigit():
+        raise ValueError(token)
+    return int(token)
+
+
 class MachineryClient:
     """The API at `api_url`. `sign`: None signs a non-loopback API when credentials exist."""
 
@@ -205,6 +255,8 @@ class MachineryClient:
         self.session = session or new_session()
         self.read_timeout = read_timeout
         self.signed = False
+        # the linked payloads read, by href: content-addressed, so they never change
+        self.payloads: dict[str, Any] = {}
         if sign is False or (sign is None and is_loopback(self.api_url)):
             return
         credentials = find_credentials()
@@ -329,8 +381,28 @@ class MachineryClient:
         return answer, replayed
 
     def event(self, event_id: str) -> dict[str, Any]:
-        answer: dict[str, Any] = self.json("GET", f"/events/{path_part(event_id)}")
+        """GET /events/{id}: the event whole, every value it links fetched and in place."""
+        answer: dict[str, Any] = self.whole(self.json("GET", f"/events/{path_part(event_id)}"))
         return answer
+
+    def step(self, event_id: str, step: str) -> dict[str, Any]:
+        """GET /events/{id}/steps/{step} (a path as `3.1.0` or `4.0:7`, an id or a service):
+        the step's record whole, every value it links fetched and in place."""
+        path = f"/events/{path_part(event_id)}/steps/{quote(step, safe=':')}"
+        answer: dict[str, Any] = self.whole(self.json("GET", path))
+        return answer
+
+    def whole(self, answer: Any) -> Any:
+        """An event's or a step's answer with its linked values fetched and put in place."""
+        return follow_links(answer, self.payload)
+
+    def payload(self, href: str) -> Any:
+        """The value a link names: GET href (a path under the API's URL), read once."""
+        if not href.startswith("/"):
+            raise ClientError(f"a link's href is not a path under the API's URL: {href!r:.200}")
+        if href not in self.payloads:
+            self.payloads[href] = self.json("GET", href)
+        return self.payloads[href]
 
     def workflow(self, workflow_id: str) -> dict[str, Any]:
         answer: dict[str, Any] = self.json("GET", f"/workflows/{path_part(workflow_id)}")

@@ -309,7 +309,10 @@ def send(
     if replayed and not out.as_json:
         _say_replayed(out, answer)
     # 200 with the ended event; 202 (or an older API's replayed 200) with the acknowledgement
-    event = answer if "steps" in answer else client.event(str(answer["event_id"]))
+    if "steps" in answer:
+        event = client.whole(answer)
+    else:
+        event = client.event(str(answer["event_id"]))
     return _follow_and_show(client, out, event, interval, replayed)
 
 
@@ -370,14 +373,28 @@ def _follow_and_show(
     show_default=True,
     help="Seconds between polls with --watch.",
 )
+@click.option(
+    "--step",
+    metavar="STEP",
+    help="Show this step only, its input and output whole: its path (3, 3.1.0 in a group, "
+    "4.0:7 for iteration 7 of a map), its id, or a top-level step's service.",
+)
 @_api_command
-def status(event_id: str, watch: bool, interval: float) -> int:
+def status(event_id: str, watch: bool, interval: float, step: str | None) -> int:
     """Show an event: its status and each step's status, attempts, duration and error.
 
-    Exits 1 if the event ended FAILED or CANCELLED, 0 otherwise (with --watch, once it ended).
+    Values the API links rather than holds inline (a large event's payloads) are fetched:
+    --output json prints the event whole. Exits 1 if the event ended FAILED or CANCELLED, 0
+    otherwise (with --watch, once it ended); with --step, 1 if the step did.
     """
     client = _client()
     out = _output()
+    if step is not None:
+        if watch:
+            raise click.UsageError("--step shows a step as it is now: it takes no --watch")
+        record = client.step(event_id, step)
+        out.step(record)
+        return _exit_for(record)
     event = client.event(event_id)
     if watch:
         return _follow_and_show(client, out, event, interval)

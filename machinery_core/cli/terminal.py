@@ -43,6 +43,9 @@ STYLES = {
     "skipped": "yellow",
     "failed": "red",
 }
+# A value on a summary line is cut past this many characters: a large event's outputs
+# (megabytes, its linked values fetched) would fill the terminal. --output json prints all.
+VALUE_CHARS = 2000
 UNREACHABLE_HINT = (
     "Hint: is the API running? Start the local runtime with `machinery local --examples`, "
     "or point --api-url (or MACHINERY_API_URL) at your API."
@@ -126,6 +129,23 @@ def error_text(error: Any) -> str:
     return text
 
 
+def size_text(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def value_text(value: Any) -> str:
+    """A JSON value on one line; past VALUE_CHARS its start, and how large it is whole."""
+    text = json.dumps(value, ensure_ascii=False)
+    if len(text) <= VALUE_CHARS:
+        return text
+    whole = size_text(len(text.encode()))
+    return f"{text[:VALUE_CHARS]}… ({whole} in all; --output json prints it whole)"
+
+
 def summary(event: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ("event", str(event.get("event_id"))),
@@ -141,10 +161,35 @@ def summary(event: dict[str, Any]) -> list[tuple[str, str]]:
     if event.get("error"):
         rows.append(("error", error_text(event["error"])))
     if event.get("outputs") is not None:
-        rows.append(("outputs", json.dumps(event["outputs"], ensure_ascii=False)))
+        rows.append(("outputs", value_text(event["outputs"])))
     note = event.get("notification")
     if isinstance(note, dict):
         rows.append(("notification", f"{note.get('status')} ({note.get('attempts', 0)} attempts)"))
+    return rows
+
+
+def step_summary(step: dict[str, Any]) -> list[tuple[str, str]]:
+    """One step (GET /events/{id}/steps/{step}): where it is, how it ran, its input and output."""
+    title = group_title(step)
+    service = title if title is not None else str(step.get("service"))
+    if step.get("fallback_from"):
+        service += f" (fallback for {step['fallback_from']})"
+    rows = [("event", str(step.get("event_id"))), ("step", str(step.get("path")))]
+    if step.get("id"):
+        rows.append(("id", str(step["id"])))
+    rows.append(("service" if title is None else "group", service))
+    rows.append(("status", str(step.get("status"))))
+    if title is None:
+        rows.append(("attempts", attempts_text(step)))
+    for key, name in (("started_at", "started"), ("ended_at", "ended")):
+        if step.get(key):
+            rows.append((name, str(step[key])))
+    rows.append(("duration", duration_text(step_duration(step))))
+    if step.get("error"):
+        rows.append(("error", error_text(step["error"])))
+    for key in ("input", "output"):
+        if step.get(key) is not None:
+            rows.append((key, value_text(step[key])))
     return rows
 
 
@@ -288,6 +333,24 @@ class Output:
             click.echo("steps:")
             self.table(STEP_HEADERS, step_rows(event))
 
+    def step(self, step: dict[str, Any]) -> None:
+        """One step as `machinery status --step` shows it (JSON: the API's body), a group's
+        steps in a table under it."""
+        if self.as_json:
+            self.json(step)
+            return
+        children = _group_rows(step, None, "")
+        if self.rich:
+            self.console.print(summary_grid(step_summary(step)))
+            if children:
+                self.console.print(rich_table(STEP_HEADERS, children, status_column=2))
+            return
+        for key, value in step_summary(step):
+            click.echo(f"{key}: {value}")
+        if children:
+            click.echo("steps:")
+            self.table(STEP_HEADERS, children)
+
     def follow(
         self,
         event: dict[str, Any],
@@ -353,12 +416,7 @@ def event_view(
 ) -> RenderableType:
     """The event as a summary and a table of its steps; with `now` (a live view), a progress
     line with the event's duration so far and each step under way with its own."""
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    for key, value in summary(event):
-        head.add_row(key, Text(value, style=STYLES.get(value, "") if key == "status" else ""))
-    parts: list[RenderableType] = [head]
+    parts: list[RenderableType] = [summary_grid(summary(event))]
     if now is not None:
         done, steps = progress(event, total)
         status = str(event.get("status"))
@@ -380,6 +438,16 @@ def event_view(
     parts.append(rich_table(STEP_HEADERS, step_rows(event, now), status_column=2))
     parts += [group_view(step, now) for step in event.get("steps") or [] if group_title(step)]
     return Group(*parts)
+
+
+def summary_grid(rows: Sequence[tuple[str, str]]) -> Table:
+    """`key  value` lines, the status coloured."""
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    for key, value in rows:
+        head.add_row(key, Text(value, style=STYLES.get(value, "") if key == "status" else ""))
+    return head
 
 
 def group_view(step: dict[str, Any], now: datetime | None) -> RenderableType:

@@ -154,13 +154,16 @@ def restore(
     under: str = "",
 ) -> dict[str, dict[str, Any]]:
     """Put the stored values back into `document` (in place), fetching each distinct one
-    once: all of them, or (with `budget`) those under `under` that fit, in order. Answers
-    the references left out, which stay placeholders."""
+    once: all of them, or (with `budget`, for a view) those under `under` that fit, in
+    order, never the context (no view shows it). Answers the references left out, which
+    stay placeholders."""
     left: dict[str, dict[str, Any]] = {}
     fetched: dict[str, Any] = {}
     spent = 0
     for pointer, stored in references.items():
-        inside = pointer == under or pointer.startswith(under + "/") or not under
+        inside = (pointer == under or pointer.startswith(under + "/") or not under) and not (
+            pointer.startswith("/context/") or pointer == "/context"
+        )
         if budget is not None and (not inside or spent + stored["bytes"] > budget):
             left[pointer] = stored
             continue

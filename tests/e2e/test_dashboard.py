@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from e2e_kit import Inbox, Registry, service_definition, unique, workflow_definition
+from e2e_kit import Inbox, Registry, StartStub, service_definition, unique, workflow_definition
+from loopback import Call, Reply, json_reply
 
 pytestmark = pytest.mark.e2e
 
@@ -324,3 +325,71 @@ def test_a_workflow_page_lists_its_versions_and_an_event_shows_its_own(
     assert "parallel · 2 branches" in steps and "map line in lines" in steps
     assert "[object Object]" not in steps
     assert recorded.errors == []
+
+
+LARGE_STEPS = 7
+ANSWER_BYTES = 200_000  # 7 steps of 200 KB: 1.4 MB, past the 1 MiB an event's answer holds
+
+
+def _blob(step: int) -> str:
+    """What step `step` answers: 200 KB of its own letter."""
+    return chr(ord("A") + step) * ANSWER_BYTES
+
+
+def _grow(call: Call, _: int) -> Reply:
+    n = call.json()["n"]
+    return json_reply(200, {"n": n + 1, "blob": _blob(n)})
+
+
+def test_a_large_event_shows_every_step_output_whole_its_links_followed(
+    local_stack: Any, recorded: Recorded, registry: Registry, stub_service: StartStub
+) -> None:
+    page = recorded.page
+    origin = local_stack.url
+    # Given an ended event of seven steps each answering 200 KB, whose answer links the
+    # outputs past its first 1 MiB
+    service = unique("ui-grow")
+    registry.service(
+        service_definition(
+            service,
+            stub_service(_grow).address,
+            {"n": "integer"},
+            {"n": "integer", "blob": "string"},
+        )
+    )
+    workflow = unique("ui-large")
+    registry.workflow(
+        {
+            "name": workflow,
+            "spec": {
+                "services": [{"service": service, "id": f"s{i}"} for i in range(LARGE_STEPS)],
+                "inputs": {"n": {"type": "integer"}},
+                "outputs": {"n": {"type": "integer"}},
+            },
+        }
+    )
+    event_id = local_stack.send(workflow, {"n": 0})
+    assert local_stack.wait_for_end(event_id, timeout=120)["status"] == "SUCCEEDED"
+    linked = local_stack.get(f"/events/{event_id}").json()["linked_payloads"]
+    assert {link["path"] for link in linked} >= {f"/steps/{LARGE_STEPS - 1}/output/blob"}
+
+    # When its page is opened
+    page.goto(f"{origin}/ui#/events/{event_id}")
+    page.locator("[data-testid=event-status]", has_text="SUCCEEDED").wait_for()
+
+    # Then every step's output is shown whole, the linked ones too, and no link is left
+    rows = page.get_by_test_id("step-row")
+    assert rows.count() == LARGE_STEPS
+    for i in range(LARGE_STEPS):
+        shown = json.loads(rows.nth(i).locator("td").nth(6).text_content() or "")
+        assert shown == {"n": i + 1, "blob": _blob(i)}, f"step {i}"
+    assert page.get_by_test_id("load-payload").count() == 0
+    assert "$ref" not in (page.get_by_test_id("steps").text_content() or "")
+    assert json.loads(page.get_by_test_id("event-outputs").text_content() or "") == {
+        "n": LARGE_STEPS
+    }
+    # And each linked value was read once, from the API that served the page
+    read = [url for url in recorded.requests if "/payloads/" in url]
+    assert sorted(read) == sorted({origin + link["href"] for link in linked})
+    assert recorded.errors == []
+    assert recorded.foreign_requests(origin) == []

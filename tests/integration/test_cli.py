@@ -6,6 +6,7 @@ that records the prepared request and answers it itself.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import sys
@@ -26,6 +27,7 @@ from machinery_core.cli.client import MachineryClient, SigV4
 from machinery_core.cli.command import is_event_id, main
 from machinery_core.cli.terminal import event_duration, step_rows
 from machinery_core.domain.models import Service, Workflow
+from machinery_core.domain.payloads import encoded, put_at, reference
 from machinery_core.local.launch import free_port
 
 EVENT_ID = "6f1c2d3e-4b5a-4c6d-8e7f-0123456789ab"
@@ -110,6 +112,8 @@ class FakeApi:
         self.event_states: list[dict[str, Any]] = [SUCCEEDED]  # GET /events/{id}: likewise
         self.event_pages: list[dict[str, Any]] = []  # GET /workflows/{id}/events: in turn
         self.diagrams: dict[str, Reply] = {}  # path -> answer
+        self.payloads: dict[str, Any] = {}  # GET /events/{id}/payloads/{ref}: href -> value
+        self.steps: dict[str, dict[str, Any]] = {}  # GET /events/{id}/steps/{step}: step -> it
         self._gets = 0
         self.server = LoopbackServer(self.respond).start()
 
@@ -139,6 +143,11 @@ class FakeApi:
             return answer or (
                 self.send_answers[0] if self.send_answers else json_reply(202, ACCEPTED)
             )
+        if call.method == "GET" and parts.path in self.payloads:
+            return json_reply(200, self.payloads[parts.path])
+        if call.method == "GET" and path[0] == "events" and path[2:3] == ["steps"]:
+            found = self.steps.get(path[3])
+            return json_reply(200, found) if found else json_reply(404, {"message": "no step"})
         if call.method == "GET" and path[0] == "events" and len(path) == 2:
             if path[1] != EVENT_ID:
                 return json_reply(404, {"message": f"event {path[1]!r} not found"})
@@ -206,6 +215,18 @@ class Recorder(BaseAdapter):
 
     def close(self) -> None:
         pass
+
+
+class RoutedRecorder(Recorder):
+    """A Recorder that answers each path with its own body."""
+
+    def __init__(self, bodies: dict[str, object]) -> None:
+        super().__init__(None)
+        self.bodies = bodies
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        self.body = self.bodies[urlsplit(str(request.url)).path]
+        return super().send(request, *args, **kwargs)
 
 
 def recording_session(recorder: Recorder) -> requests.Session:
@@ -848,6 +869,171 @@ def test_status_watch_without_a_terminal_prints_only_the_ended_event_as_json(
     assert json.loads(result.stdout) == FAILED
 
 
+# --- large events: the values the API links rather than holds inline ---------------------------
+
+BLOB = "b" * 50_000
+NOTE = "n" * 30_000
+# An ended event as it is whole: its data, its outputs and its steps' outputs large
+LARGE = view(
+    "SUCCEEDED",
+    [
+        step(0, "greeter", "SUCCEEDED", input={"name": "Ada"}, output={"blob": BLOB}),
+        step(1, "greeter", "SUCCEEDED", input={"text": "i" * 20_000}, output={"n": 1}),
+    ],
+    data={"name": "Ada", "pa/th~": NOTE},
+    outputs={"greeting": "Hello, Ada", "blob": BLOB},
+)
+# What its answer links: a field (its key escaped as RFC 6901 says), a whole payload, and
+# one value in two places (the same href)
+LARGE_LINKS = ("/data/pa~1th~0", "/outputs/blob", "/steps/0/output/blob", "/steps/1/input")
+
+
+def linking(whole: dict[str, Any], paths: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(`whole` as the API answers it past its inline budget: each value at `paths` replaced
+    by a link, listed in linked_payloads; the value each href answers)."""
+    answer = copy.deepcopy(whole)
+    values, links = {}, []
+    for path in paths:
+        container: Any = whole
+        *parents, last = [t.replace("~1", "/").replace("~0", "~") for t in path.split("/")[1:]]
+        for token in parents:
+            container = container[int(token)] if isinstance(container, list) else container[token]
+        value = container[int(last)] if isinstance(container, list) else container[last]
+        body = encoded(value)
+        href = f"/events/{whole.get('event_id', EVENT_ID)}/payloads/{reference(body)}"
+        values[href] = value
+        put_at(answer, path, {"$ref": href, "bytes": len(body)})
+        links.append({"path": path, "ref": reference(body), "bytes": len(body), "href": href})
+    answer["linked_payloads"] = links
+    return answer, values
+
+
+def payload_gets(api: FakeApi) -> list[str]:
+    return [call.path for call in api.calls("GET") if "/payloads/" in call.path]
+
+
+def test_status_prints_a_large_event_whole_each_linked_value_fetched_once(
+    api: FakeApi,
+) -> None:
+    # Given an event whose answer links four values, two of them the same
+    answer, api.payloads = linking(LARGE, LARGE_LINKS)
+    api.event_states = [answer]
+    assert len(api.payloads) == 3
+
+    # When its status is printed as JSON
+    result = run(api.url, "status", EVENT_ID, "--output", "json")
+
+    # Then every link was followed: the event prints whole, each value where it belongs
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed == {**LARGE, "linked_payloads": answer["linked_payloads"]}
+    assert '"$ref"' not in result.stdout
+    # And each distinct value was asked for once
+    assert sorted(payload_gets(api)) == sorted(api.payloads)
+
+
+def test_status_as_a_table_shows_a_large_event_values_cut_not_its_links(api: FakeApi) -> None:
+    # Given an event whose outputs (and more) are linked
+    answer, api.payloads = linking(LARGE, LARGE_LINKS)
+    api.event_states = [answer]
+
+    # When its status is printed as text
+    result = run(api.url, "status", EVENT_ID)
+
+    # Then the outputs line shows the value followed, cut, saying how large it is whole
+    assert result.exit_code == 0, result.output
+    [outputs] = [line for line in result.stdout.splitlines() if line.startswith("outputs: ")]
+    assert outputs.startswith('outputs: {"greeting": "Hello, Ada", "blob": "bbbb')
+    assert outputs.endswith("… (49 KB in all; --output json prints it whole)")
+    assert len(outputs) < 2200
+    assert "$ref" not in result.stdout
+    assert "1\tgreeter\tSUCCEEDED\t1\t2.5 ms\t" in result.stdout
+
+
+def test_send_wait_and_watch_print_a_large_event_whole_reading_each_value_once(
+    api: FakeApi,
+) -> None:
+    # Given a send whose sync wait answers the ended large event, links in place
+    answer, api.payloads = linking(LARGE, LARGE_LINKS)
+    api.send_answers = [json_reply(200, answer)]
+
+    # When it is sent with --wait
+    sent = run(api.url, "send", "greet", "-", "--wait", "--output", "json", stdin="{}")
+
+    # Then the event prints whole
+    assert sent.exit_code == 0, sent.output
+    assert json.loads(sent.stdout) == {**LARGE, "linked_payloads": answer["linked_payloads"]}
+
+    # Given an event that links its data while it runs, then everything once it ended
+    running, _ = linking(view("RUNNING", data=LARGE["data"]), LARGE_LINKS[:1])
+    api.event_states, api._gets = [running, running, answer], 0
+    before = len(payload_gets(api))
+
+    # When it is watched
+    watched = run(api.url, "status", EVENT_ID, "--watch", "--interval", "0.05", "--output", "json")
+
+    # Then it prints whole, and a value read at one poll was not read again at the next
+    assert watched.exit_code == 0, watched.output
+    assert json.loads(watched.stdout) == {**LARGE, "linked_payloads": answer["linked_payloads"]}
+    assert len(api.calls("GET")) - before >= 3 + 3
+    assert sorted(payload_gets(api)[before:]) == sorted(api.payloads)
+
+
+def test_status_step_prints_one_step_whole(api: FakeApi) -> None:
+    # Given a step of a map's iteration, its output linked
+    whole = {
+        **step(0, "greeter", "FAILED", error=STEP_ERROR, iteration=7),
+        "input": {"name": "Ada"},
+        "output": {"blob": BLOB},
+        "event_id": EVENT_ID,
+        "path": "4.0:7",
+    }
+    answer, api.payloads = linking(whole, ("/output",))
+    api.steps["4.0:7"] = answer
+
+    # When it is shown by its path, as JSON and as text
+    as_json = run(api.url, "status", EVENT_ID, "--step", "4.0:7", "--output", "json")
+    text = run(api.url, "status", EVENT_ID, "--step", "4.0:7")
+
+    # Then it was asked for by its path, sent as written, and prints whole
+    assert as_json.exit_code == 1, as_json.output  # the step FAILED
+    assert api.calls("GET")[0].path == f"/events/{EVENT_ID}/steps/4.0:7"
+    assert json.loads(as_json.stdout) == {**whole, "linked_payloads": answer["linked_payloads"]}
+    # And as text: where it is, how it ran, its input and its output (cut)
+    assert text.exit_code == 1, text.output
+    lines = text.stdout.splitlines()
+    assert lines[:4] == [f"event: {EVENT_ID}", "step: 4.0:7", "service: greeter", "status: FAILED"]
+    assert "error: HttpError: answered 400 (HTTP 400)" in lines
+    assert 'input: {"name": "Ada"}' in lines
+    assert any(line.startswith('output: {"blob": "bbb') for line in lines), lines
+    assert "$ref" not in text.stdout
+
+
+def test_status_step_refuses_watch_and_says_when_there_is_no_such_step(api: FakeApi) -> None:
+    watched = run(api.url, "status", EVENT_ID, "--step", "0", "--watch")
+    assert watched.exit_code == 2
+    assert "--watch" in watched.stderr
+    missing = run(api.url, "status", EVENT_ID, "--step", "9")
+    assert missing.exit_code == 2
+    assert "no step" in missing.stderr
+
+
+def test_a_link_that_names_nothing_in_the_answer_is_an_error_not_a_silent_gap(
+    api: FakeApi,
+) -> None:
+    # Given an answer whose link points past its steps
+    answer, api.payloads = linking(LARGE, ("/outputs/blob",))
+    answer["linked_payloads"][0]["path"] = "/steps/9/output"
+    api.event_states = [answer]
+
+    # When its status is read
+    result = run(api.url, "status", EVENT_ID, "--output", "json")
+
+    # Then the command says what is wrong and exits 2
+    assert result.exit_code == 2
+    assert "a link's path names nothing in the answer: '/steps/9/output'" in result.stderr
+
+
 def test_events_pages_through_short_filtered_pages_up_to_the_limit(api: FakeApi) -> None:
     # Given filtered pages that come back short, with an opaque cursor needing encoding
     summary = {"workflow_id": "greet", "status": "FAILED", "acknowledged_at": MOMENT}
@@ -1035,6 +1221,27 @@ def test_a_request_to_a_non_loopback_api_is_signed_with_sigv4() -> None:
     assert re.search(r"Signature=[0-9a-f]{64}$", authorization)
     assert re.fullmatch(r"\d{8}T\d{6}Z", request.headers["X-Amz-Date"])
     assert request.url == f"{EXECUTE_API}/e/greet?wait=25"
+
+
+def test_the_values_of_a_deployed_api_event_are_read_under_its_stage_and_signed() -> None:
+    # Given an event of a deployed API (its URL has a stage) that links a value
+    answer, values = linking(LARGE, ("/outputs/blob",))
+    [href] = values
+    recorder = RoutedRecorder({f"/Prod/events/{EVENT_ID}": answer, f"/Prod{href}": BLOB})
+    client = MachineryClient(EXECUTE_API + "/Prod", session=recording_session(recorder))
+
+    # When the event is read
+    event = client.event(EVENT_ID)
+
+    # Then the value was read under the API's URL, signed as every request is
+    assert event["outputs"] == LARGE["outputs"]
+    assert [request.url for request in recorder.sent] == [
+        f"{EXECUTE_API}/Prod/events/{EVENT_ID}",
+        f"{EXECUTE_API}/Prod{href}",
+    ]
+    assert all(
+        "/eu-west-1/execute-api/" in request.headers["Authorization"] for request in recorder.sent
+    )
 
 
 def test_temporary_credentials_send_their_session_token(monkeypatch: pytest.MonkeyPatch) -> None:

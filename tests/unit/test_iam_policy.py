@@ -182,8 +182,22 @@ def test_lambda_invoke_needs_invoke_function_on_the_function_arn(name: str) -> N
 
 
 @pytest.mark.parametrize(
+    ("operation", "action"),
+    [("PutObject", "s3:PutObject"), ("GetObject", "s3:GetObject"), ("HeadObject", "s3:GetObject")],
+)
+def test_an_object_call_needs_its_action_on_the_object_arn(operation: str, action: str) -> None:
+    # Given an object operation on a bucket
+    params = {"Bucket": "payloads", "Key": "events/e1/abc"}
+    needed = needs(call(operation, params, service="s3"), STACK)
+    # Then it needs its action on the object's ARN, which names no region nor account
+    assert [(n.action, n.resource) for n in needed] == [
+        (action, "arn:aws:s3:::payloads/events/e1/abc")
+    ]
+
+
+@pytest.mark.parametrize(
     ("service", "operation"),
-    [("dynamodb", "ExecuteStatement"), ("s3", "GetObject"), ("stepfunctions", "DeleteActivity")],
+    [("dynamodb", "ExecuteStatement"), ("s3", "ListBuckets"), ("stepfunctions", "DeleteActivity")],
 )
 def test_an_unknown_call_raises(service: str, operation: str) -> None:
     # Given a call this evaluator does not know

@@ -214,3 +214,15 @@ def test_many_payloads_each_under_the_threshold_leave_largest_first_past_the_ite
     assert document["steps"] == [
         {"index": i, "output": {"o": f"{i:02}" + "s" * (3000 + i)}} for i in range(40)
     ]
+
+
+def test_a_view_never_fetches_the_context() -> None:
+    # Given an event whose context holds a large field
+    document = _event(context={"doc": BIG})
+    stored = payloads.offload(document)
+
+    # When it is restored for a view, with room to spare
+    left = payloads.restore(document, stored.references, pytest.fail, budget=10**9)
+
+    # Then nothing was fetched: the context stays a reference
+    assert list(left) == ["/context/doc"]
