@@ -3,7 +3,9 @@
 Every price is here, in one place, with the date it was written down. They are the published
 us-east-1 on-demand prices, without free tiers (which do not scale with volume) and without
 what the event's own counts do not drive: CloudWatch Logs and X-Ray (the template turns
-tracing on), data transfer, storage, point-in-time recovery, KMS.
+tracing on), data transfer, DynamoDB storage, point-in-time recovery, KMS. S3 storage is
+modelled: the payloads an event keeps in the payload bucket (only a large event has any) stay
+there its whole retention, so each event adds its bytes for that long.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ class Prices:
     sfn_express_per_million_requests: float = 1.00
     sfn_express_per_gb_second: float = 0.00001667  # the first 1,000 hours of GB-s a month
     secrets_manager_per_ten_thousand_calls: float = 0.05
+    # S3 Standard: PUT (COPY, POST, LIST) and GET (SELECT, all other) requests, and storage
+    # (the first 50 TB a month, billed per binary GB, by the byte-hour)
+    s3_per_thousand_puts: float = 0.005
+    s3_per_thousand_gets: float = 0.0004
+    s3_per_gb_month: float = 0.023
 
 
 PRICES = Prices()
@@ -38,10 +45,17 @@ SOURCES = {
     "transition, retries included; EXPRESS per request plus duration rounded up to 100 ms "
     "at memory billed in 64 MB chunks)",
     "secrets_manager": "https://aws.amazon.com/secrets-manager/pricing/ (API calls)",
+    "s3": "https://aws.amazon.com/s3/pricing/ (S3 Standard: PUT and GET requests; storage "
+    "per GB-month, the first 50 TB)",
 }
 EXPRESS_MEMORY_MB = 64  # the smallest chunk: an execution carrying {"event_id", "plan"}
 EXPRESS_BILLING_MS = 100
 EVENTS = 1_000_000
+# How long an event's payloads stay in S3: the template's EventRetentionDays (its default),
+# after which the bucket's lifecycle rule expires them with their event.
+RETENTION_DAYS = 30
+HOURS_PER_MONTH = 730  # S3 bills byte-hours; a month is 365 × 24 / 12 hours on average
+GB = 2**30  # S3 bills binary gigabytes
 
 
 @dataclass
@@ -57,6 +71,14 @@ class Usage:
     executions: float
     execution_ms: float  # EXPRESS bills its duration
     secrets_calls: float = 0.0
+    s3_puts: float = 0.0
+    s3_gets: float = 0.0
+    s3_bytes_stored: float = 0.0  # kept for RETENTION_DAYS
+
+
+def s3_gb_months(bytes_stored: float, retention_days: float = RETENTION_DAYS) -> float:
+    """The GB-months of `bytes_stored` kept `retention_days`."""
+    return bytes_stored / GB * retention_days * 24 / HOURS_PER_MONTH
 
 
 def cost_per_million(usage: Usage, machine: str, prices: Prices = PRICES) -> dict[str, float]:
@@ -71,6 +93,9 @@ def cost_per_million(usage: Usage, machine: str, prices: Prices = PRICES) -> dic
         * prices.secrets_manager_per_ten_thousand_calls
         * EVENTS
         / 10_000,
+        "s3_puts": usage.s3_puts * prices.s3_per_thousand_puts * EVENTS / 1000,
+        "s3_gets": usage.s3_gets * prices.s3_per_thousand_gets * EVENTS / 1000,
+        "s3_storage": s3_gb_months(usage.s3_bytes_stored) * prices.s3_per_gb_month * EVENTS,
     }
     if machine == "STANDARD":
         costs["step_functions"] = (
@@ -109,4 +134,10 @@ def one_state_per_step(intake: Usage, one_step_loop: Usage, steps: int) -> Usage
 
 
 def prices_table() -> dict[str, object]:
-    return {"as_of": PRICES_AS_OF, "region": "us-east-1", **asdict(PRICES), "sources": SOURCES}
+    return {
+        "as_of": PRICES_AS_OF,
+        "region": "us-east-1",
+        **asdict(PRICES),
+        "s3_retention_days": RETENTION_DAYS,
+        "sources": SOURCES,
+    }

@@ -11,6 +11,9 @@ and step handlers make:
   (errors included), in the phase of the Lambda invocation whose thread made it: `intake`
   (the API function serving POST /e/...), `callback` (the API function serving POST
   /callbacks/...), `state loop` (the step function) or `outside` (no invocation).
+- S3 (the payload bucket): PutObject and GetObject counted like any request, with the bytes
+  each wrote or read; the bytes an event keeps stored are read from the bucket (its objects
+  under events/{event id}/) after the event, outside the counting.
 - DynamoDB capacity units: see capacity.py (computed from the items before and after
   each request; moto's ConsumedCapacity is checked and reported, not used, while it is a
   constant).
@@ -36,6 +39,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +81,7 @@ class Case:
     # what the outputs must be, from the data; by default the chain of `_transform`s
     outputs: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     calls: int | None = None  # the service calls an event makes, when not one per service
+    note: str | None = None  # what the report says of it
 
     @property
     def name(self) -> str:
@@ -193,6 +198,51 @@ MAP_100 = {
 }
 
 
+# Payloads past the item limit (issue 14): 20 steps of a service that answers 200 KB, each
+# step's answer its own and kept in a context field of its own (as
+# tests/e2e/test_large_payloads.py), on an event whose data is 100 KB.
+LARGE_STEPS = 20
+LARGE_ANSWER_BYTES = 200_000
+LARGE_NOTE_BYTES = 100_000
+GROW = "bench-grow"  # served by this process (BENCH_SERVICES), not an example service
+
+
+def _blob(step: int) -> str:
+    """What step `step` answers: 200 KB, each step's its own (no two stored as one)."""
+    return chr(ord("A") + step) * LARGE_ANSWER_BYTES
+
+
+def _grow(inputs: dict[str, Any]) -> dict[str, Any]:
+    n = inputs["n"]
+    return {"n": n + 1, "blob": _blob(n)}
+
+
+LARGE_PAYLOAD = {
+    "name": "bench-large-payload",
+    "spec": {
+        "inputs": {"n": {"type": "integer"}, "note": STRING},
+        "services": [{"service": GROW, "id": f"s{i}"} for i in range(LARGE_STEPS)],
+        "operations": {
+            f"s{i}": {"outputs": {"n": "n", f"blob{i}": "blob"}} for i in range(LARGE_STEPS)
+        },
+        "outputs": {"n": {"type": "integer"}, "blob0": STRING, f"blob{LARGE_STEPS - 1}": STRING},
+    },
+}
+# The bench's own services: each one's definition (without its address) and its answer.
+BENCH_SERVICES: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    GROW: (
+        {
+            "name": GROW,
+            "spec": {
+                "inputs": {"n": {"type": "integer"}},
+                "outputs": {"n": {"type": "integer"}, "blob": STRING},
+            },
+        },
+        _grow,
+    ),
+}
+
+
 def cases() -> list[Case]:
     words = {"message": "-", "words": [f"word {n}" for n in range(MAP_ELEMENTS)]}
     return [
@@ -218,6 +268,18 @@ def cases() -> list[Case]:
             data=words,
             calls=MAP_ELEMENTS,
             outputs=lambda data: {"shouted": [{"message": w.upper()} for w in data["words"]]},
+        ),
+        Case(
+            "large-payload",
+            LARGE_PAYLOAD,
+            data={"n": 0, "note": "n" * LARGE_NOTE_BYTES},
+            note=f"{LARGE_STEPS} steps, each answering {LARGE_ANSWER_BYTES // 1000} KB of its "
+            f"own into a context field of its own, on {LARGE_NOTE_BYTES // 1000} KB of data",
+            outputs=lambda data: {
+                "n": data["n"] + LARGE_STEPS,
+                "blob0": _blob(0),
+                f"blob{LARGE_STEPS - 1}": _blob(LARGE_STEPS - 1),
+            },
         ),
     ]
 
@@ -303,13 +365,16 @@ class Recorder:
         with self._lock:
             if self._calls is None:
                 return
-        pending = None
+        pending, sent = None, None
         try:
-            if model.service_model.service_name == "dynamodb":
+            service = model.service_model.service_name
+            if service == "dynamodb":
                 pending = capacity.before_request(model.name, params, self.tables, self.snapshot)
+            elif service == "s3" and model.name == "PutObject":
+                sent = _body_size(params.get("Body"))
         except Exception as error:  # a rule this module lacks: say so, count the call anyway
             self.hook_errors.append(f"{model.name}: {error!r}")
-        context["bench"] = (params, pending, getattr(_local, "phase", "outside"))
+        context["bench"] = (params, pending, getattr(_local, "phase", "outside"), sent)
 
     def _after(
         self,
@@ -322,7 +387,7 @@ class Recorder:
         self.seen += 1
         if "bench" not in context:
             return
-        params, pending, phase = context.pop("bench")
+        params, pending, phase, sent = context.pop("bench")
         service = model.service_model.service_name
         units, moto = capacity.Units(), None
         if service == "dynamodb":
@@ -337,6 +402,10 @@ class Recorder:
         answer = {}
         if model.name == "StartExecution":
             answer["executionArn"] = parsed.get("executionArn")
+        if service == "s3" and model.name == "PutObject":
+            answer["bytes"] = sent or 0
+        if service == "s3" and model.name == "GetObject":
+            answer["bytes"] = int(parsed.get("ContentLength") or 0)
         status = getattr(http_response, "status_code", None)
         error = (parsed.get("Error") or {}).get("Code") if status and status >= 300 else None
         self._add(Call(service, model.name, phase, status, error, units, moto, answer))
@@ -345,7 +414,7 @@ class Recorder:
         self.seen += 1
         if "bench" not in context:
             return
-        _, _, phase = context.pop("bench")
+        _, _, phase, _ = context.pop("bench")
         service = model.service_model.service_name
         error = type(exception).__name__
         self._add(Call(service, model.name, phase, None, error, capacity.Units(), None))
@@ -354,6 +423,21 @@ class Recorder:
         with self._lock:
             if self._calls is not None:
                 self._calls.append(call)
+
+
+def _body_size(body: Any) -> int:
+    """The bytes of a PutObject's Body: bytes or text, or the file-like object botocore has
+    made of them by the time the hook sees it."""
+    if body is None:
+        return 0
+    if isinstance(body, str):
+        return len(body.encode())
+    if isinstance(body, bytes | bytearray):
+        return len(body)
+    at = body.tell()
+    size = body.seek(0, 2)
+    body.seek(at)
+    return int(size)
 
 
 # --- the runtime -----------------------------------------------------------------------------
@@ -463,6 +547,54 @@ def probe_moto_capacity(client: Any, table: str) -> dict[str, Any]:
     return {"moto_units": said, "computed_units": computed, "size_aware": said == computed}
 
 
+def _bench_service_handler(
+    answer: Callable[[dict[str, Any]], dict[str, Any]],
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the example services
+
+        def do_POST(self) -> None:
+            try:
+                inputs = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                status, body = 200, json.dumps(answer(inputs)).encode()
+            except Exception as error:  # the event then fails, and the bench says so
+                status, body = 500, json.dumps({"error": repr(error)}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    return Handler
+
+
+def start_bench_services(
+    names: list[str],
+) -> tuple[list[ThreadingHTTPServer], dict[str, dict[str, Any]]]:
+    """The bench's own services `names` (BENCH_SERVICES), each served by a thread of this
+    process on a free loopback port: the servers, and each one's definition with its
+    address."""
+    servers: list[ThreadingHTTPServer] = []
+    definitions = {}
+    for name in names:
+        definition, answer = BENCH_SERVICES[name]
+        server = ThreadingHTTPServer((HOST, 0), _bench_service_handler(answer))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+        servers.append(server)
+        definitions[name] = {**definition, "address": f"http://{HOST}:{server.server_address[1]}/"}
+    return servers, definitions
+
+
+def stop_bench_services(servers: list[ThreadingHTTPServer]) -> None:
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
 # --- running the events ------------------------------------------------------------------------
 
 
@@ -471,6 +603,23 @@ def _post(runtime: Any, path: str, body: dict[str, Any]) -> tuple[int, dict[str,
         "POST", path, {"content-type": "application/json"}, json.dumps(body).encode()
     )
     return answer.status, json.loads(answer.body or b"{}")
+
+
+def _followed(runtime: Any, event: dict[str, Any]) -> dict[str, Any]:
+    """The event as GET /events/{id} answers it, each value it links (a large event's
+    payloads past the answer's budget) put in its place: what its `href` answers."""
+    for link in event.get("linked_payloads") or []:
+        answer = runtime.handle_http("GET", link["href"], {}, b"")
+        if answer.status != 200:
+            raise RuntimeError(f"GET {link['href']}: {answer.status} {answer.body!r:.200}")
+        *parents, last = [
+            token.replace("~1", "/").replace("~0", "~") for token in link["path"].split("/")[1:]
+        ]
+        container: Any = event
+        for token in parents:
+            container = container[int(token) if isinstance(container, list) else token]
+        container[int(last) if isinstance(container, list) else last] = json.loads(answer.body)
+    return event
 
 
 def _history(stepfunctions: Any, execution_arn: str | None) -> dict[str, Any]:
@@ -490,9 +639,13 @@ def _history(stepfunctions: Any, execution_arn: str | None) -> dict[str, Any]:
 
 
 def summarize(
-    calls: list[Call], invocations: list[Invocation], history: dict[str, Any]
+    calls: list[Call],
+    invocations: list[Invocation],
+    history: dict[str, Any],
+    stored_bytes: int | None = 0,
 ) -> dict[str, Any]:
-    """One event's counts (exact) and timings (measured), split by phase."""
+    """One event's counts (exact) and timings (measured), split by phase; `stored_bytes`,
+    what the event keeps in the payload bucket."""
     requests = Counter(f"{c.service}:{c.operation}" for c in calls)
     phases: dict[str, Any] = {}
     for phase in PHASES:
@@ -509,7 +662,9 @@ def summarize(
     counts = {
         "requests": dict(sorted(requests.items())),
         "errors": sorted(f"{c.operation}: {c.error}" for c in calls if c.error),
+        "by_service": dict(sorted(Counter(c.service for c in calls).items())),
         "dynamodb": _dynamodb(calls),
+        "s3": _s3(calls, stored_bytes),
         "lambda": {
             "invocations": len(invocations),
             "by_function": dict(sorted(by_function.items())),
@@ -565,6 +720,34 @@ def _dynamodb(calls: list[Call]) -> dict[str, Any]:
     }
 
 
+def _s3(calls: list[Call], stored_bytes: int | None) -> dict[str, Any]:
+    """The payload bucket's requests: PutObject and GetObject (the only ones priced apart)."""
+    mine = [c for c in calls if c.service == "s3"]
+    puts = [c for c in mine if c.operation == "PutObject"]
+    gets = [c for c in mine if c.operation == "GetObject"]
+    return {
+        "puts": len(puts),
+        "gets": len(gets),
+        "other": len(mine) - len(puts) - len(gets),
+        "bytes_put": sum(c.answer.get("bytes", 0) for c in puts),
+        "bytes_read": sum(c.answer.get("bytes", 0) for c in gets),
+        "bytes_stored": stored_bytes,
+    }
+
+
+def _stored_bytes(s3: Any, bucket: str, event_id: str | None) -> int | None:
+    """What the event keeps in the payload bucket: its objects' sizes (read after the event,
+    outside the counting window)."""
+    if not event_id:
+        return None
+    total = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"events/{event_id}/"
+    ):
+        total += sum(int(item["Size"]) for item in page.get("Contents", []))
+    return total
+
+
 def _median_timings(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     timings = [s["timings"] for s in summaries]
     functions = sorted({name for t in timings for name in t["lambda_duration_ms"]})
@@ -613,7 +796,9 @@ def measure(events_per_case: int, template: Path = ROOT / "template.yaml") -> di
     server = serve(runtime, HOST, 0)
     runtime.serve_at(f"http://{HOST}:{server.server_address[1]}")  # callbacks come back here
     all_cases = cases()
-    names = sorted({s for case in all_cases for s in case.services})
+    needed = {s for case in all_cases for s in case.services}
+    own, own_definitions = start_bench_services(sorted(needed & set(BENCH_SERVICES)))
+    names = sorted(needed - set(BENCH_SERVICES))
     services, ports = load.start_services(names, time.monotonic() + load.STARTUP_SECONDS)
     try:
         recorder.tables = _moto_tables()
@@ -622,10 +807,15 @@ def measure(events_per_case: int, template: Path = ROOT / "template.yaml") -> di
             boto3.client("dynamodb", region_name=REGION), runtime.table_name
         )
         stepfunctions = boto3.client("stepfunctions", region_name=REGION)
+        s3 = boto3.client("s3", region_name=REGION)
         seen_before = recorder.seen
         for name, port in ports.items():
             definition = _example(f"service-{name}.json")
             definition["address"] = f"http://{HOST}:{port}/"
+            status, body = _post(runtime, "/services", definition)
+            if status != 201:
+                raise RuntimeError(f"registering {name}: {status} {body}")
+        for name, definition in own_definitions.items():
             status, body = _post(runtime, "/services", definition)
             if status != 201:
                 raise RuntimeError(f"registering {name}: {status} {body}")
@@ -636,10 +826,11 @@ def measure(events_per_case: int, template: Path = ROOT / "template.yaml") -> di
         if recorder.seen == seen_before:
             raise RuntimeError("the botocore hooks saw none of the registrations' requests")
         results = {
-            case.key: _measure_case(runtime, recorder, stepfunctions, case, events_per_case)
+            case.key: _measure_case(runtime, recorder, stepfunctions, s3, case, events_per_case)
             for case in all_cases
         }
     finally:
+        stop_bench_services(own)
         services.terminate()
         services.wait(timeout=10)
         server.shutdown()
@@ -656,13 +847,15 @@ def measure(events_per_case: int, template: Path = ROOT / "template.yaml") -> di
             "moto_capacity_probe": probe,
             "hook_errors": recorder.hook_errors[:20],
             "event_data": EVENT_DATA,
+            "s3_bytes_stored": "the sizes of the event's objects in the payload bucket "
+            "(events/{event id}/), listed after the event",
         },
         "cases": results,
     }
 
 
 def _measure_case(
-    runtime: Any, recorder: Recorder, stepfunctions: Any, case: Case, events: int
+    runtime: Any, recorder: Recorder, stepfunctions: Any, s3: Any, case: Case, events: int
 ) -> dict[str, Any]:
     summaries, outcomes = [], []
     # One event first, not counted: the steady state is measured, in which the API's
@@ -680,7 +873,8 @@ def _measure_case(
             (c.answer.get("executionArn") for c in calls if c.operation == "StartExecution"), None
         )
         history = _history(stepfunctions, arn) if quiet else _history(stepfunctions, None)
-        summaries.append(summarize(list(calls), list(invocations), history))
+        stored = _stored_bytes(s3, runtime.payload_bucket, event_id)
+        summaries.append(summarize(list(calls), list(invocations), history, stored))
         outcomes.append(_outcome(runtime, case, status, event_id, quiet))
     counts = [s["counts"] for s in summaries]
     per_event = counts[0]
@@ -690,6 +884,8 @@ def _measure_case(
         "steps": case.steps,
         "sync_runs": case.sync_runs,
         "callback_steps": case.callback_steps,
+        "note": case.note,
+        "own_data": case.data is not None,  # not the example event's
         "events": events,
         "consistent": all(c == per_event for c in counts),
         "per_event": per_event,
@@ -706,7 +902,7 @@ def _outcome(
     if status != 202 or not event_id:
         return {"event_id": None, "status": f"refused {status}", "right": False}
     answer = runtime.handle_http("GET", f"/events/{event_id}", {}, b"")
-    event = json.loads(answer.body or b"{}")
+    event = _followed(runtime, json.loads(answer.body or b"{}"))
     right = (
         quiet
         and event.get("status") == "SUCCEEDED"

@@ -33,6 +33,9 @@ def usage_of(case: dict[str, Any]) -> costs.Usage:
         secrets_calls=sum(
             n for key, n in counts["requests"].items() if key.startswith("secretsmanager:")
         ),
+        s3_puts=counts["s3"]["puts"],
+        s3_gets=counts["s3"]["gets"],
+        s3_bytes_stored=counts["s3"]["bytes_stored"] or 0,
     )
 
 
@@ -60,7 +63,10 @@ def model_costs(cases: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         usage = usage_of(case)
         sync = case["callback_steps"] == 0
         baseline = None
-        if sync and one_step is not None:
+        # The baseline's steps are the 1-step event's: not those of an event whose payloads
+        # go to S3 (each of its steps writes and reads more than a small one's).
+        small = not _s3_requests(case)
+        if sync and small and one_step is not None:
             baseline = costs.one_state_per_step(
                 phase_usage(case, "intake"), phase_usage(one_step, "state loop"), case["steps"]
             )
@@ -98,6 +104,10 @@ def _num(value: Any, digits: int = 2) -> str:
     if isinstance(value, float) and not value.is_integer():
         return f"{value:.{digits}f}"
     return str(int(value)) if isinstance(value, float) else str(value)
+
+
+def _s3_requests(case: dict[str, Any]) -> int:
+    return sum(n for key, n in case["per_event"]["requests"].items() if key.startswith("s3:"))
 
 
 def _advances(case: dict[str, Any]) -> int:
@@ -200,6 +210,14 @@ def targets(document: dict[str, Any]) -> list[dict[str, str]]:
             "≤ 4",
             _num(transitions),
             _status(None if transitions is None else transitions <= 4),
+        )
+    )
+    found.append(
+        _target(
+            "3-step event makes no S3 request",
+            "0 (payloads under 16 KiB stay in the item)",
+            "-" if three is None else f"{_s3_requests(three)} S3 requests",
+            _status(None if three is None else _s3_requests(three) == 0),
         )
     )
     modelled = document["costs"].get("sync-3")
@@ -407,6 +425,7 @@ def markdown(document: dict[str, Any]) -> str:
         lines += ["**Failures:** " + "; ".join(document["failures"]), ""]
     lines += _counts_section(document)
     lines += _groups_section(document)
+    lines += _payloads_section(document)
     lines += _costs_section(document)
     lines += _cold_section(document)
     lines += _local_section(document)
@@ -416,12 +435,14 @@ def markdown(document: dict[str, Any]) -> str:
 def _counts_section(document: dict[str, Any]) -> list[str]:
     counts = document["counts"]
     cases = counts["cases"]
+    own = ", ".join(key for key, case in cases.items() if case.get("own_data"))
+    own = f", except {own}: data of their own" if own else ""
     lines = [
         "## 1. AWS requests per event",
         "",
         "Counted, not estimated: botocore hooks on every client of an in-process local "
         "runtime, one event at a time (the example event, "
-        f"{counts['method']['event_data']}); Lambda invocations where the runtime invokes a "
+        f"{counts['method']['event_data']}{own}); Lambda invocations where the runtime invokes a "
         "handler; state transitions from the execution history. Capacity units: "
         f"{counts['method']['capacity_units']}.",
         "",
@@ -548,6 +569,75 @@ def _groups_section(document: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _bytes(value: int | None) -> str:
+    return "-" if value is None else f"{value / 1e6:.2f} MB ({value:,} bytes)" if value else "0"
+
+
+def _payloads_section(document: dict[str, Any]) -> list[str]:
+    """The event whose payloads go to S3, beside the 3-step event whose payloads do not."""
+    cases = document["counts"]["cases"]
+    large = [key for key, case in cases.items() if _s3_requests(case)]
+    if "large-payload" in cases and "large-payload" not in large:
+        large.append("large-payload")
+    if not large:
+        return []
+    retention = document["prices"].get("s3_retention_days", costs.RETENTION_DAYS)
+    lines = [
+        "### Large payloads: values past 16 KiB in S3",
+        "",
+        "A payload (the event's data, its context, a step's input or output, its outputs) "
+        "whose JSON is over 16 KiB is stored in the payload bucket, content-addressed under "
+        "its event, the event's item keeping references; below that nothing changes."
+        + "".join(f" {key}: {cases[key]['note']}." for key in large if cases[key].get("note"))
+        + f" Bytes stored: the event's objects, kept {retention} days (EventRetentionDays) "
+        "and modelled as GB-months; S3 is priced apart in the last column.",
+        "",
+    ]
+    rows = []
+    for key in [k for k in ("sync-3",) if k in cases] + large:
+        case, modelled = cases[key], document["costs"][key]
+        per = case["per_event"]
+        dynamo, s3 = per["dynamodb"], per["s3"]
+        standard, express = modelled["STANDARD"], modelled["EXPRESS"]
+        rows.append(
+            [
+                f"{key} ({case['workflow']})",
+                case["steps"],
+                ", ".join(f"{service} {n}" for service, n in per["by_service"].items()),
+                f"{dynamo['writes']} ({_num(dynamo['write_units'])} WRU)",
+                f"{s3['puts']} / {s3['gets']}",
+                _bytes(s3["bytes_stored"]),
+                _money(standard["total"]),
+                _money(express["total"]) if express else "-",
+                f"{_money(standard['s3_puts'])} PUT + {_money(standard['s3_gets'])} GET + "
+                f"{_money(standard['s3_storage'])} storage",
+                f"{_num(case['timings']['execution_ms'], 0)} ms",
+            ]
+        )
+    lines += _table(
+        [
+            "workflow",
+            "service calls",
+            "AWS requests by service",
+            "DynamoDB writes",
+            "S3 PUT / GET",
+            "stored in S3",
+            "per 1M, STANDARD",
+            "per 1M, EXPRESS",
+            "of which S3, per 1M",
+            "local latency",
+        ],
+        rows,
+    )
+    lines += [
+        "S3 requests per event: "
+        + ", ".join(f"{key} {_s3_requests(case)}" for key, case in cases.items())
+        + " (the 3-step event's is a target: “3-step event makes no S3 request”).",
+        "",
+    ]
+    return lines
+
+
 def _costs_section(document: dict[str, Any]) -> list[str]:
     prices = document["prices"]
     lines = [
@@ -571,7 +661,9 @@ def _costs_section(document: dict[str, Any]) -> list[str]:
             cost = modelled[design]
             if cost is None:
                 reason = "callback steps need STANDARD" if design == "EXPRESS" else "-"
-                rows.append([key, label, "-", "-", "-", "-", "-", reason])
+                if design == "baseline" and _s3_requests(document["counts"]["cases"][key]):
+                    reason = "its steps are not the 1-step event's (payloads in S3)"
+                rows.append([key, label, "-", "-", "-", "-", "-", "-", reason])
                 continue
             rows.append(
                 [
@@ -582,6 +674,7 @@ def _costs_section(document: dict[str, Any]) -> list[str]:
                     _money(cost["dynamodb_writes"] + cost["dynamodb_reads"]),
                     _money(cost["step_functions"]),
                     _money(cost["secrets_manager"]),
+                    _money(cost["s3_puts"] + cost["s3_gets"] + cost["s3_storage"]),
                     f"**{_money(cost['total'])}**",
                 ]
             )
@@ -594,6 +687,7 @@ def _costs_section(document: dict[str, Any]) -> list[str]:
             "DynamoDB",
             "Step Functions",
             "Secrets",
+            "S3",
             "total",
         ],
         rows,
@@ -605,8 +699,11 @@ def _costs_section(document: dict[str, Any]) -> list[str]:
         f"${prices['dynamodb_per_million_read_units']}/M read units; Step Functions STANDARD "
         f"${prices['sfn_standard_per_thousand_transitions']}/1,000 transitions, EXPRESS "
         f"${prices['sfn_express_per_million_requests']}/M requests + "
-        f"${prices['sfn_express_per_gb_second']}/GB-s (64 MB, 100 ms steps). Not modelled: "
-        "CloudWatch Logs, X-Ray, storage, backups, data transfer, free tiers.",
+        f"${prices['sfn_express_per_gb_second']}/GB-s (64 MB, 100 ms steps); S3 Standard "
+        f"${prices['s3_per_thousand_puts']}/1,000 PUT, ${prices['s3_per_thousand_gets']}/1,000 "
+        f"GET, ${prices['s3_per_gb_month']}/GB-month (an event's payloads kept "
+        f"{prices['s3_retention_days']} days). Not modelled: CloudWatch Logs, X-Ray, DynamoDB "
+        "storage, backups, data transfer, free tiers.",
         "",
     ]
     return lines

@@ -64,7 +64,15 @@ def test_the_quick_suite_writes_a_complete_report(
     figures = [t["figure"] for t in report["targets"]]
     assert len(figures) == len(set(figures)) >= 12
     assert {t["status"] for t in report["targets"]} <= STATUSES
-    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5."):
+    for heading in (
+        "## Targets",
+        "## 1.",
+        "### Large payloads",
+        "## 2.",
+        "## 3.",
+        "## 4.",
+        "## 5.",
+    ):
         assert heading in markdown
     for target in report["targets"]:
         assert target["figure"] in markdown
@@ -75,7 +83,15 @@ def test_the_quick_suite_writes_a_complete_report(
 
 def test_the_counts_per_event_are_exact(report: dict[str, Any]) -> None:
     cases = report["counts"]["cases"]
-    assert set(cases) == {"sync-1", "sync-3", "sync-10", "callback", "parallel-3", "map-100"}
+    assert set(cases) == {
+        "sync-1",
+        "sync-3",
+        "sync-10",
+        "callback",
+        "parallel-3",
+        "map-100",
+        "large-payload",
+    }
     for key, case in cases.items():
         per_event = case["per_event"]
         # Every event ended right, with the same counts as every other of its workflow
@@ -96,9 +112,9 @@ def test_the_counts_per_event_are_exact(report: dict[str, Any]) -> None:
         assert dynamo["read_units"] >= dynamo["reads"] / 2, key
         assert per_event["phases"]["intake"]["requests"]["stepfunctions:StartExecution"] == 1
 
-    for key in ("sync-1", "sync-3", "sync-10", "parallel-3", "map-100"):
-        # A sync event, groups included: one API invocation (the intake) and one
-        # step-function invocation
+    for key in ("sync-1", "sync-3", "sync-10", "parallel-3", "map-100", "large-payload"):
+        # A sync event, groups and large payloads included: one API invocation (the intake)
+        # and one step-function invocation
         per_event = cases[key]["per_event"]
         assert per_event["lambda"]["by_label"] == {
             "ApiFunction POST /e/{workflow_id}": 1,
@@ -125,6 +141,23 @@ def test_the_counts_per_event_are_exact(report: dict[str, Any]) -> None:
     assert callback["http_api_requests"] == 2
     assert "AwaitCallback" in callback["stepfunctions"]["states"]
     assert callback["phases"]["callback"]["requests"]["stepfunctions:SendTaskSuccess"] == 1
+    # Below the threshold, no S3 request at all
+    for key in ("sync-1", "sync-3", "sync-10", "callback", "parallel-3", "map-100"):
+        assert cases[key]["per_event"]["s3"] == {
+            "puts": 0,
+            "gets": 0,
+            "other": 0,
+            "bytes_put": 0,
+            "bytes_read": 0,
+            "bytes_stored": 0,
+        }, key
+        assert not any(r.startswith("s3:") for r in cases[key]["per_event"]["requests"]), key
+    # The large event stores each of its 21 values past 16 KiB (the data's 100 KB note and
+    # the 20 answers of 200 KB, each once however many places hold it), and keeps them
+    s3 = cases["large-payload"]["per_event"]["s3"]
+    assert s3["puts"] >= 21
+    assert s3["bytes_stored"] >= 100_002 + 20 * 200_002
+    assert cases["large-payload"]["per_event"]["by_service"]["s3"] == s3["puts"] + s3["gets"]
     # And the capacity units' source is stated, with moto's own answer checked
     method = report["counts"]["method"]
     assert method["moto_capacity_probe"]["computed_units"] == 5
@@ -141,6 +174,18 @@ def test_the_cost_model_follows_the_counts(report: dict[str, Any]) -> None:
     assert report["costs"]["sync-3"]["EXPRESS"]["total"] > 0
     # EXPRESS cannot wait for a callback
     assert report["costs"]["callback"]["EXPRESS"] is None
+    # S3: nothing below the threshold; the large event's requests and storage priced
+    assert report["costs"]["sync-3"]["STANDARD"]["s3_puts"] == 0
+    assert report["costs"]["sync-3"]["STANDARD"]["s3_storage"] == 0
+    s3 = report["counts"]["cases"]["large-payload"]["per_event"]["s3"]
+    large = report["costs"]["large-payload"]
+    for machine in ("STANDARD", "EXPRESS"):
+        assert large[machine]["s3_puts"] == pytest.approx(s3["puts"] * 5.0)
+        assert large[machine]["s3_gets"] == pytest.approx(s3["gets"] * 0.4)
+        assert large[machine]["s3_storage"] > 0
+    assert large["baseline"] is None  # its steps are not the 1-step event's
+    target = next(t for t in report["targets"] if t["figure"] == "3-step event makes no S3 request")
+    assert target["status"] == "met"
 
 
 def test_cold_init_and_the_local_figures_were_measured(report: dict[str, Any]) -> None:

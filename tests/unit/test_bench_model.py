@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,56 @@ def test_the_cost_of_a_million_events_follows_the_prices() -> None:
     assert express["total"] < standard["total"]
 
 
+def test_s3_requests_are_priced_per_thousand_puts_and_gets() -> None:
+    # Given an event that writes 21 payloads to S3 and reads 1 back
+    usage = _usage(s3_puts=21, s3_gets=1)
+
+    # When a million are modelled
+    standard = costs.cost_per_million(usage, "STANDARD")
+
+    # Then 21M PUT at $0.005/1,000 and 1M GET at $0.0004/1,000, in the total on either machine
+    assert standard["s3_puts"] == pytest.approx(105.0)
+    assert standard["s3_gets"] == pytest.approx(0.4)
+    assert standard["s3_storage"] == 0
+    small = costs.cost_per_million(_usage(), "STANDARD")
+    assert standard["total"] == pytest.approx(small["total"] + 105.4)
+    express = costs.cost_per_million(usage, "EXPRESS")
+    assert (express["s3_puts"], express["s3_gets"]) == (105.0, 0.4)
+
+
+def test_s3_storage_is_each_events_bytes_for_its_retention_in_gb_months() -> None:
+    # Given an event that keeps one binary GB in S3
+    usage = _usage(s3_bytes_stored=2**30)
+
+    # When a million are modelled
+    cost = costs.cost_per_million(usage, "STANDARD")
+
+    # Then each GB stays 30 days: 720 of a month's 730 hours at $0.023 per GB-month
+    assert cost["s3_storage"] == pytest.approx(1e6 * 0.023 * 720 / 730)
+    assert cost["s3_puts"] == cost["s3_gets"] == 0
+    assert costs.s3_gb_months(2**30, retention_days=365 / 12) == pytest.approx(1.0)
+    assert costs.s3_gb_months(4_100_042) == pytest.approx(4_100_042 / 2**30 * 720 / 730)
+
+
+def test_an_event_below_the_threshold_costs_nothing_in_s3() -> None:
+    cost = costs.cost_per_million(_usage(), "EXPRESS")
+    assert cost["s3_puts"] == cost["s3_gets"] == cost["s3_storage"] == 0
+
+
+def test_the_s3_prices_and_retention_are_the_published_and_the_templates() -> None:
+    # S3 Standard, us-east-1, with its source
+    assert costs.PRICES.s3_per_thousand_puts == 0.005
+    assert costs.PRICES.s3_per_thousand_gets == 0.0004
+    assert costs.PRICES.s3_per_gb_month == 0.023
+    assert costs.SOURCES["s3"].startswith("https://aws.amazon.com/s3/pricing/")
+    assert costs.prices_table()["s3_retention_days"] == costs.RETENTION_DAYS
+    # The payloads stay as long as their event: the template's EventRetentionDays default
+    template = (Path(__file__).resolve().parents[2] / "template.yaml").read_text()
+    default = re.search(r"EventRetentionDays:\n(?:\s+\w+: .*\n)*?\s+Default: (\d+)", template)
+    assert default is not None
+    assert int(default.group(1)) == costs.RETENTION_DAYS
+
+
 def test_the_baseline_runs_one_state_and_one_invocation_per_step() -> None:
     intake = _usage(lambda_invocations=1, transitions=0, read_units=2, write_units=3)
     loop = _usage(http_requests=0, lambda_invocations=1, read_units=1, write_units=2)
@@ -144,6 +195,7 @@ def _case(steps: int, reads: int, writes: int, advances: int = 1) -> dict[str, A
         "sync_runs": 1,
         "callback_steps": 0,
         "per_event": {
+            "requests": {"dynamodb:PutItem": writes},
             "dynamodb": {"reads": reads, "writes": writes, "write_units": 2 * writes},
             "lambda": {"by_label": {"StepFunction advance": advances}},
             "stepfunctions": {"transitions": 3},
@@ -217,6 +269,12 @@ def test_figures_within_their_targets_are_met() -> None:
         (
             lambda d: d["counts"]["cases"]["map-100"]["per_event"]["dynamodb"].update(writes=104),
             "DynamoDB writes of a 100-element map (10 at a time), beyond the 1-step event's",
+        ),
+        (
+            lambda d: d["counts"]["cases"]["sync-3"]["per_event"]["requests"].update(
+                {"s3:PutObject": 1}
+            ),
+            "3-step event makes no S3 request",
         ),
         (
             lambda d: d["costs"]["sync-3"]["STANDARD"].update(total=80.01),
