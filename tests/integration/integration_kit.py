@@ -7,14 +7,16 @@ import copy
 import importlib.util
 import json
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pytest
 from botocore.exceptions import ClientError
 from loopback import LoopbackServer
 
@@ -27,6 +29,54 @@ EVENTS = ROOT / "tests" / "events"
 TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+
+
+if TYPE_CHECKING:
+    from machinery_core.local.runtime import LocalRuntime
+
+
+def one_step_runtime(
+    template: Path, server: LoopbackServer, name: str, inputs: str, outputs: str
+) -> LocalRuntime:
+    """The local runtime in-process (time scaled 1000 times shorter), with a service `name`
+    at `server` (string field `inputs` in, `outputs` out) and a workflow `{name}-once`
+    calling it."""
+    from machinery_core.local.runtime import LocalRuntime
+
+    local = LocalRuntime(template, time_scale=0.001).start()
+    service = {
+        "name": name,
+        "address": server.address,
+        "spec": {
+            "inputs": {inputs: {"type": "string"}},
+            "outputs": {outputs: {"type": "string"}},
+        },
+    }
+    workflow = {
+        "name": f"{name}-once",
+        "spec": {
+            "services": [name],
+            "inputs": {inputs: {"type": "string"}},
+            "outputs": {outputs: {"type": "string"}},
+        },
+    }
+    for route, body in (("/services", service), ("/workflows", workflow)):
+        answer = local.handle_http("POST", route, {}, json.dumps(body).encode())
+        assert answer.status == 201, answer.body
+    return local
+
+
+def ended_event(runtime: LocalRuntime, event_id: str, timeout: float = 20) -> dict[str, Any]:
+    """The event once it has ended, read through the runtime's API (polled to `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        event: dict[str, Any] = json.loads(
+            runtime.handle_http("GET", f"/events/{event_id}", {}, b"").body
+        )
+        if event["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            return event
+        time.sleep(0.01)
+    pytest.fail(f"event {event_id} did not end")
 
 
 def load_handler_module(name: str, relative: str) -> ModuleType:

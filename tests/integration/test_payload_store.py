@@ -4,7 +4,6 @@ event item, what a small event still writes, and the bucket failing for a moment
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from builders import UPPER, make_event, make_plan
+from integration_kit import ended_event, one_step_runtime
 from loopback import LoopbackServer, json_reply
 
 from machinery_core.adapters.payloads import PayloadBucket, object_key
@@ -174,23 +174,7 @@ def runtime() -> Iterator[LocalRuntime]:
     """The local runtime in-process; one service answering 40 KB."""
     server = LoopbackServer(lambda call, _: json_reply(200, {"report": BIG + call.json()["n"]}))
     server.start()
-    local = LocalRuntime(ROOT / "template.yaml", time_scale=0.001).start()
-    service = {
-        "name": "report",
-        "address": server.address,
-        "spec": {"inputs": {"n": {"type": "string"}}, "outputs": {"report": {"type": "string"}}},
-    }
-    workflow = {
-        "name": "large-report",
-        "spec": {
-            "services": ["report"],
-            "inputs": {"n": {"type": "string"}},
-            "outputs": {"report": {"type": "string"}},
-        },
-    }
-    for route, body in (("/services", service), ("/workflows", workflow)):
-        answer = local.handle_http("POST", route, {}, json.dumps(body).encode())
-        assert answer.status == 201, answer.body
+    local = one_step_runtime(ROOT / "template.yaml", server, "report", "n", "report")
     yield local
     local.stop()
     server.stop()
@@ -219,18 +203,6 @@ def outage(runtime: LocalRuntime) -> Iterator[Outage]:
     bucket.client.meta.events.unregister("provide-client-params.s3.PutObject", outage)
 
 
-def _wait_for_end(runtime: LocalRuntime, event_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        event: dict[str, Any] = json.loads(
-            runtime.handle_http("GET", f"/events/{event_id}", {}, b"").body
-        )
-        if event["status"] in ("SUCCEEDED", "FAILED"):
-            return event
-        time.sleep(0.01)
-    pytest.fail(f"event {event_id} did not end")
-
-
 def test_a_step_whose_output_cannot_be_stored_for_a_moment_is_retried_not_lost(
     runtime: LocalRuntime, outage: Outage
 ) -> None:
@@ -250,9 +222,9 @@ def test_a_step_whose_output_cannot_be_stored_for_a_moment_is_retried_not_lost(
     deployed.handler = recording
     try:
         # When an event runs the 40 KB step
-        answer = runtime.handle_http("POST", "/e/large-report", {}, b'{"data": {"n": "1"}}')
+        answer = runtime.handle_http("POST", "/e/report-once", {}, b'{"data": {"n": "1"}}')
         assert answer.status == 202, answer.body
-        event = _wait_for_end(runtime, json.loads(answer.body)["event_id"])
+        event = ended_event(runtime, json.loads(answer.body)["event_id"])
     finally:
         deployed.handler = original
 
@@ -271,16 +243,16 @@ def test_an_event_whose_data_cannot_be_stored_is_refused_with_a_503_then_accepte
     body = json.dumps({"data": {"n": BIG}}).encode()
 
     # When an event with 40 KB of data is sent
-    refused = runtime.handle_http("POST", "/e/large-report", {}, body)
+    refused = runtime.handle_http("POST", "/e/report-once", {}, body)
 
     # Then it is refused for a moment, nothing acknowledged, and says when to try again
     assert refused.status == 503, refused.body
     assert refused.headers["Retry-After"] == "1"
     assert "payload store" in json.loads(refused.body)["message"]
     # and sent again, it is accepted and runs
-    accepted = runtime.handle_http("POST", "/e/large-report", {}, body)
+    accepted = runtime.handle_http("POST", "/e/report-once", {}, body)
     assert accepted.status == 202, accepted.body
-    event = _wait_for_end(runtime, json.loads(accepted.body)["event_id"])
+    event = ended_event(runtime, json.loads(accepted.body)["event_id"])
     assert event["status"] == "SUCCEEDED", event
     assert event["data"] == {"n": BIG}
     assert object_key(event["event_id"], "x").startswith(f"events/{event['event_id']}/")

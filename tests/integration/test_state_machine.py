@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from integration_kit import DynamoCalls
+from integration_kit import DynamoCalls, ended_event, one_step_runtime
 from loopback import LoopbackServer, json_reply
 
 from machinery_core.domain.errors import StaleVersion
@@ -25,24 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def runtime() -> Iterator[LocalRuntime]:
     """The local runtime in-process, with a one-step workflow against a loopback echo service."""
     server = LoopbackServer(lambda call, _: json_reply(200, {"echo": call.json()["text"]})).start()
-    local = LocalRuntime(ROOT / "template.yaml", time_scale=0.001).start()
-    address = server.address
-    service = {
-        "name": "echo",
-        "address": address,
-        "spec": {"inputs": {"text": {"type": "string"}}, "outputs": {"echo": {"type": "string"}}},
-    }
-    workflow = {
-        "name": "echo-once",
-        "spec": {
-            "services": ["echo"],
-            "inputs": {"text": {"type": "string"}},
-            "outputs": {"echo": {"type": "string"}},
-        },
-    }
-    for route, body in (("/services", service), ("/workflows", workflow)):
-        answer = local.handle_http("POST", route, {}, json.dumps(body).encode())
-        assert answer.status == 201, answer.body
+    local = one_step_runtime(ROOT / "template.yaml", server, "echo", "text", "echo")
     yield local
     local.stop()
     server.stop()
@@ -53,18 +35,6 @@ def _send(runtime: LocalRuntime) -> str:
     assert answer.status == 202, answer.body
     event_id: str = json.loads(answer.body)["event_id"]
     return event_id
-
-
-def _wait_for_end(runtime: LocalRuntime, event_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        event: dict[str, Any] = json.loads(
-            runtime.handle_http("GET", f"/events/{event_id}", {}, b"").body
-        )
-        if event["status"] in ("SUCCEEDED", "FAILED"):
-            return event
-        time.sleep(0.01)
-    pytest.fail(f"event {event_id} did not end")
 
 
 @pytest.fixture
@@ -78,7 +48,7 @@ def step_handler(runtime: LocalRuntime) -> Iterator[dict[str, Any]]:
 
 
 def test_an_event_runs_through_the_template_state_machine(runtime: LocalRuntime) -> None:
-    event = _wait_for_end(runtime, _send(runtime))
+    event = ended_event(runtime, _send(runtime))
     assert event["status"] == "SUCCEEDED"
     assert event["outputs"] == {"echo": "hi"}
 
@@ -104,7 +74,7 @@ def test_the_execution_carries_the_plan_to_the_run_task(
     # When an event runs
     with DynamoCalls(dynamodb) as recorded:
         event_id = _send(runtime)
-        event = _wait_for_end(runtime, event_id)
+        event = ended_event(runtime, event_id)
 
     # Then Run was invoked with the plan the event was stored with
     assert event["status"] == "SUCCEEDED"
@@ -131,7 +101,7 @@ def test_a_plan_too_large_for_the_input_is_read_from_the_table(
 
     # When an event runs, then Run was invoked with a null plan and the event succeeds anyway
     event_id = _send(runtime)
-    event = _wait_for_end(runtime, event_id)
+    event = ended_event(runtime, event_id)
     assert event["status"] == "SUCCEEDED"
     assert event["outputs"] == {"echo": "hi"}
     [run] = [p for p in payloads if p["action"] == "advance" and p["event_id"] == event_id]
@@ -154,7 +124,7 @@ def test_a_step_function_that_keeps_crashing_is_caught_and_the_event_fails(
     runtime.functions["StepFunction"].handler = crashing
 
     # When an event is sent
-    event = _wait_for_end(runtime, _send(runtime))
+    event = ended_event(runtime, _send(runtime))
 
     # Then Run was retried (1 + 2 attempts of the States.ALL retrier), Catch sent it to Abort,
     # and the event ended FAILED with the error the state machine saw (the runtime's own
@@ -181,7 +151,7 @@ def test_a_lost_race_is_retried_and_the_event_still_succeeds(
     runtime.functions["StepFunction"].handler = racing
 
     # When an event is sent, then the StaleVersion retrier runs it again and it succeeds
-    event = _wait_for_end(runtime, _send(runtime))
+    event = ended_event(runtime, _send(runtime))
     assert event["status"] == "SUCCEEDED"
     assert len(attempts) == 2
 
@@ -189,7 +159,7 @@ def test_a_lost_race_is_retried_and_the_event_still_succeeds(
 def test_pruning_keeps_only_running_executions(runtime: LocalRuntime) -> None:
     # Given a few finished events
     for _ in range(3):
-        _wait_for_end(runtime, _send(runtime))
+        ended_event(runtime, _send(runtime))
     from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
     machine = stepfunctions_parser_backends["123456789012"]["us-east-1"].state_machines[0]
@@ -215,7 +185,7 @@ def test_the_runtime_records_which_function_made_each_aws_call(runtime: LocalRun
     assert runtime.aws_calls is not None
 
     # When an event runs to its end
-    event = _wait_for_end(runtime, _send(runtime))
+    event = ended_event(runtime, _send(runtime))
     assert event["status"] == "SUCCEEDED", event
 
     # Then the recording names what was deployed, then each call with the function (or the
