@@ -17,6 +17,8 @@ SAM_ENV := $(SAM_FLAGS) AWS_DEFAULT_REGION=us-east-1 \
 	AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
 	PYENV_VERSION=$(shell $(PYTHON) -c 'import platform; print(platform.python_version())'):3.13.0
 PORT ?= 3000
+# `make run STATE_MACHINE_TYPE=EXPRESS` runs the local stack on an EXPRESS state machine
+STATE_MACHINE_TYPE ?= STANDARD
 PIP_QUIET := --quiet --disable-pip-version-check
 
 .PHONY: install sam-install browser run test test-fast lint cfn-lint build validate deploy clean \
@@ -49,7 +51,7 @@ browser:
 	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 run: install
-	$(BIN)/machinery local --examples --port $(PORT)
+	$(BIN)/machinery local --examples --port $(PORT) --state-machine-type $(STATE_MACHINE_TYPE)
 
 lint: install
 	$(BIN)/ruff check .

@@ -8,7 +8,8 @@ latest.json (every number, the machine, the date, the git commit and the configu
 suite runs so that the suite never rots.
 
 Sections, in order (each in its own module here):
-1. counting.py: AWS requests per event in an in-process local runtime (botocore hooks);
+1. counting.py: AWS requests per event in an in-process local runtime (botocore hooks),
+   on a STANDARD state machine, and the callback and 3-step events on an EXPRESS one;
 2. costs.py: what 1M events would cost on AWS, from those counts (prices in one place);
 3. coldstart.py: cold init of each Lambda handler next to a bare boto3 handler;
 4. latency.py: the 3-step example end to end over HTTP, next to direct calls;

@@ -6,6 +6,12 @@ what the event's own counts do not drive: CloudWatch Logs and X-Ray (the templat
 tracing on), data transfer, DynamoDB storage, point-in-time recovery, KMS. S3 storage is
 modelled: the payloads an event keeps in the payload bucket (only a large event has any) stay
 there its whole retention, so each event adds its bytes for that long.
+
+An event's run is a sequence of executions (segments): EXPRESS bills each one as a request
+and its own duration (rounded up on its own); STANDARD bills the state transitions of them
+all. A wait outside an execution is an EventBridge Scheduler timer: each one that fires is a
+scheduled invocation (it starts the next execution); creating and deleting schedules is not
+billed.
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ class Prices:
     s3_per_thousand_puts: float = 0.005
     s3_per_thousand_gets: float = 0.0004
     s3_per_gb_month: float = 0.023
+    # EventBridge Scheduler (written down 2026-12-04): each schedule that fires (past the 14
+    # million a month free, left out like every free tier); its API (CreateSchedule,
+    # DeleteSchedule) is not billed
+    scheduler_per_million_invocations: float = 1.00
+    scheduler_per_million_api_requests: float = 0.0
 
 
 PRICES = Prices()
@@ -47,6 +58,9 @@ SOURCES = {
     "secrets_manager": "https://aws.amazon.com/secrets-manager/pricing/ (API calls)",
     "s3": "https://aws.amazon.com/s3/pricing/ (S3 Standard: PUT and GET requests; storage "
     "per GB-month, the first 50 TB)",
+    "scheduler": "https://aws.amazon.com/eventbridge/pricing/ (Scheduler: per scheduled "
+    "invocation, $1.00 per million after 14 million free a month; schedules' creation and "
+    "deletion are not billed)",
 }
 EXPRESS_MEMORY_MB = 64  # the smallest chunk: an execution carrying {"event_id", "plan"}
 EXPRESS_BILLING_MS = 100
@@ -67,18 +81,38 @@ class Usage:
     lambda_gb_seconds: float  # each invocation's duration rounded up to 1 ms, times its memory
     read_units: float
     write_units: float
-    transitions: float  # STANDARD
+    transitions: float  # STANDARD: of every execution of the event
     executions: float
-    execution_ms: float  # EXPRESS bills its duration
+    execution_ms: float  # EXPRESS bills its duration: one execution's, unless execution_ms_each
     secrets_calls: float = 0.0
     s3_puts: float = 0.0
     s3_gets: float = 0.0
     s3_bytes_stored: float = 0.0  # kept for RETENTION_DAYS
+    # each execution's duration, when the event's run is several (EXPRESS bills each apart)
+    execution_ms_each: tuple[float, ...] = ()
+    scheduler_invocations: float = 0.0  # timers fired: each starts an execution
+    scheduler_requests: float = 0.0  # CreateSchedule, DeleteSchedule
 
 
 def s3_gb_months(bytes_stored: float, retention_days: float = RETENTION_DAYS) -> float:
     """The GB-months of `bytes_stored` kept `retention_days`."""
     return bytes_stored / GB * retention_days * 24 / HOURS_PER_MONTH
+
+
+def express_billed_ms(usage: Usage) -> float:
+    """The milliseconds EXPRESS bills for one event: each execution's duration rounded up to
+    EXPRESS_BILLING_MS on its own (`execution_ms_each`), or, when measured as one,
+    `executions` times `execution_ms` rounded up."""
+    if usage.execution_ms_each:
+        return float(
+            sum(
+                math.ceil(ms / EXPRESS_BILLING_MS) * EXPRESS_BILLING_MS
+                for ms in usage.execution_ms_each
+            )
+        )
+    return float(
+        usage.executions * math.ceil(usage.execution_ms / EXPRESS_BILLING_MS) * EXPRESS_BILLING_MS
+    )
 
 
 def cost_per_million(usage: Usage, machine: str, prices: Prices = PRICES) -> dict[str, float]:
@@ -96,14 +130,15 @@ def cost_per_million(usage: Usage, machine: str, prices: Prices = PRICES) -> dic
         "s3_puts": usage.s3_puts * prices.s3_per_thousand_puts * EVENTS / 1000,
         "s3_gets": usage.s3_gets * prices.s3_per_thousand_gets * EVENTS / 1000,
         "s3_storage": s3_gb_months(usage.s3_bytes_stored) * prices.s3_per_gb_month * EVENTS,
+        "scheduler": usage.scheduler_invocations * prices.scheduler_per_million_invocations
+        + usage.scheduler_requests * prices.scheduler_per_million_api_requests,
     }
     if machine == "STANDARD":
         costs["step_functions"] = (
             usage.transitions * prices.sfn_standard_per_thousand_transitions * EVENTS / 1000
         )
     elif machine == "EXPRESS":
-        billed_seconds = math.ceil(usage.execution_ms / EXPRESS_BILLING_MS) * EXPRESS_BILLING_MS
-        gb_seconds = usage.executions * billed_seconds / 1000 * EXPRESS_MEMORY_MB / 1024
+        gb_seconds = express_billed_ms(usage) / 1000 * EXPRESS_MEMORY_MB / 1024
         costs["step_functions"] = (
             usage.executions * prices.sfn_express_per_million_requests
             + gb_seconds * prices.sfn_express_per_gb_second * EVENTS

@@ -20,11 +20,22 @@ and step handlers make:
 - Lambda invocations: counted where the runtime invokes a handler (API Gateway -> the API
   function; the state machine's Task -> the step function), with each one's wall time; the
   step function's are cross-checked against the execution history's TaskScheduled events.
-- Step Functions state transitions: the `...StateEntered` events of moto's execution
-  history (GetExecutionHistory), which its interpreter records as it runs.
+- Step Functions: an event's run is a sequence of executions (segments: docs/architecture.md,
+  "The state machine"), found after the event by listing the state machine's executions and
+  matching their input's event_id; its state transitions are the `...StateEntered` events
+  of every one's history (GetExecutionHistory), which moto's interpreter records as it
+  runs (on EXPRESS too, whose history AWS keeps only in its logs).
+- EventBridge Scheduler: the functions' CreateSchedule and DeleteSchedule are counted like
+  any request. The local runtime stands in for the Scheduler service itself
+  (`LocalRuntime.fire_due_timers`: ListSchedules, GetSchedule, the DeleteSchedule of
+  ActionAfterCompletion); what it does there is the service's own work, not a request the
+  event makes, and is not counted, except the StartExecution a timer makes as the
+  scheduler's role: a scheduled invocation (billed), and one more execution.
 
-One event runs at a time on a quiet runtime: every request between the send and the end of
-the event (its execution ended and no invocation still running) is the event's.
+Every case runs on a STANDARD state machine, and EXPRESS_CASES again on an EXPRESS one (a
+second runtime, in the same process). One event runs at a time on a quiet runtime: every
+request between the send and the end of the event (the event ended, each of its executions
+ended and no invocation still running) is the event's.
 """
 
 from __future__ import annotations
@@ -54,6 +65,11 @@ WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWrit
 EVENT_SECONDS = 60.0
 SETTLE_SECONDS = 0.05
 PHASES = ("intake", "state loop", "callback", "api", "outside")
+SCHEDULER = "scheduler"  # the local runtime firing timers, as EventBridge Scheduler would
+# The cases run on EXPRESS too: the callback workflow (two segments, a timer) and the 3-step
+# sync event. Every other case's EXPRESS cost is modelled from its STANDARD counts.
+EXPRESS_CASES = ("sync-3", "callback")
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 _local = threading.local()
 
@@ -365,6 +381,9 @@ class Recorder:
         with self._lock:
             if self._calls is None:
                 return
+        phase = getattr(_local, "phase", "outside")
+        if phase == SCHEDULER and model.name != "StartExecution":
+            return  # the Scheduler service's own work (listing, reading, deleting a fired one)
         pending, sent = None, None
         try:
             service = model.service_model.service_name
@@ -374,7 +393,7 @@ class Recorder:
                 sent = _body_size(params.get("Body"))
         except Exception as error:  # a rule this module lacks: say so, count the call anyway
             self.hook_errors.append(f"{model.name}: {error!r}")
-        context["bench"] = (params, pending, getattr(_local, "phase", "outside"), sent)
+        context["bench"] = (params, pending, phase, sent)
 
     def _after(
         self,
@@ -444,14 +463,15 @@ def _body_size(body: Any) -> int:
 
 
 def _counting_runtime_class() -> type[Any]:
-    """LocalRuntime with its invocations and execution ends reported (imported late: moto)."""
+    """LocalRuntime with its invocations, timers and execution ends reported (imported late:
+    moto)."""
     from machinery_core.local.runtime import LocalRuntime
 
     class CountingRuntime(LocalRuntime):  # type: ignore[misc]
         def __init__(self, template: Path, recorder: Recorder, **options: Any) -> None:
             super().__init__(template, **options)
             self.recorder = recorder
-            self.ended: set[str] = set()
+            self.ended: dict[str, set[str]] = {}  # each event's executions heard ending
             self._active = 0
             self._changed = threading.Condition()
 
@@ -480,22 +500,67 @@ def _counting_runtime_class() -> type[Any]:
                     self._active -= 1
                     self._changed.notify_all()
 
-        def execution_ended(self, execution_input: dict[str, Any], status: str) -> None:
+        def fire_due_timers(self) -> list[str]:
+            """As EventBridge Scheduler: its own requests are not counted, its StartExecution
+            is (a scheduled invocation)."""
+            outer = getattr(_local, "phase", None)
+            _local.phase = SCHEDULER
             try:
-                super().execution_ended(execution_input, status)
+                return super().fire_due_timers()
+            finally:
+                _local.phase = outer
+
+        def execution_ended(
+            self, execution_input: dict[str, Any], status: str, execution: str | None = None
+        ) -> None:
+            try:
+                super().execution_ended(execution_input, status, execution)
             finally:
                 with self._changed:
-                    self.ended.add(str(execution_input.get("event_id")))
+                    event = str(execution_input.get("event_id"))
+                    self.ended.setdefault(event, set()).add(str(execution))
                     self._changed.notify_all()
 
+        def prune_executions(self) -> None:
+            """Kept: every execution's history is read after its event (a few hundred)."""
+
         def wait_quiet(self, event_id: str, timeout: float) -> bool:
-            """Until the event's execution has ended and no invocation is running."""
-            with self._changed:
-                return bool(
-                    self._changed.wait_for(
-                        lambda: event_id in self.ended and self._active == 0, timeout
-                    )
-                )
+            """Until the event has ended, each of its executions has ended (and been heard
+            ending) and no invocation is running: read from moto's backends, no request."""
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                with self._changed:
+                    active, heard = self._active, set(self.ended.get(event_id, ()))
+                if active == 0 and heard and self._settled(event_id, heard):
+                    with self._changed:
+                        if self._active == 0:
+                            return True
+                with self._changed:
+                    self._changed.wait(0.01)
+            return False
+
+        def _settled(self, event_id: str, heard: set[str]) -> bool:
+            from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+            from machinery_core.local.runtime import ACCOUNT, REGION
+
+            item = _moto_snapshot(
+                self.table_name, {"PK": {"S": f"EVENT#{event_id}"}, "SK": {"S": "EVENT"}}
+            )
+            if item is None or item.get("status", {}).get("S") not in TERMINAL:
+                return False
+            backend = stepfunctions_parser_backends[ACCOUNT][REGION]
+            for machine in list(backend.state_machines):
+                for execution in list(machine.executions):
+                    # moto's parser executions: input_data (parsed), exec_status, execution_arn
+                    if (getattr(execution, "input_data", None) or {}).get("event_id") != event_id:
+                        continue
+                    status = getattr(execution, "exec_status", None)
+                    if str(getattr(status, "value", status)) == "RUNNING":
+                        return False
+                    if execution.execution_arn not in heard:
+                        return False
+            return True
 
     return CountingRuntime
 
@@ -622,19 +687,61 @@ def _followed(runtime: Any, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _history(stepfunctions: Any, execution_arn: str | None) -> dict[str, Any]:
-    if not execution_arn:
-        return {"transitions": None, "lambda_tasks": None, "execution_ms": None, "states": []}
-    events = stepfunctions.get_execution_history(executionArn=execution_arn, maxResults=1000)[
-        "events"
-    ]
-    entered = [e for e in events if e["type"].endswith("StateEntered")]
-    times = [e["timestamp"] for e in events if e["type"].startswith("Execution")]
+def _executions_of(
+    stepfunctions: Any, machine_arn: str, event_id: str | None, inputs: dict[str, Any]
+) -> list[str]:
+    """The ARNs of the event's executions, first started first: the state machine's
+    executions whose input names the event (`inputs` caches each one's event_id)."""
+    if not event_id:
+        return []
+    found = []
+    for page in stepfunctions.get_paginator("list_executions").paginate(
+        stateMachineArn=machine_arn
+    ):
+        for execution in page["executions"]:
+            arn = execution["executionArn"]
+            if arn not in inputs:
+                described = stepfunctions.describe_execution(executionArn=arn)
+                inputs[arn] = json.loads(described.get("input") or "{}").get("event_id")
+            if inputs[arn] == event_id:
+                found.append((execution["startDate"], arn))
+    return [arn for _, arn in sorted(found)]
+
+
+def _history(stepfunctions: Any, execution_arns: list[str]) -> dict[str, Any]:
+    """The event's executions, from their histories: how many, their state transitions and
+    Lambda tasks (summed), each one's duration and states."""
+    if not execution_arns:
+        return {
+            "executions": None,
+            "transitions": None,
+            "lambda_tasks": None,
+            "execution_ms": None,
+            "execution_ms_each": [],
+            "states": [],
+            "states_each": [],
+        }
+    each = []
+    for arn in execution_arns:
+        events = stepfunctions.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        entered = [e for e in events if e["type"].endswith("StateEntered")]
+        times = [e["timestamp"] for e in events if e["type"].startswith("Execution")]
+        each.append(
+            {
+                "transitions": len(entered),
+                "lambda_tasks": sum(e["type"] == "TaskScheduled" for e in events),
+                "ms": (max(times) - min(times)).total_seconds() * 1000 if times else 0.0,
+                "states": [e["stateEnteredEventDetails"]["name"] for e in entered],
+            }
+        )
     return {
-        "transitions": len(entered),
-        "lambda_tasks": sum(e["type"] == "TaskScheduled" for e in events),
-        "execution_ms": (max(times) - min(times)).total_seconds() * 1000 if times else None,
-        "states": [e["stateEnteredEventDetails"]["name"] for e in entered],
+        "executions": len(each),
+        "transitions": sum(e["transitions"] for e in each),
+        "lambda_tasks": sum(e["lambda_tasks"] for e in each),
+        "execution_ms": sum(e["ms"] for e in each),
+        "execution_ms_each": [e["ms"] for e in each],
+        "states": [state for e in each for state in e["states"]],
+        "states_each": [e["states"] for e in each],
     }
 
 
@@ -645,7 +752,10 @@ def summarize(
     stored_bytes: int | None = 0,
 ) -> dict[str, Any]:
     """One event's counts (exact) and timings (measured), split by phase; `stored_bytes`,
-    what the event keeps in the payload bucket."""
+    what the event keeps in the payload bucket. The executions a timer started (the
+    Scheduler's StartExecution) are scheduled invocations, not the functions' requests."""
+    fired = [c for c in calls if c.phase == SCHEDULER]
+    calls = [c for c in calls if c.phase != SCHEDULER]
     requests = Counter(f"{c.service}:{c.operation}" for c in calls)
     phases: dict[str, Any] = {}
     for phase in PHASES:
@@ -671,10 +781,19 @@ def summarize(
             "by_label": dict(sorted(by_label.items())),
         },
         "stepfunctions": {
-            "executions_started": requests["stepfunctions:StartExecution"],
+            "executions": history["executions"],
+            # by the functions (the intake, the callback route, a run going on) and by timers
+            "executions_started": requests["stepfunctions:StartExecution"] + len(fired),
             "transitions": history["transitions"],
             "history_lambda_tasks": history["lambda_tasks"],
             "states": history["states"],
+            "states_by_execution": history["states_each"],
+        },
+        "scheduler": {
+            "create_schedule": requests["scheduler:CreateSchedule"],
+            "delete_schedule": requests["scheduler:DeleteSchedule"],
+            "requests": sum(n for key, n in requests.items() if key.startswith("scheduler:")),
+            "invocations": len(fired),  # timers fired: each started an execution
         },
         "http_api_requests": len(api),
         "phases": phases,
@@ -692,7 +811,8 @@ def summarize(
         "lambda_duration_ms": {k: round(v, 2) for k, v in sorted(durations.items())},
         "lambda_gb_seconds": sum(_billed_gb_seconds(i) for i in invocations),
         "lambda_gb_seconds_by_phase": gb_seconds,
-        "execution_ms": history["execution_ms"],
+        "execution_ms": history["execution_ms"],  # the event's executions together
+        "execution_ms_each": history["execution_ms_each"],
     }
     return {"counts": counts, "timings": timings}
 
@@ -767,17 +887,30 @@ def _median_timings(summaries: list[dict[str, Any]]) -> dict[str, Any]:
             for phase in timings[0]["lambda_gb_seconds_by_phase"]
         },
         "execution_ms": statistics.median(executions) if executions else None,
+        "execution_ms_each": _median_each([t.get("execution_ms_each") or [] for t in timings]),
     }
+
+
+def _median_each(runs: list[list[float]]) -> list[float]:
+    """Each execution's median duration, the first's over every event, and so on (events
+    with as many executions: the counts say whether they all had)."""
+    most = max((len(run) for run in runs), default=0)
+    return [statistics.median(run[i] for run in runs if len(run) > i) for i in range(most)]
 
 
 _measured = False
 
 
-def measure(events_per_case: int, template: Path = ROOT / "template.yaml") -> dict[str, Any]:
-    """Run every case's events one at a time; their counts, timings and outcomes.
+def measure(
+    events_per_case: int,
+    template: Path = ROOT / "template.yaml",
+    express_cases: tuple[str, ...] = EXPRESS_CASES,
+) -> dict[str, Any]:
+    """Run every case's events one at a time on a STANDARD state machine, then
+    `express_cases`' on an EXPRESS one; their counts, timings and outcomes.
 
-    Once per process: the hooks and moto's seams are installed for good, bound to the first
-    runtime.
+    Once per process: the hooks and moto's seams are installed for good (the seams follow
+    the runtime started last: the two run one after the other).
     """
     global _measured
     if _measured:
@@ -785,21 +918,80 @@ def measure(events_per_case: int, template: Path = ROOT / "template.yaml") -> di
     _measured = True
     recorder = Recorder()
     recorder.install()
-    runtime = _counting_runtime_class()(
-        template, recorder, allowed_service_hosts="127.0.0.0/8"
-    ).start()
-    import boto3
-
-    from machinery_core.local.runtime import REGION
-    from machinery_core.local.server import serve
-
-    server = serve(runtime, HOST, 0)
-    runtime.serve_at(f"http://{HOST}:{server.server_address[1]}")  # callbacks come back here
     all_cases = cases()
     needed = {s for case in all_cases for s in case.services}
     own, own_definitions = start_bench_services(sorted(needed & set(BENCH_SERVICES)))
     names = sorted(needed - set(BENCH_SERVICES))
     services, ports = load.start_services(names, time.monotonic() + load.STARTUP_SECONDS)
+    definitions = list(own_definitions.values())
+    for name, port in ports.items():
+        definition = _example(f"service-{name}.json")
+        definition["address"] = f"http://{HOST}:{port}/"
+        definitions.append(definition)
+    try:
+        standard = _measure_on(
+            "STANDARD", template, recorder, definitions, all_cases, events_per_case
+        )
+        express = _measure_on(
+            "EXPRESS",
+            template,
+            recorder,
+            definitions,
+            [case for case in all_cases if case.key in express_cases],
+            events_per_case,
+        )
+    finally:
+        stop_bench_services(own)
+        services.terminate()
+        services.wait(timeout=10)
+    return {
+        "method": {
+            "requests": "botocore before-parameter-build/after-call hooks on every session "
+            "(BUILTIN_HANDLERS), in-process local runtime, one event at a time",
+            "lambda_invocations": "counted where the local runtime invokes a handler",
+            "transitions": "moto's execution histories of every execution of the event (listed, "
+            "matched by their input's event_id): events whose type ends in StateEntered",
+            "scheduler": "the functions' CreateSchedule and DeleteSchedule; timers fired: the "
+            "StartExecution the local runtime makes as the scheduler's role (its other "
+            "requests, standing in for the Scheduler service, are not counted)",
+            "capacity_units": capacity.SOURCE_MOTO
+            if standard["probe"]["size_aware"]
+            else capacity.SOURCE_COMPUTED,
+            "moto_capacity_probe": standard["probe"],
+            "hook_errors": recorder.hook_errors[:20],
+            "event_data": EVENT_DATA,
+            "s3_bytes_stored": "the sizes of the event's objects in the payload bucket "
+            "(events/{event id}/), listed after the event",
+            "express_cases": list(express["cases"]),
+        },
+        "cases": standard["cases"],  # STANDARD
+        "express": {"state_machine_type": "EXPRESS", "cases": express["cases"]},
+    }
+
+
+def _measure_on(
+    state_machine_type: str,
+    template: Path,
+    recorder: Recorder,
+    definitions: list[dict[str, Any]],
+    measured: list[Case],
+    events_per_case: int,
+) -> dict[str, Any]:
+    """`measured` cases' events on a fresh runtime of that state machine type: the cases'
+    results, and what moto's ConsumedCapacity says of a 5 KB item there."""
+    import boto3
+
+    from machinery_core.local.runtime import REGION
+    from machinery_core.local.server import serve
+
+    runtime = _counting_runtime_class()(
+        template,
+        recorder,
+        allowed_service_hosts="127.0.0.0/8",
+        state_machine_type=state_machine_type,
+    ).start()
+    server = serve(runtime, HOST, 0)
+    runtime.serve_at(f"http://{HOST}:{server.server_address[1]}")  # callbacks come back here
     try:
         recorder.tables = _moto_tables()
         recorder.snapshot = _moto_snapshot
@@ -809,53 +1001,39 @@ def measure(events_per_case: int, template: Path = ROOT / "template.yaml") -> di
         stepfunctions = boto3.client("stepfunctions", region_name=REGION)
         s3 = boto3.client("s3", region_name=REGION)
         seen_before = recorder.seen
-        for name, port in ports.items():
-            definition = _example(f"service-{name}.json")
-            definition["address"] = f"http://{HOST}:{port}/"
+        for definition in definitions:
             status, body = _post(runtime, "/services", definition)
             if status != 201:
-                raise RuntimeError(f"registering {name}: {status} {body}")
-        for name, definition in own_definitions.items():
-            status, body = _post(runtime, "/services", definition)
-            if status != 201:
-                raise RuntimeError(f"registering {name}: {status} {body}")
-        for case in all_cases:
+                raise RuntimeError(f"registering {definition['name']}: {status} {body}")
+        for case in measured:
             status, body = _post(runtime, "/workflows", case.workflow)
             if status != 201:
                 raise RuntimeError(f"registering {case.name}: {status} {body}")
         if recorder.seen == seen_before:
             raise RuntimeError("the botocore hooks saw none of the registrations' requests")
+        inputs: dict[str, Any] = {}  # each execution's event_id, by its ARN
         results = {
-            case.key: _measure_case(runtime, recorder, stepfunctions, s3, case, events_per_case)
-            for case in all_cases
+            case.key: _measure_case(
+                runtime, recorder, stepfunctions, s3, inputs, case, events_per_case
+            )
+            | {"state_machine_type": state_machine_type}
+            for case in measured
         }
     finally:
-        stop_bench_services(own)
-        services.terminate()
-        services.wait(timeout=10)
         server.shutdown()
+        server.server_close()
         runtime.stop()
-    return {
-        "method": {
-            "requests": "botocore before-parameter-build/after-call hooks on every session "
-            "(BUILTIN_HANDLERS), in-process local runtime, one event at a time",
-            "lambda_invocations": "counted where the local runtime invokes a handler",
-            "transitions": "moto's execution history: events whose type ends in StateEntered",
-            "capacity_units": capacity.SOURCE_MOTO
-            if probe["size_aware"]
-            else capacity.SOURCE_COMPUTED,
-            "moto_capacity_probe": probe,
-            "hook_errors": recorder.hook_errors[:20],
-            "event_data": EVENT_DATA,
-            "s3_bytes_stored": "the sizes of the event's objects in the payload bucket "
-            "(events/{event id}/), listed after the event",
-        },
-        "cases": results,
-    }
+    return {"cases": results, "probe": probe}
 
 
 def _measure_case(
-    runtime: Any, recorder: Recorder, stepfunctions: Any, s3: Any, case: Case, events: int
+    runtime: Any,
+    recorder: Recorder,
+    stepfunctions: Any,
+    s3: Any,
+    inputs: dict[str, Any],
+    case: Case,
+    events: int,
 ) -> dict[str, Any]:
     summaries, outcomes = [], []
     # One event first, not counted: the steady state is measured, in which the API's
@@ -869,10 +1047,8 @@ def _measure_case(
             event_id = body.get("event_id")
             quiet = status == 202 and runtime.wait_quiet(event_id, EVENT_SECONDS)
             time.sleep(SETTLE_SECONDS)  # anything still on its way is the event's too
-        arn = next(
-            (c.answer.get("executionArn") for c in calls if c.operation == "StartExecution"), None
-        )
-        history = _history(stepfunctions, arn) if quiet else _history(stepfunctions, None)
+        arns = _executions_of(stepfunctions, runtime.state_machine_arn, event_id, inputs)
+        history = _history(stepfunctions, arns if quiet else [])
         stored = _stored_bytes(s3, runtime.payload_bucket, event_id)
         summaries.append(summarize(list(calls), list(invocations), history, stored))
         outcomes.append(_outcome(runtime, case, status, event_id, quiet))

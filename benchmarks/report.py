@@ -18,17 +18,79 @@ BURST_TARGET = 2000
 
 # --- usage and costs -----------------------------------------------------------------------
 
+# The callback workflow and the 3-step event before segments (issue 15), when a callback
+# waited in its execution (`.waitForTaskToken`) and EXPRESS refused the callback workflow:
+# benchmarks/results/latest.json of commit 0ae1217 (run 2026-12-04, configuration `full`),
+# at the prices of costs.py (unchanged since; no Scheduler then).
+BEFORE_SEGMENTS: dict[str, Any] = {
+    "source": "benchmarks/results/latest.json at commit 0ae1217 (2026-12-04, full)",
+    "cases": {
+        "callback": {
+            "STANDARD": {
+                "executions": 1,
+                "transitions": 7,
+                "lambda": {"ApiFunction": 2, "StepFunction": 3},
+                "scheduler_requests": 0,
+                "timers_fired": 0,
+                "reads": 7,
+                "read_units": 9.0,
+                "writes": 7,
+                "write_units": 20.0,
+                "lambda_cost": 1.7,
+                "dynamodb_cost": 13.625,
+                "step_functions": 175.0,
+                "total": 192.325,
+            },
+            "EXPRESS": None,  # refused: a Task waited for a task token
+        },
+        "sync-3": {
+            "STANDARD": {
+                "executions": 1,
+                "transitions": 3,
+                "lambda": {"ApiFunction": 1, "StepFunction": 1},
+                "scheduler_requests": 0,
+                "timers_fired": 0,
+                "reads": 3,
+                "read_units": 5.0,
+                "writes": 5,
+                "write_units": 8.0,
+                "lambda_cost": 0.7083,
+                "dynamodb_cost": 5.625,
+                "step_functions": 75.0,
+                "total": 82.3333,
+            },
+            "EXPRESS": {
+                "executions": 1,
+                "transitions": 3,
+                "lambda": {"ApiFunction": 1, "StepFunction": 1},
+                "scheduler_requests": 0,
+                "timers_fired": 0,
+                "reads": 3,
+                "read_units": 5.0,
+                "writes": 5,
+                "write_units": 8.0,
+                "lambda_cost": 0.7083,
+                "dynamodb_cost": 5.625,
+                "step_functions": 1.1042,
+                "total": 8.4375,
+            },
+        },
+    },
+}
+
 
 def usage_of(case: dict[str, Any]) -> costs.Usage:
     counts, timings = case["per_event"], case["timings"]
+    sfn = counts["stepfunctions"]
+    scheduler = counts.get("scheduler") or {}
     return costs.Usage(
         http_requests=counts["http_api_requests"],
         lambda_invocations=counts["lambda"]["invocations"],
         lambda_gb_seconds=timings["lambda_gb_seconds"],
         read_units=counts["dynamodb"]["read_units"],
         write_units=counts["dynamodb"]["write_units"],
-        transitions=counts["stepfunctions"]["transitions"] or 0,
-        executions=counts["stepfunctions"]["executions_started"],
+        transitions=sfn["transitions"] or 0,
+        executions=sfn.get("executions") or sfn["executions_started"],
         execution_ms=timings["execution_ms"] or 0.0,
         secrets_calls=sum(
             n for key, n in counts["requests"].items() if key.startswith("secretsmanager:")
@@ -36,6 +98,9 @@ def usage_of(case: dict[str, Any]) -> costs.Usage:
         s3_puts=counts["s3"]["puts"],
         s3_gets=counts["s3"]["gets"],
         s3_bytes_stored=counts["s3"]["bytes_stored"] or 0,
+        execution_ms_each=tuple(timings.get("execution_ms_each") or ()),
+        scheduler_invocations=scheduler.get("invocations", 0),
+        scheduler_requests=scheduler.get("requests", 0),
     )
 
 
@@ -56,11 +121,18 @@ def phase_usage(case: dict[str, Any], phase: str) -> costs.Usage:
     )
 
 
-def model_costs(cases: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def model_costs(
+    cases: dict[str, dict[str, Any]], express: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each case's cost per 1M events on STANDARD (its counts), on EXPRESS (its counts on an
+    EXPRESS state machine where `express` has them, else its STANDARD counts: the same
+    requests, each execution billed by its duration) and the one-state-per-step baseline."""
     modelled: dict[str, dict[str, Any]] = {}
     one_step = cases.get("sync-1")
+    express = express or {}
     for key, case in cases.items():
         usage = usage_of(case)
+        express_usage = usage_of(express[key]) if key in express else usage
         sync = case["callback_steps"] == 0
         baseline = None
         # The baseline's steps are the 1-step event's: not those of an event whose payloads
@@ -73,8 +145,10 @@ def model_costs(cases: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         modelled[key] = {
             "usage": vars(usage),
             "STANDARD": costs.cost_per_million(usage, "STANDARD"),
-            # EXPRESS cannot wait for a task token: no callback steps there.
-            "EXPRESS": costs.cost_per_million(usage, "EXPRESS") if sync else None,
+            # Segments (issue 15): EXPRESS runs every workflow, callbacks included.
+            "EXPRESS": costs.cost_per_million(express_usage, "EXPRESS"),
+            "express_measured": key in express,
+            "express_usage": vars(express_usage),
             "baseline": costs.cost_per_million(baseline, "STANDARD") if baseline else None,
             "baseline_usage": vars(baseline) if baseline else None,
         }
@@ -199,7 +273,7 @@ def targets(document: dict[str, Any]) -> list[dict[str, str]]:
             "≤ 1",
             ", ".join(f"{key}: {n} for {r} run{'s' * (r != 1)}" for key, n, r in runs),
             _status(all(n <= r for _, n, r in runs) if runs else None),
-            "counts the `advance` invocations; a callback step adds its `dispatch` invocation",
+            "counts the `advance` invocations (one dispatches a callback step itself)",
         )
     )
     found += _group_targets(cases, one)
@@ -344,7 +418,10 @@ def _latency_note(document: dict[str, Any]) -> str:
 def failures(results: dict[str, Any]) -> list[str]:
     """What makes the suite fail: events refused, lost, wrong or unended (never speed)."""
     found = []
-    for key, case in results["counts"]["cases"].items():
+    measured = [(key, case) for key, case in results["counts"]["cases"].items()]
+    express = (results["counts"].get("express") or {}).get("cases") or {}
+    measured += [(f"{key} on EXPRESS", case) for key, case in express.items()]
+    for key, case in measured:
         if case["right"] != case["events"]:
             found.append(
                 f"counting {key}: {case['events'] - case['right']} events wrong or unended"
@@ -368,7 +445,11 @@ def build(meta: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
         **meta,
         "prices": costs.prices_table(),
         **results,
-        "costs": model_costs(results["counts"]["cases"]),
+        "costs": model_costs(
+            results["counts"]["cases"],
+            (results["counts"].get("express") or {}).get("cases"),
+        ),
+        "before_segments": BEFORE_SEGMENTS,
         "latency_ratio": _latency_ratio(results),
     }
     document["targets"] = targets(document)
@@ -427,6 +508,7 @@ def markdown(document: dict[str, Any]) -> str:
     lines += _groups_section(document)
     lines += _payloads_section(document)
     lines += _costs_section(document)
+    lines += _types_section(document)
     lines += _cold_section(document)
     lines += _local_section(document)
     return "\n".join(lines)
@@ -443,7 +525,8 @@ def _counts_section(document: dict[str, Any]) -> list[str]:
         "Counted, not estimated: botocore hooks on every client of an in-process local "
         "runtime, one event at a time (the example event, "
         f"{counts['method']['event_data']}{own}); Lambda invocations where the runtime invokes a "
-        "handler; state transitions from the execution history. Capacity units: "
+        "handler; state transitions from the execution histories (every execution of the event: "
+        "a callback's event runs in two). Capacity units: "
         f"{counts['method']['capacity_units']}.",
         "",
     ]
@@ -461,7 +544,7 @@ def _counts_section(document: dict[str, Any]) -> list[str]:
                 f"{_num(dynamo['table_write_units'])} table + "
                 f"{_num(dynamo['index_write_units'])} index)",
                 " + ".join(f"{n} {f}" for f, n in lam["by_function"].items()),
-                sfn["executions_started"],
+                sfn.get("executions") or sfn["executions_started"],
                 sfn["transitions"],
                 f"{_num(dynamo['reads'] / steps)} / {_num(dynamo['writes'] / steps)} / "
                 f"{_num(lam['invocations'] / steps)} / {_num((sfn['transitions'] or 0) / steps)}",
@@ -648,22 +731,24 @@ def _costs_section(document: dict[str, Any]) -> list[str]:
         "process, on this machine, at the template's memory size). The baseline is the same "
         "state loop handing back to the state machine after every step on STANDARD: one "
         "step-function invocation per step (each as the 1-step event's) and 2N + 1 "
-        "transitions.",
+        "transitions. EXPRESS: measured on an EXPRESS state machine where so marked, else "
+        "the STANDARD counts (the same requests) with each execution billed by its duration.",
         "",
     ]
     rows = []
     for key, modelled in document["costs"].items():
+        express = "EXPRESS" + (" (measured)" if modelled.get("express_measured") else "")
         for design, label in (
             ("STANDARD", "STANDARD"),
-            ("EXPRESS", "EXPRESS"),
+            ("EXPRESS", express),
             ("baseline", "one state per step, STANDARD"),
         ):
             cost = modelled[design]
             if cost is None:
-                reason = "callback steps need STANDARD" if design == "EXPRESS" else "-"
+                reason = "-"
                 if design == "baseline" and _s3_requests(document["counts"]["cases"][key]):
                     reason = "its steps are not the 1-step event's (payloads in S3)"
-                rows.append([key, label, "-", "-", "-", "-", "-", "-", reason])
+                rows.append([key, label, "-", "-", "-", "-", "-", "-", "-", reason])
                 continue
             rows.append(
                 [
@@ -673,6 +758,7 @@ def _costs_section(document: dict[str, Any]) -> list[str]:
                     _money(cost["lambda_requests"] + cost["lambda_duration"]),
                     _money(cost["dynamodb_writes"] + cost["dynamodb_reads"]),
                     _money(cost["step_functions"]),
+                    _money(cost.get("scheduler", 0.0)),
                     _money(cost["secrets_manager"]),
                     _money(cost["s3_puts"] + cost["s3_gets"] + cost["s3_storage"]),
                     f"**{_money(cost['total'])}**",
@@ -686,6 +772,7 @@ def _costs_section(document: dict[str, Any]) -> list[str]:
             "Lambda",
             "DynamoDB",
             "Step Functions",
+            "Scheduler",
             "Secrets",
             "S3",
             "total",
@@ -702,11 +789,188 @@ def _costs_section(document: dict[str, Any]) -> list[str]:
         f"${prices['sfn_express_per_gb_second']}/GB-s (64 MB, 100 ms steps); S3 Standard "
         f"${prices['s3_per_thousand_puts']}/1,000 PUT, ${prices['s3_per_thousand_gets']}/1,000 "
         f"GET, ${prices['s3_per_gb_month']}/GB-month (an event's payloads kept "
-        f"{prices['s3_retention_days']} days). Not modelled: CloudWatch Logs, X-Ray, DynamoDB "
-        "storage, backups, data transfer, free tiers.",
+        f"{prices['s3_retention_days']} days); EventBridge Scheduler "
+        f"${prices.get('scheduler_per_million_invocations', 1.0)}/M scheduled invocations "
+        "(timers fired; creating and deleting schedules is not billed). Not modelled: "
+        "CloudWatch Logs, X-Ray, DynamoDB storage, backups, data transfer, free tiers.",
         "",
     ]
     return lines
+
+
+def _now(document: dict[str, Any], key: str, machine: str) -> dict[str, Any] | None:
+    """`key`'s figures per event on `machine` in this run, as BEFORE_SEGMENTS has them:
+    measured on that type (STANDARD: the counts; EXPRESS: the EXPRESS runtime's, when it
+    ran the case), with the modelled cost."""
+    counts = document["counts"]
+    if machine == "STANDARD":
+        case = counts["cases"].get(key)
+    else:
+        case = ((counts.get("express") or {}).get("cases") or {}).get(key)
+    cost = (document["costs"].get(key) or {}).get(machine)
+    if case is None or cost is None:
+        return None
+    per = case["per_event"]
+    sfn, dynamo = per["stepfunctions"], per["dynamodb"]
+    scheduler = per.get("scheduler") or {}
+    return {
+        "executions": sfn.get("executions") or sfn["executions_started"],
+        "transitions": sfn["transitions"],
+        "lambda": per["lambda"]["by_function"],
+        "scheduler_requests": scheduler.get("requests", 0),
+        "create_schedule": scheduler.get("create_schedule", 0),
+        "delete_schedule": scheduler.get("delete_schedule", 0),
+        "timers_fired": scheduler.get("invocations", 0),
+        "reads": dynamo["reads"],
+        "read_units": dynamo["read_units"],
+        "writes": dynamo["writes"],
+        "write_units": dynamo["write_units"],
+        "lambda_cost": cost["lambda_requests"] + cost["lambda_duration"],
+        "dynamodb_cost": cost["dynamodb_writes"] + cost["dynamodb_reads"],
+        "step_functions": cost["step_functions"],
+        "scheduler": cost.get("scheduler", 0.0),
+        "total": cost["total"],
+    }
+
+
+def _lambdas(by_function: dict[str, int]) -> str:
+    total = sum(by_function.values())
+    return f"{total} (" + " + ".join(f"{n} {f}" for f, n in by_function.items()) + ")"
+
+
+def _types_section(document: dict[str, Any]) -> list[str]:
+    """The callback workflow and the 3-step event on either state machine type, measured,
+    beside the figures before segments."""
+    before = document.get("before_segments") or BEFORE_SEGMENTS
+    keys = [key for key in ("callback", "sync-3") if key in document["counts"]["cases"]]
+    if not keys:
+        return []
+    lines = [
+        "### STANDARD and EXPRESS: an event's segments",
+        "",
+        "An event's run is a sequence of executions: one ends (Suspended) while the event "
+        "waits for a callback, and the callback route starts the next; the callback's "
+        "timeout is an EventBridge Scheduler timer (CreateSchedule), deleted when the "
+        "callback comes (DeleteSchedule), fired (a scheduled invocation, which starts an "
+        "execution) only if it does not. Both types are measured here, each on its own "
+        "local runtime, every request counted as above; state transitions are billed on "
+        "STANDARD only. Before segments: "
+        f"{before['source']}, when a callback waited in its execution "
+        "(`.waitForTaskToken`) and EXPRESS refused the callback workflow. The Lambda and "
+        "EXPRESS durations are measured on this machine: from run to run they move a cost "
+        "by cents, the counts not at all.",
+        "",
+    ]
+    rows = []
+    changes = []
+    for key in keys:
+        workflow = document["counts"]["cases"][key]["workflow"]
+        for machine in ("STANDARD", "EXPRESS"):
+            now = _now(document, key, machine)
+            then = before["cases"].get(key, {}).get(machine)
+            for run, figures in (("now", now), ("before segments", then)):
+                if figures is None:
+                    reason = (
+                        "refused (a Task waited for a task token)"
+                        if run == "before segments"
+                        else "not measured"
+                    )
+                    rows.append([f"{key} ({workflow})", machine, run, reason, *["-"] * 9])
+                    continue
+                transitions = _num(figures["transitions"])
+                if machine == "EXPRESS":
+                    transitions += " (not billed)"
+                scheduler = _num(figures["scheduler_requests"])
+                if figures.get("create_schedule") or figures.get("delete_schedule"):
+                    scheduler += (
+                        f" ({figures['create_schedule']} Create + "
+                        f"{figures['delete_schedule']} Delete)"
+                    )
+                rows.append(
+                    [
+                        f"{key} ({workflow})",
+                        machine,
+                        run,
+                        figures["executions"],
+                        transitions,
+                        _lambdas(figures["lambda"]),
+                        scheduler,
+                        figures["timers_fired"],
+                        f"{figures['reads']} ({_num(figures['read_units'])} RRU)",
+                        f"{figures['writes']} ({_num(figures['write_units'])} WRU)",
+                        _money(figures["step_functions"]),
+                        _money(figures.get("scheduler", 0.0)),
+                        f"**{_money(figures['total'])}**",
+                    ]
+                )
+            changes.append(_change(key, machine, now, then))
+    lines += _table(
+        [
+            "workflow",
+            "state machine",
+            "run",
+            "executions per event",
+            "state transitions",
+            "Lambda invocations",
+            "Scheduler requests",
+            "timers fired",
+            "DynamoDB reads",
+            "DynamoDB writes",
+            "Step Functions per 1M",
+            "Scheduler per 1M",
+            "per 1M events",
+        ],
+        rows,
+    )
+    lines += ["What changed with segments:", ""]
+    lines += [f"- {change}" for change in changes if change]
+    return [*lines, ""]
+
+
+def _change(key: str, machine: str, now: dict[str, Any] | None, then: dict[str, Any] | None) -> str:
+    """One line: `key` on `machine`, before segments and now."""
+    if now is None:
+        return ""
+    if then is None:
+        return (
+            f"{key} on {machine}: refused before; now {now['executions']} executions per "
+            f"event, {_money(now['total'])} per 1M events"
+        )
+    parts = []
+    for label, field in (
+        ("executions", "executions"),
+        ("state transitions", "transitions"),
+        ("Scheduler requests", "scheduler_requests"),
+        ("timers fired", "timers_fired"),
+        ("DynamoDB reads", "reads"),
+        ("RRU", "read_units"),
+        ("DynamoDB writes", "writes"),
+        ("WRU", "write_units"),
+    ):
+        if now[field] != then[field]:
+            parts.append(f"{label} {_num(then[field])} → {_num(now[field])}")
+    invocations = sum(now["lambda"].values()), sum(then["lambda"].values())
+    if invocations[0] != invocations[1]:
+        parts.append(f"Lambda invocations {invocations[1]} → {invocations[0]}")
+    if not parts:
+        parts.append("the same counts")
+    moved = [
+        f"{label} {_money(then.get(field, 0.0))} → {_money(now.get(field, 0.0))}"
+        for label, field in (
+            ("Step Functions", "step_functions"),
+            ("Scheduler", "scheduler"),
+            ("Lambda", "lambda_cost"),
+            ("DynamoDB", "dynamodb_cost"),
+        )
+        if _money(then.get(field, 0.0)) != _money(now.get(field, 0.0))
+    ]
+    total = f"{_money(then['total'])} → {_money(now['total'])} per 1M events"
+    return (
+        f"{key} on {machine}: "
+        + ", ".join(parts)
+        + f"; {total}"
+        + (f" ({', '.join(moved)})" if moved else "")
+    )
 
 
 def _cold_section(document: dict[str, Any]) -> list[str]:

@@ -35,6 +35,17 @@ class StepStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+# An EXPRESS execution ends at five minutes. An invocation keeps the last SEGMENT_MARGIN of
+# them for what follows its last call (the checkpoint, the answer, the next states): a
+# backoff, or a call, that would end later ends the execution (a segment of the event's run)
+# and a timer, or a fresh execution, goes on. A sync call on EXPRESS may therefore take at
+# most EXPRESS_MAX_CALL_SECONDS (registration refuses a longer timeout), and a run goes on in
+# a fresh execution when less than MIN_SEGMENT_SECONDS is left of this one.
+EXPRESS_EXECUTION_SECONDS = 300
+SEGMENT_MARGIN_SECONDS = 30
+EXPRESS_MAX_CALL_SECONDS = 240
+MIN_SEGMENT_SECONDS = 5
+
 # The longest sync wait on POST /e/{workflow_id}?wait=N: API Gateway answers within 30 s.
 MAX_WAIT_SECONDS = 25
 # The largest request body the API reads (API Gateway's own limit is 10 MB).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -145,13 +146,11 @@ def example_ports() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session")
-def local_stack(example_ports: None) -> Iterator[LocalStack]:
-    """The local runtime as users run it (`machinery local --examples`), with waits scaled to 1%."""
+def _start_stack(*options: str) -> tuple[subprocess.Popen[str], str, str, list[str]]:
     port = free_port()
     signing_key = "e2e-notification-signing-key"
     process, url, banner = start_local(
-        ["--examples", "--port", str(port), "--time-scale", "0.01"],
+        [*options, "--port", str(port), "--time-scale", "0.01"],
         # ALLOWED_SERVICE_HOSTS unset: the local runtime's own default (loopback) applies
         env={
             **{k: v for k, v in os.environ.items() if k != "ALLOWED_SERVICE_HOSTS"},
@@ -161,7 +160,37 @@ def local_stack(example_ports: None) -> Iterator[LocalStack]:
     if url is None:
         process.kill()
         pytest.fail("machinery local did not start")
+    return process, url, signing_key, banner
+
+
+@pytest.fixture(scope="session")
+def standard_stack(example_ports: None) -> Iterator[LocalStack]:
+    """The local runtime as users run it (`machinery local --examples`), with waits scaled to 1%."""
+    process, url, signing_key, banner = _start_stack("--examples")
     stack = LocalStack(url, process, signing_key, banner)
+    yield stack
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def local_stack(standard_stack: LocalStack) -> LocalStack:
+    """The stack every e2e test uses (STANDARD); a module whose tests must hold on both types
+    overrides it with `e2e_kit.on_each_type`."""
+    return standard_stack
+
+
+@pytest.fixture(scope="session")
+def express_stack(standard_stack: LocalStack) -> Iterator[LocalStack]:
+    """The same on an EXPRESS state machine (`--state-machine-type EXPRESS`), with the example
+    definitions registered over HTTP: their services are the ones `standard_stack` started."""
+    process, url, signing_key, banner = _start_stack("--state-machine-type", "EXPRESS")
+    stack = LocalStack(url, process, signing_key, banner)
+    definitions = EXAMPLES / "definitions"
+    for pattern, route in (("service-*.json", "/services"), ("workflow-*.json", "/workflows")):
+        for path in sorted(definitions.glob(pattern)):
+            answer = stack.post(route, json=json.loads(path.read_text()))
+            assert answer.status_code == 201, f"{path.name}: {answer.text}"
     yield stack
     process.terminate()
     process.wait(timeout=10)

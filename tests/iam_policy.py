@@ -37,6 +37,13 @@ LAMBDA_ACTIONS_URL: Final = (
 S3_ACTIONS_URL: Final = (
     "https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html"
 )
+SCHEDULER_ACTIONS_URL: Final = (
+    "https://docs.aws.amazon.com/service-authorization/latest/reference/"
+    "list_amazoneventbridgescheduler.html"
+)
+SCHEDULER_SETUP_URL: Final = (
+    "https://docs.aws.amazon.com/scheduler/latest/UserGuide/setting-up.html"
+)
 STATES_LOGGING_URL: Final = (
     "https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html#cloudwatch-iam-policy"
 )
@@ -441,7 +448,10 @@ def _refs_to(value: Any) -> set[str]:
 
 
 def roles(resources: Mapping[str, Any], stack: Stack) -> dict[str, Role]:
-    """The role of each Lambda function and state machine, keyed by its logical id."""
+    """The role of each Lambda function and state machine, keyed by its logical id; and each
+    other role of the template, keyed by its own logical id: a role a service assumes (such as
+    the one EventBridge Scheduler starts the state machine as), whose calls are recorded as
+    made by that role."""
     active = {lid: r for lid, r in resources.items() if _exists(r, stack, lid)}
     built: dict[str, Role] = {}
     out: dict[str, Role] = {}
@@ -459,6 +469,9 @@ def roles(resources: Mapping[str, Any], stack: Stack) -> dict[str, Role]:
         if role_id not in built:
             built[role_id] = _build_role(role_id, active[role_id], stack)
         out[lid] = built[role_id]
+    for lid, res in sorted(active.items()):
+        if res.get("Type") == "AWS::IAM::Role" and lid not in built:
+            built[lid] = out[lid] = _build_role(lid, res, stack)
     for lid, res in active.items():
         # Grants attached from outside a role would go unseen (and unused grants unreported).
         props = res.get("Properties") or {}
@@ -535,6 +548,7 @@ _STATE_MACHINE_OPS: Final = frozenset(
 _EXECUTION_OPS: Final = frozenset({"StopExecution", "DescribeExecution", "GetExecutionHistory"})
 _TASK_TOKEN_OPS: Final = frozenset({"SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat"})
 _SECRET_OPS: Final = frozenset({"GetSecretValue", "DescribeSecret"})
+_SCHEDULE_OPS: Final = frozenset({"CreateSchedule", "DeleteSchedule", "GetSchedule"})
 _S3_OBJECT_OPS: Final = {
     "PutObject": "s3:PutObject",
     "GetObject": "s3:GetObject",
@@ -623,6 +637,34 @@ def _stepfunctions(op: str, params: Mapping[str, Any], where: str) -> list[Neede
     raise Unsupported(f"{where}: stepfunctions {op} is not known to this evaluator")
 
 
+def _scheduler(op: str, params: Mapping[str, Any], stack: Stack, where: str) -> list[Needed]:
+    # A schedule's actions are authorised on the schedule's ARN, which names its group (the
+    # account's "default" group when the request names none); CreateSchedule has the
+    # dependent action iam:PassRole on the role the schedule's target runs as.
+    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoneventbridgescheduler.html
+    # https://docs.aws.amazon.com/scheduler/latest/UserGuide/setting-up.html
+    group = params.get("GroupName") or "default"
+    if not isinstance(group, str):
+        raise ValueError(f"{where}: params.GroupName must be a string, got {group!r}")
+    schedule = stack.arn("scheduler", f"schedule/{group}/{_param(params, 'Name', where)}")
+    rule = (
+        f"scheduler:{op} is authorised on the schedule's ARN, schedule/{{group}}/{{name}} "
+        f"({SCHEDULER_ACTIONS_URL})"
+    )
+    out = [Needed(f"scheduler:{op}", schedule, rule)]
+    if op == "CreateSchedule":
+        target = params.get("Target")
+        if not isinstance(target, dict):
+            raise ValueError(f"{where}: params.Target must be an object, got {target!r}")
+        role = _param(target, "RoleArn", f"{where} Target")
+        rule = (
+            "CreateSchedule passes its target's role to Scheduler: iam:PassRole on that role "
+            f"({SCHEDULER_SETUP_URL}; {SCHEDULER_ACTIONS_URL})"
+        )
+        out.append(Needed("iam:PassRole", role, rule))
+    return out
+
+
 def needs(call: Mapping[str, Any], stack: Stack) -> list[Needed]:
     """The IAM authorisations one recorded call requires; an unknown call raises Unsupported."""
     service, op = call.get("service"), call.get("operation")
@@ -656,6 +698,8 @@ def needs(call: Mapping[str, Any], stack: Stack) -> list[Needed]:
             f"s3:{op} is authorised by {_S3_OBJECT_OPS[op]} on the object's ARN ({S3_ACTIONS_URL})"
         )
         return [Needed(_S3_OBJECT_OPS[op], f"arn:{stack.partition}:s3:::{bucket}/{key}", rule)]
+    if service == "scheduler" and op in _SCHEDULE_OPS:
+        return _scheduler(op, params, stack, where)
     if service == "lambda" and op == "Invoke":
         # The API operation Invoke is authorised by the IAM action lambda:InvokeFunction.
         # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awslambda.html

@@ -17,7 +17,9 @@ PSEUDO = {
     "AWS::AccountId": "123456789012",
     "AWS::Partition": "aws",
     "AWS::URLSuffix": "amazonaws.com",
-    "AWS::StackName": "machinery",
+    # the local runtime's stack (machinery_core/local/runtime.py STACK): a name built from it,
+    # such as the state machine's ARN in the roles, is then the one the recording names
+    "AWS::StackName": "machinery-local",
 }
 
 texts: dict[str, str] = {}

@@ -15,10 +15,6 @@ from botocore.exceptions import ClientError
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
-# Codes Step Functions answers for a task token that nothing waits on any more: the task
-# timed out, its execution ended, or the token was never one (SendTaskSuccess's errors).
-_TOKEN_GONE = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
-
 
 class StateMachineType(StrEnum):
     STANDARD = "STANDARD"
@@ -64,37 +60,16 @@ class Executions:
             raise
         return True
 
-    def stop(self, name: str, error: str, cause: str) -> Stop:
+    def stop(self, execution: str, error: str, cause: str) -> Stop:
+        """Stop the execution `execution` names (its name in this state machine, or its ARN)."""
         if self.kind is StateMachineType.EXPRESS:
             # StopExecution is not supported on EXPRESS: its next step finds the event ended.
             return Stop.NOT_RUNNING
+        arn = execution if execution.startswith("arn:") else self.execution_arn(execution)
         try:
-            self.client.stop_execution(
-                executionArn=self.execution_arn(name), error=error, cause=cause
-            )
+            self.client.stop_execution(executionArn=arn, error=error, cause=cause)
         except ClientError as failure:
             if _code(failure) == "ExecutionDoesNotExist":
                 return Stop.NOT_RUNNING
             raise
         return Stop.STOPPED
-
-    def resume(self, task_token: str, output: str) -> bool:
-        """Complete the waiting task; False when nothing waits on `task_token` any more."""
-        try:
-            self.client.send_task_success(taskToken=task_token, output=output)
-        except ClientError as error:
-            if _code(error) in _TOKEN_GONE:
-                return False
-            raise
-        return True
-
-    def fail(self, task_token: str, error: str, cause: str) -> bool:
-        """Fail the waiting task (its state's Catch decides what follows); False when nothing
-        waits on `task_token` any more."""
-        try:
-            self.client.send_task_failure(taskToken=task_token, error=error, cause=cause)
-        except ClientError as failure:
-            if _code(failure) in _TOKEN_GONE:
-                return False
-            raise
-        return True

@@ -93,7 +93,21 @@ def main(ctx: click.Context, api_url: str, output: str, sign: bool | None) -> No
     type=click.FloatRange(min=0),
     help="Multiplies every Wait and Retry interval of the state machine (0.01 for fast tests).",
 )
-def local(host: str, port: int, examples: bool, template: Path | None, time_scale: float) -> None:
+@click.option(
+    "--state-machine-type",
+    type=click.Choice(["STANDARD", "EXPRESS"], case_sensitive=False),
+    default="STANDARD",
+    show_default=True,
+    help="The state machine's type, as the template's StateMachineType parameter chooses it.",
+)
+def local(
+    host: str,
+    port: int,
+    examples: bool,
+    template: Path | None,
+    time_scale: float,
+    state_machine_type: str,
+) -> None:
     """Run the stack locally: template.yaml deployed into an in-process moto."""
     try:
         from machinery_core.local.command import run
@@ -101,7 +115,7 @@ def local(host: str, port: int, examples: bool, template: Path | None, time_scal
         raise click.UsageError(
             f"the local runtime needs {missing.name}: pip install 'machinery[local]'"
         ) from missing
-    run(host, port, examples, template, time_scale)
+    run(host, port, examples, template, time_scale, state_machine_type.upper())
 
 
 # --- the API commands -----------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from machinery_core.domain import mapping
 from machinery_core.domain.models import (
@@ -25,6 +25,7 @@ from machinery_core.domain.models import (
     Service,
     StepRecord,
     StepStatus,
+    Waiting,
     milliseconds,
 )
 from machinery_core.domain.validation import Detail, check_data
@@ -67,10 +68,25 @@ def claim(event: Event, owner: str | None, until: datetime | None) -> Event:
     return event.model_copy(update={"claimed_by": owner, "claimed_until": until})
 
 
-def begin(event: Event, now: datetime) -> Event:
-    if event.status is not EventStatus.PENDING:
-        return event
-    return event.model_copy(update={"status": EventStatus.RUNNING, "updated_at": now})
+def begin(event: Event, now: datetime, execution: str | None = None) -> Event:
+    """The event as an execution takes it up: RUNNING, no longer waiting for a timer, and
+    (when the state machine named it) advanced by `execution`."""
+    update: dict[str, Any] = {}
+    if event.waiting is not None:
+        update["waiting"] = None
+    if execution is not None and execution != event.execution:
+        update["execution"] = execution
+    if event.status is EventStatus.PENDING:
+        update |= {"status": EventStatus.RUNNING, "updated_at": now}
+    return event.model_copy(update=update) if update else event
+
+
+def suspend(event: Event, kind: Literal["callback", "backoff"], at: datetime) -> Event:
+    """The event waits outside any execution: this one ends, a timer or a callback starts
+    the next (a segment more)."""
+    return event.model_copy(
+        update={"segment": event.segment + 1, "waiting": Waiting(kind=kind, at=at)}
+    )
 
 
 def planned_step(event: Event, plan: Plan) -> PlannedStep:
@@ -491,5 +507,7 @@ def redrive(event: Event, now: datetime) -> Event:
             "run": event.run + 1,
             "runs": [*event.runs, earlier],
             "notification": notification,
+            "waiting": None,
+            "execution": None,
         }
     )

@@ -49,7 +49,7 @@ class Call:
 
     @property
     def callback(self) -> bool:
-        """The service answers by callback: the call is dispatched with a task token."""
+        """The service answers by callback: the call hands it a single-use callback URL."""
         return self.service.mode == "callback"
 
 

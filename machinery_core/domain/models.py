@@ -586,12 +586,10 @@ class Callback:
     event_id: str
     step: int
     attempt: int  # the step attempt that dispatched it: only that attempt may be completed
-    task_token: str  # the state machine's; it never leaves AWS
     dispatched_at: datetime
     expires_at: datetime
     used: bool = False
-    # In a group: the step's path in it (the group's waiting task token is the event's).
-    path: tuple[int, ...] | None = None
+    path: tuple[int, ...] | None = None  # in a group: the step's path in it
 
 
 @dataclass(frozen=True)
@@ -629,6 +627,14 @@ class PayloadRef(Model):
     bytes: int
 
 
+class Waiting(Model):
+    """What an event waits for outside any execution, its run's last one having ended (a
+    segment): a callback (until its timeout's timer) or a backoff (its timer resumes it)."""
+
+    kind: Literal["callback", "backoff"]
+    at: datetime  # when its timer fires
+
+
 class Event(Model):
     """An event as stored: its status, its running context and every step so far."""
 
@@ -653,9 +659,15 @@ class Event(Model):
     # concurrent invocation must not call the same service for the same attempt.
     claimed_by: str | None = None
     claimed_until: datetime | None = None
-    # The task token a group's callbacks resume, once the last of them has answered: the
-    # state machine's current wait (it never leaves AWS; no view shows it).
+    # Before segments, the task token a group's callbacks resumed: only read, so that an
+    # event stored then still loads.
     group_task_token: str | None = None
+    # The executions of this event that ended to wait (each a segment of its run): it names
+    # the timer of the current wait and the execution that resumes it.
+    segment: int = 0
+    waiting: Waiting | None = None
+    # The execution advancing it (its ARN, as the state machine gave it): what cancel stops.
+    execution: str | None = None
     # The payloads not in this copy, by JSON pointer (RFC 6901) into it: empty for what a
     # worker loads (every payload back in place); a view's read leaves those past its budget
     # (placeholders in place), and such a copy is never saved.
@@ -668,8 +680,18 @@ class Event(Model):
 
     @property
     def execution_name(self) -> str:
-        """The state machine execution of the current run."""
+        """The state machine execution that starts the current run."""
         return self.event_id if self.run == 1 else f"{self.event_id}-run-{self.run}"
+
+    @property
+    def resumed_execution_name(self) -> str:
+        """The execution that resumes the run once its current wait is over (a callback came)."""
+        return f"{self.execution_name}-s{self.segment}"
+
+    @property
+    def timer_name(self) -> str:
+        """The schedule of the current wait (at most 64 characters: a uuid, `-t`, a count)."""
+        return f"{self.event_id}-t{self.segment}"
 
 
 # --- API bodies and answers ------------------------------------------------------------

@@ -35,6 +35,8 @@ _NAMING = (
     "FunctionName",
     "Bucket",
     "Key",
+    "Name",  # a schedule's (EventBridge Scheduler), with its group
+    "GroupName",
 )
 
 
@@ -62,6 +64,10 @@ def naming_params(params: dict[str, Any]) -> dict[str, Any]:
         ]
     if "RequestItems" in params:
         named["RequestItems"] = {table: {} for table in params["RequestItems"]}
+    if isinstance(params.get("Target"), dict):
+        # a schedule's target: what it starts, and the role it passes (not the input)
+        target = params["Target"]
+        named["Target"] = {key: target[key] for key in ("Arn", "RoleArn") if key in target}
     return named
 
 

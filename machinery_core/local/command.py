@@ -25,10 +25,19 @@ from machinery_core.local.server import serve
 from machinery_core.local.template import default_template
 
 
-def run(host: str, port: int, examples: bool, template: Path | None, time_scale: float) -> None:
+def run(
+    host: str,
+    port: int,
+    examples: bool,
+    template: Path | None,
+    time_scale: float,
+    state_machine_type: str = "STANDARD",
+) -> None:
     """Serve until SIGTERM or Ctrl-C, then stop everything this started."""
     template_path = template or default_template()
-    runtime = LocalRuntime(template_path, time_scale=time_scale).start()
+    runtime = LocalRuntime(
+        template_path, time_scale=time_scale, state_machine_type=state_machine_type
+    ).start()
     server = serve(runtime, host, port)
     url = f"http://{host}:{server.server_address[1]}"
     runtime.serve_at(url)
@@ -40,6 +49,7 @@ def run(host: str, port: int, examples: bool, template: Path | None, time_scale:
             registered = example_kit.register_definitions(runtime, examples_dir)
             click.echo(f"Registered the examples: {', '.join(registered)}")
         click.echo(address_guard_notice(runtime.allowed_service_hosts))
+        click.echo(state_machine_notice(runtime.state_machine_type))
         click.echo(f"{API_BANNER}{url}")
         click.echo(f"Dashboard: {url}/ui")
         click.echo(
@@ -66,6 +76,16 @@ def run(host: str, port: int, examples: bool, template: Path | None, time_scale:
             services.terminate()
             services.wait(timeout=5)
         runtime.stop()
+
+
+def state_machine_notice(kind: str) -> str:
+    """Which type of state machine runs the events, in a sentence."""
+    if kind == "EXPRESS":
+        return (
+            "The state machine is EXPRESS: an execution ends at five (scaled) minutes, and "
+            "what waits longer waits for a timer."
+        )
+    return "The state machine is STANDARD (--state-machine-type EXPRESS runs it as EXPRESS)."
 
 
 def address_guard_notice(allowed: str) -> str:

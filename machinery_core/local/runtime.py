@@ -30,12 +30,13 @@ from urllib.parse import parse_qsl
 from machinery_core.adapters.addresses import LOOPBACK_HOSTS, AddressPolicy
 from machinery_core.local import moto_seams, powertools_seams
 from machinery_core.local.aws_calls import CallRecorder, acting, acting_as
-from machinery_core.local.template import FunctionSpec, Template
+from machinery_core.local.template import FunctionSpec, Template, callback_tasks
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 STACK = "machinery-local"
 PRUNE_EVERY = 256
+STATE_MACHINE_TYPES = ("STANDARD", "EXPRESS")
 LOG = logging.getLogger(__name__)
 
 
@@ -90,9 +91,24 @@ class LocalRuntime:
         *,
         time_scale: float = 1.0,
         allowed_service_hosts: str | None = None,
+        state_machine_type: str = "STANDARD",
     ) -> None:
         self.template = Template.load(template_path)
         self.time_scale = time_scale
+        self.state_machine_type = state_machine_type.upper()
+        if self.state_machine_type not in STATE_MACHINE_TYPES:
+            raise ValueError(f"state_machine_type {state_machine_type!r}: STANDARD or EXPRESS")
+        # the timers: the template's schedule group, and the role its schedules start the
+        # state machine as (the one role the template declares itself)
+        self.schedule_group_id, _ = self.template.resource_of_type("AWS::Scheduler::ScheduleGroup")
+        self.scheduler_role_id, _ = self.template.resource_of_type("AWS::IAM::Role")
+        self.schedule_group = f"{STACK}-timers"
+        self.scheduler_role_arn = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-{self.scheduler_role_id}"
+        # each schedule's due time (real, UTC), by its ARN and creation: the scaled clock's
+        self._timers_due: dict[tuple[str, datetime], datetime] = {}
+        self._timers_firing = threading.Lock()  # one pass at a time (the thread, a test)
+        self._timers_stop = threading.Event()
+        self._timers_thread: threading.Thread | None = None
         self.functions: dict[str, DeployedFunction] = {}
         self.state_machine_arn = ""
         self.state_machine_id = ""
@@ -112,6 +128,7 @@ class LocalRuntime:
     # --- deployment ----------------------------------------------------------------
 
     def start(self) -> LocalRuntime:
+        self._refuse_what_create_state_machine_refuses()
         for key, value in {
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
@@ -131,10 +148,11 @@ class LocalRuntime:
         import boto3
         import requests
 
-        from machinery_core.adapters.executions import Executions
+        from machinery_core.adapters.executions import Executions, StateMachineType
         from machinery_core.adapters.invoker import ServiceInvoker
         from machinery_core.adapters.payloads import PayloadBucket
         from machinery_core.adapters.store import Store
+        from machinery_core.adapters.timers import Timers
         from machinery_core.runtime.dependencies import Dependencies, configure
 
         aws = boto3.session.Session(region_name=REGION)
@@ -145,6 +163,8 @@ class LocalRuntime:
         stepfunctions = aws.client("stepfunctions")
         secretsmanager = aws.client("secretsmanager")
         s3 = aws.client("s3")
+        self._scheduler = aws.client("scheduler")
+        self._stepfunctions = stepfunctions
         secret_arn = self._create_signing_secret(secretsmanager)
         self.template.create_table(dynamodb, self.table_name)
         self.template.create_bucket(s3, self.payload_bucket)
@@ -152,6 +172,7 @@ class LocalRuntime:
             arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-{spec.logical_id}"
             self.functions[spec.logical_id] = DeployedFunction(spec, arn, _load_handler(spec))
         self._create_state_machine(stepfunctions)
+        self._scheduler.create_schedule_group(Name=self.schedule_group)
         if self.aws_calls is not None:
             self.aws_calls.stack(self._physical_names(secret_arn))
 
@@ -165,7 +186,15 @@ class LocalRuntime:
                 timedelta(days=retention),
                 PayloadBucket(s3, self.payload_bucket),
             ),
-            executions=Executions(stepfunctions, self.state_machine_arn),
+            executions=Executions(
+                stepfunctions, self.state_machine_arn, StateMachineType(self.state_machine_type)
+            ),
+            timers=Timers(
+                self._scheduler,
+                self.schedule_group,
+                self.state_machine_arn,
+                self.scheduler_role_arn,
+            ),
             invoker=ServiceInvoker(session, address_policy=policy),
             signing_key=_signing_key_per_function(secretsmanager, secret_arn),
             address_policy=policy,
@@ -175,10 +204,18 @@ class LocalRuntime:
             self._invoke_for_state_machine, lambda: self.time_scale, self.execution_ended
         )
         powertools_seams.install()  # the API handler serves concurrent requests here
+        self._timers_thread = threading.Thread(
+            target=self._fire_timers_until_stopped, name="local-timers", daemon=True
+        )
+        self._timers_thread.start()
         return self
 
     def stop(self) -> None:
         from machinery_core.runtime.dependencies import configure
+
+        self._timers_stop.set()
+        if self._timers_thread is not None:
+            self._timers_thread.join(timeout=5)
 
         configure(None)
         if self.aws_calls is not None:
@@ -202,6 +239,25 @@ class LocalRuntime:
         arn: str = answer["ARN"]
         return arn
 
+    def _refuse_what_create_state_machine_refuses(self) -> None:
+        """moto creates an EXPRESS state machine that waits for a task token; AWS refuses
+        it, so this refuses it as a deploy would fail, before anything is created."""
+        if self.state_machine_type != "EXPRESS":
+            return
+        _, props = self.template.state_machine()
+        found = callback_tasks(props["Definition"])
+        if found:
+            from botocore.exceptions import ClientError
+
+            message = (
+                "Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: Express state "
+                "machine does not support '.waitForTaskToken' service integration at "
+                + ", ".join(found)
+                + "'"
+            )
+            error = {"Error": {"Code": "InvalidDefinition", "Message": message}}
+            raise ClientError(error, "CreateStateMachine")  # type: ignore[arg-type]
+
     def _create_state_machine(self, stepfunctions: Any) -> None:
         name, props = self.template.state_machine()
         substitutions = {
@@ -212,7 +268,7 @@ class LocalRuntime:
             name=f"{STACK}-{name}",
             definition=self.template.asl(substitutions),
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/{STACK}-{name}",
-            type="STANDARD",
+            type=self.state_machine_type,
         )
         self.state_machine_arn = answer["stateMachineArn"]
         self.state_machine_id = name
@@ -234,6 +290,14 @@ class LocalRuntime:
                 "Name": f"{STACK}-{self.state_machine_id}",
             },
             secret: {"Ref": secret_arn, "Id": secret_arn},
+            self.schedule_group_id: {
+                "Ref": self.schedule_group,
+                "Arn": f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/{self.schedule_group}",
+            },
+            self.scheduler_role_id: {
+                "Ref": f"{STACK}-{self.scheduler_role_id}",
+                "Arn": self.scheduler_role_arn,
+            },
         }
         for logical_id, deployed in self.functions.items():
             resources[logical_id] = {"Ref": f"{STACK}-{logical_id}", "Arn": deployed.arn}
@@ -249,6 +313,86 @@ class LocalRuntime:
         if isinstance(value, str):
             return value
         raise ValueError(f"the local runtime cannot resolve {value!r}")
+
+    # --- timers ----------------------------------------------------------------------
+
+    def _fire_timers_until_stopped(self) -> None:
+        while not self._timers_stop.wait(0.02):
+            try:
+                self.fire_due_timers()
+            except Exception:  # the loop must outlive one bad schedule
+                LOG.exception("a timer could not be fired")
+
+    def fire_due_timers(self) -> list[str]:
+        """Fire the schedules of the timers' group that are due, as EventBridge Scheduler
+        would (moto stores schedules and never fires them): StartExecution of the target
+        with its input, as the scheduler's role, then the schedule deleted
+        (ActionAfterCompletion DELETE). Due on this runtime's scaled clock: when the real
+        time is past `created + (at - created) * time_scale`. The names fired."""
+        with self._timers_firing:
+            return self._fire_due_timers()
+
+    def _fire_due_timers(self) -> list[str]:
+        from botocore.exceptions import ClientError
+
+        from machinery_core.adapters.timers import moment_of
+
+        listed = [
+            schedule
+            for page in self._scheduler.get_paginator("list_schedules").paginate(
+                GroupName=self.schedule_group
+            )
+            for schedule in page.get("Schedules", [])
+        ]
+        keys = {(schedule["Arn"], schedule["CreationDate"]): schedule for schedule in listed}
+        for key in set(self._timers_due) - set(keys):
+            del self._timers_due[key]  # fired, or deleted
+        fired = []
+        now = datetime.now(UTC)
+        for key, listing in sorted(keys.items(), key=lambda item: item[0][0]):
+            name = listing["Name"]
+            due = self._timers_due.get(key)
+            schedule = None
+            if due is None:
+                try:
+                    schedule = self._scheduler.get_schedule(
+                        Name=name, GroupName=self.schedule_group
+                    )
+                except ClientError:
+                    continue  # deleted since it was listed
+                created = schedule["CreationDate"]
+                at = moment_of(schedule["ScheduleExpression"])
+                due = self._timers_due[key] = created + (at - created) * self.time_scale
+            if due > now:
+                continue
+            if schedule is None:
+                try:
+                    schedule = self._scheduler.get_schedule(
+                        Name=name, GroupName=self.schedule_group
+                    )
+                except ClientError:
+                    continue
+            target = schedule["Target"]
+            try:
+                with acting_as(self.scheduler_role_id):
+                    # unnamed, as Scheduler starts it: Step Functions names it with a UUID
+                    # (moto would name it "None", and only once)
+                    self._stepfunctions.start_execution(
+                        stateMachineArn=target["Arn"],
+                        name=str(uuid.uuid4()),
+                        input=target.get("Input", "{}"),
+                    )
+            except ClientError:
+                # Scheduler retries a failed start (the target's RetryPolicy): the next pass
+                LOG.warning("timer %s could not start its execution", name, exc_info=True)
+                continue
+            try:
+                self._scheduler.delete_schedule(Name=name, GroupName=self.schedule_group)
+            except ClientError:
+                pass  # cancelled meanwhile: it has fired all the same
+            self._timers_due.pop(key, None)
+            fired.append(name)
+        return fired
 
     # --- Lambda ----------------------------------------------------------------------
 
@@ -291,9 +435,12 @@ class LocalRuntime:
             self.aws_calls.record(self.state_machine_id, "lambda", "Invoke", params)
         return self.invoke(function, payload)
 
-    def execution_ended(self, execution_input: dict[str, Any], status: str) -> None:
+    def execution_ended(
+        self, execution_input: dict[str, Any], status: str, execution: str | None = None
+    ) -> None:
         if status != "SUCCEEDED":
-            # The event must not stay RUNNING because its execution ended some other way.
+            # The event must not stay RUNNING because its execution ended some other way
+            # (unless another execution has taken it up since: a retried run's).
             event_id = execution_input.get("event_id")
             if event_id:
                 cause = f"the state machine execution ended {status}"
@@ -303,6 +450,7 @@ class LocalRuntime:
                         "event_id": event_id,
                         "action": "abort",
                         "error": {"Error": "States.ExecutionEnded", "Cause": cause},
+                        "execution": execution,
                     },
                 )
         with self._prune_lock:

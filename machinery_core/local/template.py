@@ -182,6 +182,24 @@ class Template:
         return text
 
 
+def callback_tasks(definition: dict[str, Any], where: str = "") -> list[str]:
+    """Where a Task of an ASL definition waits for a task token (`Resource` ending in
+    `.waitForTaskToken`), as JSON pointers, nested Parallel branches and Map iterators
+    included: what an EXPRESS state machine may not have."""
+    found = []
+    for name, state in (definition.get("States") or {}).items():
+        at = f"{where}/States/{name}"
+        resource = state.get("Resource")
+        if state.get("Type") == "Task" and str(resource).endswith(".waitForTaskToken"):
+            found.append(f"{at}/Resource")
+        for index, branch in enumerate(state.get("Branches") or []):
+            found += callback_tasks(branch, f"{at}/Branches/{index}")
+        for key in ("Iterator", "ItemProcessor"):
+            if isinstance(state.get(key), dict):
+                found += callback_tasks(state[key], f"{at}/{key}")
+    return found
+
+
 def _route(method: str, path: str) -> Route:
     pattern = re.escape(path)
     pattern = re.sub(r"\\\{(\w+)\\\+\\\}", r"(?P<\1>.+)", pattern)

@@ -21,11 +21,13 @@ from machinery_core.runtime.settings import Settings
 if TYPE_CHECKING:
     from botocore.config import Config
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_scheduler import EventBridgeSchedulerClient
     from mypy_boto3_stepfunctions import SFNClient
 
     # requests comes with the invoker: built on first use, it stays out of a cold start
     from machinery_core.adapters.invoker import ServiceInvoker
     from machinery_core.adapters.payloads import PayloadBucket
+    from machinery_core.adapters.timers import Timers
 
 T = TypeVar("T")
 
@@ -43,6 +45,9 @@ class Dependencies:
     # Which service and notification addresses registration accepts (the invoker holds
     # the same policy for call time): by default nothing loopback, private or link-local.
     address_policy: AddressPolicy = PUBLIC_ONLY
+    # The timers that resume an event waiting outside any execution (None: none configured,
+    # and an event that must wait so fails).
+    timers: Timers | None = None
 
     @classmethod
     def from_environment(cls, settings: Settings | None = None) -> Dependencies:
@@ -68,6 +73,7 @@ class Dependencies:
             callback_base_url=settings.callback_base_url,
             signing_key=secret_reader(settings.notification_secret_arn, config),
             address_policy=policy,
+            timers=_timers(settings, config),
         )
 
 
@@ -84,6 +90,23 @@ def _payloads(settings: Settings, config: Config) -> PayloadBucket | None:
     more_attempts = Config(retries={"mode": "standard", "max_attempts": 5})
     s3 = OnFirstUse(lambda: boto3.client("s3", config=config.merge(more_attempts)))
     return PayloadBucket(cast("S3Client", s3), settings.payload_bucket)
+
+
+def _timers(settings: Settings, config: Config) -> Timers | None:
+    """The timers, their client made on first use: most invocations set none."""
+    if not (settings.schedule_group and settings.scheduler_role_arn):
+        return None
+    import boto3
+
+    from machinery_core.adapters.timers import Timers
+
+    scheduler = OnFirstUse(lambda: boto3.client("scheduler", config=config))
+    return Timers(
+        cast("EventBridgeSchedulerClient", scheduler),
+        settings.schedule_group,
+        settings.state_machine_arn,
+        settings.scheduler_role_arn,
+    )
 
 
 def _invoker(policy: AddressPolicy) -> ServiceInvoker:

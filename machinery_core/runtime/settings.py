@@ -28,6 +28,9 @@ class Settings(BaseModel):
     notification_secret_arn: str = Field("", alias="NOTIFICATION_SECRET_ARN")
     # Where payloads past the threshold are stored; empty: an event keeps them in its item.
     payload_bucket: str = Field("", alias="PAYLOAD_BUCKET")
+    # The timers' schedule group and the role they start the state machine as.
+    schedule_group: str = Field("", alias="SCHEDULE_GROUP")
+    scheduler_role_arn: str = Field("", alias="SCHEDULER_ROLE_ARN")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:

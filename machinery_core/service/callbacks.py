@@ -6,9 +6,10 @@ SHA-256. Unknown, expired or superseded tokens are all 404 with no detail.
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from machinery_core.domain import engine, tokens
 from machinery_core.domain.engine import CallOutcome
@@ -18,15 +19,18 @@ from machinery_core.domain.models import (
     Callback,
     CallbackAccepted,
     ErrorInfo,
+    Event,
     EventStatus,
+    Plan,
     PlannedGroup,
     Service,
     StepStatus,
+    Waiting,
 )
 from machinery_core.domain.validation import check_data
 from machinery_core.runtime.dependencies import Dependencies
 from machinery_core.runtime.observability import logger
-from machinery_core.service import routes
+from machinery_core.service.events import execution_input
 
 MAX_TOKEN_LENGTH = 256
 
@@ -64,18 +68,22 @@ def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
     outcome = _outcome(callback, service, body, now)
 
     transition = engine.record_call(event, plan, step.input or {}, outcome)
+    after = transition.event.model_copy(update={"waiting": None})
+    if transition.wait_seconds > 0:  # the service reported an error: a retry, after its backoff
+        after = after.model_copy(
+            update={
+                "waiting": Waiting(
+                    kind="backoff", at=now + timedelta(seconds=transition.wait_seconds)
+                )
+            }
+        )
     try:
-        event = deps.store.use_callback(callback, transition.event)
+        resumed = deps.store.use_callback(callback, after)
     except StaleVersion:
         # Only what ends the wait (its timeout, an abort) writes to a waiting event.
         raise NotFound("not found") from None
-    answer = routes.answer_for(event, transition.wait_seconds)
-    if not deps.executions.resume(callback.task_token, json.dumps(answer)):
-        # The task already timed out: the timeout path finds the step no longer waiting
-        # and carries on from what was just recorded.
-        logger.warning(
-            "the state machine no longer waits for this callback", event_id=event.event_id
-        )
+    _resume(deps, event, resumed, plan)
+    event = resumed
     logger.info(
         "callback received",
         event_id=event.event_id,
@@ -126,21 +134,18 @@ def _complete_in_group(deps: Dependencies, callback: Callback, body: Any) -> Cal
         run.finished(call, _outcome(callback, call.service, body, now))
         still_waiting = bool(run.waiting())
         status = EventStatus.WAITING if still_waiting else EventStatus.RUNNING
+        after = engine.record_group(event, run.record(), now, status)
+        if not still_waiting:
+            after = after.model_copy(update={"waiting": None})
         try:
-            event = deps.store.use_callback(
-                callback, engine.record_group(event, run.record(), now, status)
-            )
+            event = deps.store.use_callback(callback, after)
         except StaleVersion:
             continue
         break
     else:
         raise Conflict("the event is busy with this group's other callbacks; send it again")
-    if not still_waiting and event.group_task_token is not None:
-        answer = routes.answer_for(event)
-        if not deps.executions.resume(event.group_task_token, json.dumps(answer)):
-            logger.warning(
-                "the state machine no longer waits for this group", event_id=event.event_id
-            )
+    if not still_waiting:
+        _resume(deps, event, event, plan)
     logger.info(
         "group callback received",
         event_id=event.event_id,
@@ -151,6 +156,26 @@ def _complete_in_group(deps: Dependencies, callback: Callback, body: Any) -> Cal
         waiting=still_waiting,
     )
     return CallbackAccepted(event_id=event.event_id, step=callback.step, status=event.status)
+
+
+def _resume(deps: Dependencies, waited: Event, resumed: Event, plan: Plan) -> None:
+    """The event's wait is over: start the execution that goes on, named after the segment
+    that ended to wait (a second start of it is no second run), then take the wait's timer
+    down. A start that fails leaves the timer: when it fires, it finds the wait over and the
+    event goes on from what was recorded, late but not lost."""
+    try:
+        deps.executions.start(
+            resumed.resumed_execution_name, execution_input(resumed.event_id, plan)
+        )
+    except (ClientError, BotoCoreError):
+        logger.exception("the event's next execution did not start", event_id=resumed.event_id)
+        return
+    if deps.timers is not None:
+        try:
+            deps.timers.cancel(waited.timer_name)
+        except (ClientError, BotoCoreError):
+            # recorded and resumed: the timer, firing, finds the wait over and does nothing
+            logger.warning("the wait's timer was not deleted", event_id=resumed.event_id)
 
 
 def _reported_error(report: Any) -> ErrorInfo:

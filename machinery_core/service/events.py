@@ -199,17 +199,23 @@ def planned_steps(
     return planned
 
 
-def execution_input(event_id: str, plan: Plan) -> str:
-    """The state machine's input: the event and, so that the worker need not read it, its plan.
+def execution_input(event_id: str, plan: Plan | None, wake: dict[str, Any] | None = None) -> str:
+    """The state machine's input: the event, so that the worker need not read it its plan,
+    and what started it (`wake`: a timer, with its kind and when it was set for; else null).
 
     `plan` is null (the worker then reads the stored one) when it is larger than
     PLAN_INPUT_LIMIT, or when it holds secret headers: an execution's input shows in its
-    history, where a secret must not.
+    history, where a secret must not; a timer's input never carries it (a schedule's input
+    is at most 8 KB).
     """
-    carried: dict[str, object] | None = plan.model_dump(mode="json", exclude_defaults=True)
-    if plan.holds_secrets or len(json.dumps(carried, separators=(",", ":"))) > PLAN_INPUT_LIMIT:
-        carried = None
-    return json.dumps({"event_id": event_id, "plan": carried}, separators=(",", ":"))
+    carried: dict[str, object] | None = None
+    if plan is not None and not plan.holds_secrets:
+        carried = plan.model_dump(mode="json", exclude_defaults=True)
+        if len(json.dumps(carried, separators=(",", ":"))) > PLAN_INPUT_LIMIT:
+            carried = None
+    # `route`: what the Route state reads, none yet (the Run after a Wait sees the BACKOFF)
+    body = {"event_id": event_id, "plan": carried, "wake": wake, "route": None}
+    return json.dumps(body, separators=(",", ":"))
 
 
 def _start(deps: Dependencies, event: Event, plan: Plan) -> None:
@@ -245,11 +251,15 @@ def cancel_event(deps: Dependencies, event_id: str) -> EventView:
     # Already ended or never started, the event is CANCELLED either way: its next step, if
     # any, finds it ended. Only an unexpected error (throttled, denied) raises, after the
     # event is on record as CANCELLED.
+    # the execution that last took the event up (a resumed segment's, if any), and the
+    # timer of its wait: neither has anything left to do
     stopped = deps.executions.stop(
-        event.execution_name,
+        event.execution or event.execution_name,
         error="Cancelled",
         cause="cancelled through POST /events/{event_id}/cancel",
     )
+    if event.waiting is not None and deps.timers is not None:
+        deps.timers.cancel(event.timer_name)
     logger.info(
         "event cancelled", event_id=event_id, workflow_id=event.workflow_id, execution=stopped
     )
@@ -269,7 +279,12 @@ def redrive_event(deps: Dependencies, event_id: str) -> EventAccepted:
         raise Conflict(f"only a FAILED event can be retried; this one is {event.status.value}")
     if event.step_index >= len(plan.steps):
         raise Conflict("every step succeeded; the workflow outputs failed, so a retry would too")
-    event = deps.store.save_event(engine.redrive(event, deps.clock()))
+    # named as the execution it starts, so that the failed run's late end aborts nothing
+    redriven = engine.redrive(event, deps.clock())
+    name = redriven.execution_name
+    event = deps.store.save_event(
+        redriven.model_copy(update={"execution": deps.executions.execution_arn(name)})
+    )
     _start(deps, event, plan)
     logger.info("event retried", event_id=event_id, workflow_id=event.workflow_id, run=event.run)
     return EventAccepted.of(event)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from machinery_core.adapters.executions import StateMachineType
+from machinery_core.contract import EXPRESS_MAX_CALL_SECONDS
 from machinery_core.domain import diagram
 from machinery_core.domain.errors import Conflict, InvalidDefinition, InvalidInput, NotFound
 from machinery_core.domain.models import (
     REDACTED,
+    Fallback,
     LiveRequest,
     Page,
     Service,
@@ -180,17 +182,30 @@ def set_live(deps: Dependencies, workflow_id: str, request: LiveRequest) -> Work
 
 
 def _check_runnable(deps: Dependencies, workflow: Workflow, services: dict[str, Service]) -> None:
+    """What this deployment cannot run: on EXPRESS, a sync call longer than an execution
+    leaves room for (a callback service's wait is no call: any timeout goes)."""
     if deps.executions.kind is not StateMachineType.EXPRESS:
         return
-    waiting = [
-        place
-        for place in workflow.spec.located()
-        if place.service is not None and services[place.service].mode == "callback"
+    named = [(place.path, place.service) for place in workflow.spec.located() if place.service]
+    named += [
+        (f"spec.on_error.{key}.fallback", policy.fallback)
+        for key, policy in workflow.spec.on_error.items()
+        if isinstance(policy, Fallback)
     ]
-    if waiting:
+    too_long = [
+        (path, name)
+        for path, name in named
+        if services[name].mode == "sync"
+        and services[name].timeout_seconds > EXPRESS_MAX_CALL_SECONDS
+    ]
+    if too_long:
         raise InvalidDefinition(
-            "callback services need a STANDARD state machine; this deployment runs EXPRESS",
-            [{"path": place.path, "message": place.service} for place in waiting],
+            f"on an EXPRESS state machine a sync call may take at most "
+            f"{EXPRESS_MAX_CALL_SECONDS} s (timeout_seconds): an execution lasts five minutes",
+            [
+                {"path": path, "message": f"{name}: {services[name].timeout_seconds:g} s"}
+                for path, name in too_long
+            ],
         )
 
 

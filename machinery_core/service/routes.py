@@ -1,9 +1,11 @@
 """The Route protocol: what every Task of the state machine answers, and the Route choice reads.
 
 Every answer has the same keys: `status` is CONTINUE (run again), BACKOFF (Wait
-`wait_seconds`), AWAIT (AwaitCallback, up to `timeout_seconds`), or the event's end,
-SUCCEEDED, FAILED or CANCELLED (through Notify first when `notify`). template.yaml's
-Route state and docs/architecture.md ("The state machine") read the same keys.
+`wait_seconds` in this execution), SUSPEND (this execution ends: the event waits outside
+it, for a callback or a timer, which starts the next), or the event's end, SUCCEEDED, FAILED
+or CANCELLED (through Notify first when `notify`). template.yaml's Route state and
+docs/architecture.md ("The state machine") read the same keys. (AWAIT is a group's hand-back
+inside the worker: its callbacks to dispatch; the state machine never sees it.)
 """
 
 from __future__ import annotations

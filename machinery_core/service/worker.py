@@ -11,15 +11,21 @@ plan is read (in the same request) only when the input carries none.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from machinery_core.adapters.executions import StateMachineType
+from machinery_core.contract import (
+    EXPRESS_EXECUTION_SECONDS,
+    MIN_SEGMENT_SECONDS,
+    SEGMENT_MARGIN_SECONDS,
+)
 from machinery_core.domain import engine, tokens
 from machinery_core.domain.engine import CallOutcome
 from machinery_core.domain.errors import (
@@ -39,12 +45,14 @@ from machinery_core.domain.models import (
     Plan,
     PlannedGroup,
     PlannedNode,
+    Service,
     StepRecord,
     StepStatus,
 )
 from machinery_core.runtime.dependencies import Dependencies
 from machinery_core.runtime.observability import logger, metrics
 from machinery_core.service import routes
+from machinery_core.service.events import execution_input
 
 # Left for the checkpoint write and the answer after the last call of an invocation.
 SAFETY_SECONDS = 3.0
@@ -67,20 +75,75 @@ def _load(deps: Dependencies, event_id: str, carried: dict[str, Any] | None) -> 
     return deps.store.get_event(event_id), Plan.model_validate(carried)
 
 
+@dataclass(frozen=True)
+class Segment:
+    """The execution an invocation runs in, and until when it may keep the event: EXPRESS
+    executions end at five minutes (less a margin for what follows the last call); a
+    STANDARD one has no limit that a step could reach."""
+
+    ends_at: datetime | None = None
+
+    def left(self, now: datetime) -> float | None:
+        return None if self.ends_at is None else (self.ends_at - now).total_seconds()
+
+    def fits(self, now: datetime, seconds: float) -> bool:
+        left = self.left(now)
+        return left is None or seconds <= left
+
+
+def segment_of(deps: Dependencies, started_at: str | None) -> Segment:
+    """The segment an execution started at `started_at` (its `$$.Execution.StartTime`) is."""
+    if deps.executions.kind is not StateMachineType.EXPRESS or not started_at:
+        return Segment()
+    start = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+    return Segment(start + timedelta(seconds=EXPRESS_EXECUTION_SECONDS - SEGMENT_MARGIN_SECONDS))
+
+
 def advance(
     deps: Dependencies,
     event_id: str,
     remaining_ms: Callable[[], int],
     invocation_id: str = "local",
     plan_carried: dict[str, Any] | None = None,
+    *,
+    started_at: str | None = None,
+    execution: str | None = None,
+    wake: dict[str, Any] | None = None,
+    after_wait: bool = False,
 ) -> dict[str, Any]:
+    """Do what is due for the event, whatever started this execution: its first, a timer
+    (`wake`: a backoff's, or a callback's timeout), the callback route, or a duplicate.
+    `after_wait`: this Run follows the execution's own Wait state (a backoff it waited out)."""
     event, plan = _load(deps, event_id, plan_carried)
     if event.status.terminal:
         return routes.answer_for(event)
+    segment = segment_of(deps, started_at)
+    if wake is not None and wake.get("kind") == "callback":
+        event, wait_seconds = _time_out_callbacks(deps, event, plan, _woken_at(deps, wake))
+        if event.status.terminal:
+            return routes.answer_for(event)
+        if wait_seconds > 0:
+            return _pause(deps, event, plan, segment, wait_seconds)
+    if _waits_for_callback(event):
+        return _suspended(deps, event)  # a duplicate, or too early: its wait goes on
+    waiting = event.waiting
+    by_its_timer = wake is not None and wake.get("kind") == "backoff"
+    if waiting is not None and waiting.kind == "backoff" and not by_its_timer and not after_wait:
+        # started by the callback route (a callback reported an error), another wait's
+        # timer (a callback's), or a duplicate
+        left = (waiting.at - deps.clock()).total_seconds()
+        if left > 0:
+            return _pause(deps, event, plan, segment, left)
     now = deps.clock()
     holder, until = event.claimed_by, event.claimed_until
     if holder not in (None, invocation_id) and until is not None and until > now:
         raise ClaimHeld(f"invocation {holder} is advancing event {event_id!r} until {until}")
+
+    def left_ms() -> int:
+        """What is left of the Lambda invocation and of the execution, the shorter."""
+        left = segment.left(deps.clock())
+        lambda_ms = remaining_ms()
+        return lambda_ms if left is None else min(lambda_ms, int(left * 1000))
 
     def held(state: Event) -> Event:
         """`state` past any skipped steps, claimed for the next call (each checkpoint renews
@@ -93,33 +156,44 @@ def advance(
         if isinstance(node, PlannedGroup):
             return engine.claim(state, invocation_id, now + _seconds(_longest_call(node)))
         service = engine.current_service(state, plan)
-        if service.mode == "callback":  # this invocation calls nothing more
+        if service.mode == "callback":  # dispatched by this invocation, with no claim
             return engine.claim(state, None, None)
         claimed = engine.claim(state, invocation_id, now + _seconds(service.timeout_seconds))
         return engine.mark_under_way(claimed, plan, now)
 
     # The claim's conditional write is what stops a concurrent duplicate here.
-    event = deps.store.save_event(held(engine.begin(event, now)))
+    event = deps.store.save_event(held(engine.begin(event, now, execution)))
     calls = 0
     try:
         while not event.status.terminal:
             node = plan.steps[event.step_index]
             if isinstance(node, PlannedGroup):
-                ran = _GroupInvocation(deps, event, plan, node, invocation_id, remaining_ms, calls)
+                ran = _GroupInvocation(deps, event, plan, node, invocation_id, left_ms, calls)
                 event, answer = ran.run(held)
                 calls += ran.calls
-                if answer is not None:
-                    return answer
-                continue
+                if answer is None:
+                    continue
+                if answer["status"] == "AWAIT":
+                    event = _dispatch_group(deps, event, plan, node)
+                    if _waiting_in_group(event):
+                        return _suspended(deps, event)
+                    continue  # every service refused its step: the group goes on
+                return _hand_back(deps, event, plan, segment, answer)
             service = engine.current_service(event, plan)
             if service.mode == "callback":
-                # `held` left the event unclaimed: the dispatch is another invocation's work
-                return routes.answer("AWAIT", timeout_seconds=service.timeout_seconds)
-            available = remaining_ms() / 1000 - SAFETY_SECONDS
+                event, wait_seconds = _dispatch(deps, event, plan, service)
+                if event.status is EventStatus.WAITING:
+                    return _suspended(deps, event)
+                if wait_seconds > 0:
+                    return _pause(deps, event, plan, segment, wait_seconds)
+                continue
+            if not segment.fits(deps.clock(), service.timeout_seconds + SAFETY_SECONDS):
+                return _continue_elsewhere(deps, event, plan)  # the call would outlive it
+            available = left_ms() / 1000 - SAFETY_SECONDS
             if calls and available < service.timeout_seconds:
                 # A fresh invocation gets the full timeout: hand back, not cut the call short.
-                deps.store.save_event(engine.claim(event, None, None))
-                return routes.answer("CONTINUE")
+                event = deps.store.save_event(engine.claim(event, None, None))
+                return _hand_back(deps, event, plan, segment, routes.answer("CONTINUE"))
             payload, refusal = engine.step_input(event, plan)
             if refusal is not None:
                 event = deps.store.save_event(
@@ -155,7 +229,7 @@ def advance(
                 duration_ms=outcome.duration_ms,
             )
             if transition.wait_seconds > 0:
-                return routes.answer_for(event, transition.wait_seconds)
+                return _pause(deps, event, plan, segment, transition.wait_seconds)
     except PayloadStoreUnavailable:
         _release(deps, event)
         raise
@@ -165,6 +239,124 @@ def advance(
         "event ended", event_id=event_id, workflow_id=event.workflow_id, status=event.status.value
     )
     return routes.answer_for(event)
+
+
+# --- segments: an event waiting outside any execution ------------------------------------
+
+
+def _waits_for_callback(event: Event) -> bool:
+    step = event.current_step
+    return step is not None and step.kind == "service" and step.status is StepStatus.WAITING
+
+
+def _suspended(deps: Dependencies, event: Event) -> dict[str, Any]:
+    """End this execution: the event's timer (set again, which changes nothing if it is set)
+    or its callback starts the next."""
+    if event.waiting is not None:
+        _set_timer(deps, event)
+    logger.info(
+        "event suspended",
+        event_id=event.event_id,
+        workflow_id=event.workflow_id,
+        waiting=event.waiting.kind if event.waiting else None,
+        segment=event.segment,
+    )
+    return routes.answer("SUSPEND")
+
+
+def _set_timer(deps: Dependencies, event: Event) -> None:
+    assert event.waiting is not None
+    if deps.timers is None:
+        raise RuntimeError("no timers are configured (SCHEDULE_GROUP, SCHEDULER_ROLE_ARN)")
+    wake = {"kind": event.waiting.kind, "at": event.waiting.at.isoformat()}
+    deps.timers.set(
+        event.timer_name, event.waiting.at, execution_input(event.event_id, None, wake=wake)
+    )
+
+
+def _pause(
+    deps: Dependencies, event: Event, plan: Plan, segment: Segment, wait_seconds: float
+) -> dict[str, Any]:
+    """Wait out a backoff: in this execution (its Wait state) when it fits, else in a timer."""
+    now = deps.clock()
+    if segment.fits(now, wait_seconds):
+        return routes.answer("BACKOFF", wait_seconds=wait_seconds)
+    at = now + timedelta(seconds=wait_seconds)
+    waiting = event.waiting
+    if waiting is None or waiting.kind != "backoff" or abs((waiting.at - at).total_seconds()) > 1:
+        event = deps.store.save_event(engine.suspend(event, "backoff", at))
+    return _suspended(deps, event)  # a wait already suspended for keeps its one timer
+
+
+def _hand_back(
+    deps: Dependencies, event: Event, plan: Plan, segment: Segment, answer: dict[str, Any]
+) -> dict[str, Any]:
+    """A group's or the loop's hand-back: a backoff waits where it fits; a run that must go
+    on in a fresh invocation goes on in a fresh execution when this one's time is short."""
+    if answer["status"] == "BACKOFF":
+        return _pause(deps, event, plan, segment, answer["wait_seconds"])
+    if answer["status"] == "CONTINUE" and not segment.fits(deps.clock(), MIN_SEGMENT_SECONDS):
+        return _continue_elsewhere(deps, event, plan)
+    return answer
+
+
+def _continue_elsewhere(deps: Dependencies, event: Event, plan: Plan) -> dict[str, Any]:
+    """This EXPRESS execution is nearly over: the run goes on in the next, started now, and
+    this one ends. (A start that fails fails this invocation, which the state machine retries:
+    the retry finds the wait over, and the execution still short, and starts it again.)"""
+    now = deps.clock()
+    event = deps.store.save_event(engine.suspend(engine.claim(event, None, None), "backoff", now))
+    deps.executions.start(
+        event.resumed_execution_name,
+        execution_input(event.event_id, plan, wake={"kind": "backoff"}),
+    )
+    logger.info("event goes on in a fresh execution", event_id=event.event_id)
+    return routes.answer("SUSPEND")
+
+
+def _woken_at(deps: Dependencies, wake: dict[str, Any]) -> datetime:
+    """When the timer was set to fire, or now if later: a deadline the timer was set for has
+    passed, whatever this clock says (the local runtime scales its timers)."""
+    now = deps.clock()
+    at = wake.get("at")
+    if not at:
+        return now
+    return max(now, datetime.fromisoformat(str(at)))
+
+
+def _time_out_callbacks(
+    deps: Dependencies, event: Event, plan: Plan, now: datetime
+) -> tuple[Event, float]:
+    """A callback's timer fired: the callbacks whose time is up fail (their steps' policies
+    decide what follows: the backoff before a retry, in seconds), unless they answered."""
+    if isinstance(plan.steps[event.step_index], PlannedGroup):
+        moment = now + CLOCK_TOLERANCE
+        event = _update_group(deps, event.event_id, plan, lambda run: bool(run.expire(moment)))
+        logger.warning("group callback timed out", event_id=event.event_id, step=event.step_index)
+        return event, 0
+    step, waiting = event.current_step, event.waiting
+    if step is None or step.status is not StepStatus.WAITING or waiting is None:
+        return event, 0
+    if waiting.at > now + CLOCK_TOLERANCE:
+        return event, 0  # the timer of an earlier attempt: this one still has time
+    service = engine.current_service(event, plan)
+    outcome = CallOutcome(
+        started_at=waiting.at - timedelta(seconds=service.timeout_seconds),
+        ended_at=deps.clock(),
+        error=ErrorInfo(
+            type="CallbackTimeout",
+            message=f"no callback within {service.timeout_seconds:g}s",
+        ),
+    )
+    transition = engine.record_call(event, plan, step.input or {}, outcome)
+    event = deps.store.save_event(transition.event.model_copy(update={"waiting": None}))
+    logger.warning(
+        "callback timed out",
+        event_id=event.event_id,
+        workflow_id=event.workflow_id,
+        step=step.index,
+    )
+    return event, transition.wait_seconds
 
 
 def _release(deps: Dependencies, event: Event) -> None:
@@ -221,7 +413,7 @@ class _GroupInvocation:
         self.calls = 0
         self.run_state = GroupRun(event.step_index, group, event.context, event.current_step)
         self.longest = _longest_call(group)
-        self.to_dispatch: list[Call] = []  # callback calls: the AwaitCallback task makes them
+        self.to_dispatch: list[Call] = []  # callback calls: _dispatch_group makes them
 
     def run(self, held: Callable[[Event], Event]) -> tuple[Event, dict[str, Any] | None]:
         """The event after the group, and the answer when the invocation must hand back."""
@@ -333,7 +525,7 @@ class _GroupInvocation:
 
     def _awaited(self, now: datetime) -> float | None:
         """Seconds until the first of the group's callbacks (waiting or to dispatch) times
-        out, or None when it waits for none: the AwaitCallback task's timeout."""
+        out, or None when it waits for none."""
         deadlines = [
             now + timedelta(seconds=call.service.timeout_seconds) for call in self.to_dispatch
         ]
@@ -391,9 +583,19 @@ def _fail_oversized(deps: Dependencies, event: Event, service: str, error: ItemT
         return deps.store.save_event(failed.model_copy(update={"context": {}, "steps": slim}))
 
 
-def abort(deps: Dependencies, event_id: str, error: dict[str, Any]) -> dict[str, Any]:
-    """The state machine caught an error it cannot retry: the event must not stay RUNNING."""
+def abort(
+    deps: Dependencies, event_id: str, error: dict[str, Any], execution: str | None = None
+) -> dict[str, Any]:
+    """The state machine caught an error it cannot retry: the event must not stay RUNNING.
+    Unless it is a retried run's, not yet begun: named for its own execution, it is not the
+    failing one's (`execution`), an earlier run's ending late."""
     event = deps.store.get_event(event_id)
+    if (
+        execution is not None
+        and event.status is EventStatus.PENDING
+        and event.execution not in (None, execution)
+    ):
+        return routes.answer_for(event)
     info = ErrorInfo(
         type=str(error.get("Error", "States.Runtime")),
         message=str(error.get("Cause", "the state machine gave up on this event"))[:4096],
@@ -409,53 +611,37 @@ def abort(deps: Dependencies, event_id: str, error: dict[str, Any]) -> dict[str,
 # --- callback services -------------------------------------------------------------------
 
 
-def dispatch(
-    deps: Dependencies,
-    event_id: str,
-    task_token: str,
-    plan_carried: dict[str, Any] | None = None,
-) -> None:
-    """AwaitCallback's task: hand the step to a callback service, then let the task wait.
-
-    The service gets a single-use callback URL; the state machine's task token stays in
-    the table. If the service does not take the work, the task is completed here at once
-    with the answer (a retry backoff or the failure) so the state machine moves on.
-    """
-    event, plan = _load(deps, event_id, plan_carried)
-    if event.status.terminal:
-        _resume(deps, task_token, routes.answer_for(event))
-        return
-    group = plan.steps[event.step_index]
-    if isinstance(group, PlannedGroup):
-        _dispatch_group(deps, event, plan, group, task_token)
-        return
-    service = engine.current_service(event, plan)
+def _dispatch(
+    deps: Dependencies, event: Event, plan: Plan, service: Service
+) -> tuple[Event, float]:
+    """Hand the step to a callback service with a single-use callback URL, in the write that
+    marks it WAITING (until its timeout, when its timer fires). If the service does not take
+    the work, the attempt ends as its answer says: the event and the backoff before a retry."""
     payload, refusal = engine.step_input(event, plan)
     if refusal is not None:
-        event = deps.store.save_event(
-            engine.refuse_input(event, plan, payload, refusal, deps.clock())
-        )
-        _resume(deps, task_token, routes.answer_for(event))
-        return
-
+        refused = engine.refuse_input(event, plan, payload, refusal, deps.clock())
+        return deps.store.save_event(refused), 0
     token = tokens.new_token()
     now = deps.clock()
     attempts = event.current_step.attempts if event.current_step is not None else 0
+    timeout = timedelta(seconds=service.timeout_seconds)
     callback = Callback(
         token_hash=tokens.hash_token(token),
-        event_id=event_id,
+        event_id=event.event_id,
         step=event.step_index,
         attempt=attempts + 1,
-        task_token=task_token,
         dispatched_at=now,
-        expires_at=now + timedelta(seconds=service.timeout_seconds) + CALLBACK_GRACE,
+        expires_at=now + timeout + CALLBACK_GRACE,
     )
-    event = deps.store.open_callback(engine.wait_for_callback(event, plan, payload, now), callback)
+    waiting = engine.suspend(
+        engine.wait_for_callback(event, plan, payload, now), "callback", now + timeout
+    )
+    event = deps.store.open_callback(waiting, callback)
     base = (plan.callback_base_url or "").rstrip("/")
     outcome = deps.invoker.call(
         service,
         payload,
-        event_id=event_id,
+        event_id=event.event_id,
         step=event.step_index,
         timeout=min(service.timeout_seconds, DISPATCH_TIMEOUT_SECONDS),
         extra_headers={"X-Machinery-Callback-Url": f"{base}/callbacks/{token}"},
@@ -463,37 +649,32 @@ def dispatch(
     )
     logger.info(
         "callback step dispatched",
-        event_id=event_id,
+        event_id=event.event_id,
         workflow_id=event.workflow_id,
         step=event.step_index,
         service=service.name,
         accepted=outcome.error is None,
     )
     if outcome.error is None:
-        return  # the task waits for the callback, or for its timeout
+        return event, 0  # WAITING: its callback, or its timer, resumes it
     transition = engine.record_call(event, plan, payload, outcome, random.random())
     try:
-        event = deps.store.save_event(transition.event)
+        saved = deps.store.save_event(transition.event.model_copy(update={"waiting": None}))
     except StaleVersion:
-        _resume(deps, task_token, _refuse_late(deps, event, plan, outcome))
-        return
-    _resume(deps, task_token, routes.answer_for(event, transition.wait_seconds))
+        _refuse_late(deps, event, plan, outcome)
+        return deps.store.get_event(event.event_id), 0
+    return saved, transition.wait_seconds
 
 
 # DynamoDB takes 100 actions in a transaction: the event's update and 99 callbacks.
 MAX_DISPATCH = 99
 
 
-def _dispatch_group(
-    deps: Dependencies, event: Event, plan: Plan, group: PlannedGroup, task_token: str
-) -> None:
-    """The group's callback services handed their steps at once, under one task token.
-
-    Each gets its own single-use callback URL; the last callback to answer resumes the
-    task (the token is kept on the event, so a later wait of the same group re-arms it
-    without calling anyone again). A service that does not take its step has its attempt
-    failed here; when then nothing is left waiting, the task resumes at once.
-    """
+def _dispatch_group(deps: Dependencies, event: Event, plan: Plan, group: PlannedGroup) -> Event:
+    """The group's ready callback services handed their steps at once, each with its own
+    single-use callback URL, in the write that has the event wait until the first of its
+    callbacks times out (its timer). The last callback to answer starts the next execution.
+    A service that does not take its step has its attempt failed here."""
     run = GroupRun(event.step_index, group, event.context, event.current_step)
     now = deps.clock()
     calls = [call for call in run.ready(now, set()) if call.callback][:MAX_DISPATCH]
@@ -508,17 +689,16 @@ def _dispatch_group(
                 event_id=event.event_id,
                 step=event.step_index,
                 attempt=run.records[call.path].attempts + 1,
-                task_token=task_token,
                 dispatched_at=now,
                 expires_at=now + timedelta(seconds=call.service.timeout_seconds) + CALLBACK_GRACE,
                 path=call.path,
             )
         )
         urls[call.path] = f"{base}/callbacks/{token}"
+    deadlines = [run.records[path].deadline for path in run.waiting()]
+    first = min((d for d in deadlines if d is not None), default=now)
     waiting = engine.record_group(event, run.record(), now, EventStatus.WAITING)
-    event = deps.store.open_callback(
-        waiting.model_copy(update={"group_task_token": task_token}), *callbacks
-    )
+    event = deps.store.open_callback(engine.suspend(waiting, "callback", first), *callbacks)
 
     def hand_over(call: Call) -> CallOutcome:
         return deps.invoker.call(
@@ -552,9 +732,12 @@ def _dispatch_group(
                 run.finished(call, outcome, random.random())
         return True
 
-    event = _update_group(deps, event.event_id, plan, record_refusals) if refused else event
-    if not _waiting_in_group(event):
-        _resume(deps, task_token, routes.answer_for(event))
+    if not refused:
+        return event
+    event = _update_group(deps, event.event_id, plan, record_refusals)
+    if _waiting_in_group(event):
+        return event
+    return deps.store.save_event(event.model_copy(update={"waiting": None}))
 
 
 def _waiting_in_group(event: Event) -> bool:
@@ -591,39 +774,3 @@ def _update_group(
         except StaleVersion:
             continue
     raise StaleVersion(f"event {event_id!r} kept changing under a group update")
-
-
-def callback_timed_out(
-    deps: Dependencies, event_id: str, plan_carried: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """AwaitCallback timed out: the waiting step fails, unless its callback just won the race."""
-    event, plan = _load(deps, event_id, plan_carried)
-    if not event.status.terminal and isinstance(plan.steps[event.step_index], PlannedGroup):
-        # The first of the group's callbacks to expire ended the wait: those whose time is
-        # up fail, and the Run state carries on (waiting again for the others, if any).
-        now = deps.clock() + CLOCK_TOLERANCE
-        event = _update_group(deps, event_id, plan, lambda run: bool(run.expire(now)))
-        logger.warning("group callback timed out", event_id=event_id, step=event.step_index)
-        return routes.answer_for(event)
-    step = event.current_step
-    if event.status.terminal or step is None or step.status is not StepStatus.WAITING:
-        return routes.answer_for(event)
-    service = engine.current_service(event, plan)
-    outcome = CallOutcome(
-        started_at=event.updated_at,
-        ended_at=deps.clock(),
-        error=ErrorInfo(
-            type="CallbackTimeout",
-            message=f"no callback within {service.timeout_seconds:g}s",
-        ),
-    )
-    transition = engine.record_call(event, plan, step.input or {}, outcome)
-    event = deps.store.save_event(transition.event)
-    logger.warning(
-        "callback timed out", event_id=event_id, workflow_id=event.workflow_id, step=step.index
-    )
-    return routes.answer_for(event, transition.wait_seconds)
-
-
-def _resume(deps: Dependencies, task_token: str, answer: dict[str, Any]) -> None:
-    deps.executions.resume(task_token, json.dumps(answer))

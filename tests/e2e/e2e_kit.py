@@ -13,6 +13,22 @@ from loopback import Call, LoopbackServer, Reply, json_reply
 if TYPE_CHECKING:
     from conftest import LocalStack
 
+STATE_MACHINE_TYPES = ["STANDARD", "EXPRESS"]
+
+
+def stack_of_type(request: pytest.FixtureRequest) -> Any:
+    """For a module's `local_stack` fixture parametrized over STATE_MACHINE_TYPES: the
+    session's stack of that type, so that its tests (and its registry) run on both:
+
+        @pytest.fixture(params=STATE_MACHINE_TYPES)
+        def local_stack(request: pytest.FixtureRequest) -> Any:
+            return stack_of_type(request)
+    """
+    return request.getfixturevalue(
+        "standard_stack" if request.param == "STANDARD" else "express_stack"
+    )
+
+
 # The `stub_service` fixture: start a loopback service answering with `respond(call, nth)`.
 StartStub = Callable[[Callable[[Call, int], Reply]], LoopbackServer]
 

@@ -69,6 +69,7 @@ def test_the_quick_suite_writes_a_complete_report(
         "## 1.",
         "### Large payloads",
         "## 2.",
+        "### STANDARD and EXPRESS",
         "## 3.",
         "## 4.",
         "## 5.",
@@ -98,9 +99,11 @@ def test_the_counts_per_event_are_exact(report: dict[str, Any]) -> None:
         assert case["right"] == case["events"] >= 1, key
         assert case["consistent"], key
         assert per_event["errors"] == [], key
-        # One execution per event, its transitions read from the history, Run first
+        # Its executions found and their transitions read from the histories, Run first
         sfn = per_event["stepfunctions"]
-        assert sfn["executions_started"] == 1, key
+        assert sfn["executions"] == sfn["executions_started"] == len(sfn["states_by_execution"]), (
+            key
+        )
         assert sfn["transitions"] == len(sfn["states"]) > 0, key
         assert sfn["states"][0] == "Run" and sfn["states"][-1] == "Done", key
         # The step function's invocations counted at the runtime match the history's tasks
@@ -113,9 +116,11 @@ def test_the_counts_per_event_are_exact(report: dict[str, Any]) -> None:
         assert per_event["phases"]["intake"]["requests"]["stepfunctions:StartExecution"] == 1
 
     for key in ("sync-1", "sync-3", "sync-10", "parallel-3", "map-100", "large-payload"):
-        # A sync event, groups and large payloads included: one API invocation (the intake)
-        # and one step-function invocation
+        # A sync event, groups and large payloads included: one execution, one API
+        # invocation (the intake) and one step-function invocation, no timer
         per_event = cases[key]["per_event"]
+        assert per_event["stepfunctions"]["executions"] == 1, key
+        assert per_event["scheduler"]["requests"] == per_event["scheduler"]["invocations"] == 0
         assert per_event["lambda"]["by_label"] == {
             "ApiFunction POST /e/{workflow_id}": 1,
             "StepFunction advance": 1,
@@ -130,17 +135,42 @@ def test_the_counts_per_event_are_exact(report: dict[str, Any]) -> None:
         - cases["sync-1"]["per_event"]["dynamodb"]["writes"]
     )
     assert 5 <= beyond <= 12, beyond
-    # The callback event: dispatched once, called back once through the API, resumed once
-    callback = cases["callback"]["per_event"]
-    assert callback["lambda"]["by_label"] == {
-        "ApiFunction POST /callbacks/{token}": 1,
-        "ApiFunction POST /e/{workflow_id}": 1,
-        "StepFunction advance": 2,
-        "StepFunction dispatch": 1,
-    }
-    assert callback["http_api_requests"] == 2
-    assert "AwaitCallback" in callback["stepfunctions"]["states"]
-    assert callback["phases"]["callback"]["requests"]["stepfunctions:SendTaskSuccess"] == 1
+    # The callback event, on either type: two segments, the first dispatching the callback
+    # and setting its timer, the callback route starting the second and deleting the timer
+    express = report["counts"]["express"]["cases"]
+    assert set(express) == {"sync-3", "callback"}
+    for machine, measured in (("STANDARD", cases), ("EXPRESS", express)):
+        callback = measured["callback"]
+        assert callback["state_machine_type"] == machine
+        assert callback["right"] == callback["events"] >= 1, machine
+        assert callback["consistent"], machine
+        per_event = callback["per_event"]
+        assert per_event["errors"] == [], machine
+        assert per_event["lambda"]["by_label"] == {
+            "ApiFunction POST /callbacks/{token}": 1,
+            "ApiFunction POST /e/{workflow_id}": 1,
+            "StepFunction advance": 2,
+        }, machine
+        assert per_event["http_api_requests"] == 2
+        sfn = per_event["stepfunctions"]
+        assert sfn["executions"] == sfn["executions_started"] == 2, machine
+        assert sfn["states_by_execution"] == [
+            ["Run", "Route", "Suspended"],
+            ["Run", "Route", "Done"],
+        ], machine
+        assert per_event["lambda"]["by_function"]["StepFunction"] == sfn["history_lambda_tasks"]
+        scheduler = per_event["scheduler"]
+        assert scheduler["create_schedule"] >= 1, machine
+        assert scheduler["create_schedule"] == scheduler["delete_schedule"], machine
+        assert scheduler["invocations"] == 0, machine  # the callback came before its timeout
+        phases = per_event["phases"]
+        assert phases["state loop"]["requests"]["scheduler:CreateSchedule"] == 1, machine
+        assert phases["callback"]["requests"]["stepfunctions:StartExecution"] == 1, machine
+        assert phases["callback"]["requests"]["scheduler:DeleteSchedule"] == 1, machine
+        assert not any("SendTask" in r for r in per_event["requests"]), machine
+    # The 3-step event on EXPRESS: the same requests as on STANDARD, in one execution
+    assert express["sync-3"]["per_event"]["requests"] == cases["sync-3"]["per_event"]["requests"]
+    assert express["sync-3"]["per_event"]["stepfunctions"]["executions"] == 1
     # Below the threshold, no S3 request at all
     for key in ("sync-1", "sync-3", "sync-10", "callback", "parallel-3", "map-100"):
         assert cases[key]["per_event"]["s3"] == {
@@ -172,8 +202,13 @@ def test_the_cost_model_follows_the_counts(report: dict[str, Any]) -> None:
     # The one-state-per-step baseline of 3 steps makes 7 transitions: $175 per million
     assert report["costs"]["sync-3"]["baseline"]["step_functions"] == pytest.approx(175.0)
     assert report["costs"]["sync-3"]["EXPRESS"]["total"] > 0
-    # EXPRESS cannot wait for a callback
-    assert report["costs"]["callback"]["EXPRESS"] is None
+    # EXPRESS runs the callback workflow, from its own counts: a request per segment, and
+    # no Scheduler cost while the callback comes before its timer fires
+    callback = report["costs"]["callback"]
+    assert callback["express_measured"] and report["costs"]["sync-3"]["express_measured"]
+    assert callback["express_usage"]["executions"] == 2
+    assert 2.0 < callback["EXPRESS"]["step_functions"] < callback["STANDARD"]["step_functions"]
+    assert callback["EXPRESS"]["scheduler"] == callback["STANDARD"]["scheduler"] == 0
     # S3: nothing below the threshold; the large event's requests and storage priced
     assert report["costs"]["sync-3"]["STANDARD"]["s3_puts"] == 0
     assert report["costs"]["sync-3"]["STANDARD"]["s3_storage"] == 0

@@ -5,10 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from e2e_kit import Registry, StartStub, service_definition, text_reply, unique
+from e2e_kit import (
+    STATE_MACHINE_TYPES,
+    Registry,
+    StartStub,
+    service_definition,
+    stack_of_type,
+    text_reply,
+    unique,
+)
 from loopback import Call, Reply, closed_url, json_reply
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(params=STATE_MACHINE_TYPES)
+def local_stack(request: pytest.FixtureRequest) -> Any:
+    """Every test here runs on a STANDARD and on an EXPRESS state machine."""
+    return stack_of_type(request)
+
 
 RETRY = {"max_attempts": 3, "interval_seconds": 1, "backoff_rate": 2}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import replace
 
 import boto3
 import pytest
@@ -13,7 +12,6 @@ from integration_kit import (
     ACCOUNT,
     REGION,
     Services,
-    TaskSpy,
     Wired,
     example_behaviours,
     recorded,
@@ -72,15 +70,6 @@ def registered(wired: Wired, request: pytest.FixtureRequest) -> Wired:
         status, _, body = invoke(recorded(name))
         assert status == 201, body
     return wired
-
-
-@pytest.fixture
-def tasks(wired: Wired) -> TaskSpy:
-    """`wired` with Step Functions replaced by a TaskSpy (in `wired.deps` and every handler)."""
-    spy = TaskSpy(wired.stepfunctions)
-    wired.deps = replace(wired.deps, executions=Executions(spy, wired.state_machine_arn))
-    configure(wired.deps)  # `wired` unconfigures it when the test ends
-    return spy
 
 
 @pytest.fixture

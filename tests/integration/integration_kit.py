@@ -1,5 +1,6 @@
 """Helpers of the integration tier: handler loading, recorded events, a fake Lambda context,
-wired deps, a clock the test moves and the step handler's answers."""
+wired deps, a clock the test moves, the step handler's answers, and spies on the executions
+started and the timers set."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import copy
 import importlib.util
 import json
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -166,39 +168,65 @@ def step_answer(
     }
 
 
-class TaskSpy:
-    """Step Functions for the callback pattern: records each SendTaskSuccess it is sent.
-
-    Every other call goes to the moto client it wraps. Set `refuse` to make
-    SendTaskSuccess fail the way Step Functions does for a task that already ended.
-    """
+class StartSpy:
+    """Step Functions' StartExecution, watched: `starts` lists the (name, input) of every
+    start asked for, refused or not. Every call goes on to the moto client it wraps; set
+    `refuse` to make StartExecution fail instead (throttled, say)."""
 
     def __init__(self, delegate: Any) -> None:
         self._delegate = delegate
-        self.successes: list[tuple[str, dict[str, Any]]] = []
+        self.starts: list[tuple[str, dict[str, Any]]] = []
         self.refuse: ClientError | None = None
 
-    def send_task_success(self, *, taskToken: str, output: str) -> dict[str, Any]:
+    def start_execution(self, *, name: str, input: str, **rest: Any) -> dict[str, Any]:
+        self.starts.append((name, json.loads(input)))
         if self.refuse is not None:
             raise self.refuse
-        self.successes.append((taskToken, json.loads(output)))
-        return {}
+        started: dict[str, Any] = self._delegate.start_execution(name=name, input=input, **rest)
+        return started
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.starts]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._delegate, name)
 
 
-def task_timed_out() -> ClientError:
-    """What SendTaskSuccess raises once the task's timeout has passed."""
+def throttled(operation: str = "StartExecution") -> ClientError:
+    """What an AWS call raises once its retries are spent on throttling."""
     return ClientError(
-        {
-            "Error": {
-                "Code": "TaskTimedOut",
-                "Message": "Task Timed Out: 'Provided task does not exist anymore'",
-            }
-        },
-        "SendTaskSuccess",
+        {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, operation
     )
+
+
+class TimerSpy:
+    """The timers (adapters/timers.Timers) in memory: `sets` lists every set(name, at,
+    input) and `cancels` every cancel(name); `armed` holds the timers set and neither
+    cancelled nor fired, by name. Like Scheduler, setting a name that is armed keeps the
+    timer as it was, and a fired timer is gone."""
+
+    def __init__(self) -> None:
+        self.sets: list[tuple[str, datetime, dict[str, Any]]] = []
+        self.cancels: list[str] = []
+        self.armed: dict[str, tuple[datetime, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def set(self, name: str, at: datetime, execution_input: str) -> None:
+        with self._lock:
+            self.sets.append((name, at, json.loads(execution_input)))
+            self.armed.setdefault(name, (at, json.loads(execution_input)))
+
+    def cancel(self, name: str) -> None:
+        with self._lock:
+            self.cancels.append(name)
+            self.armed.pop(name, None)
+
+    def fire(self, name: str) -> dict[str, Any]:
+        """The input of the execution the armed timer `name` starts, as it fires."""
+        with self._lock:
+            _, execution_input = self.armed.pop(name)
+        return execution_input
 
 
 Behaviour = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]

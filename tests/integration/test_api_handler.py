@@ -222,7 +222,7 @@ def test_send_event_answers_202_stores_the_event_and_starts_its_execution(
         executionArn=executions[0]["executionArn"]
     )
     execution_input = json.loads(started["input"])
-    assert set(execution_input) == {"event_id", "plan"}
+    assert set(execution_input) == {"event_id", "plan", "wake", "route"}
     assert execution_input["event_id"] == event_id
     _, plan = registered.store.load_with_plan(event_id)
     assert Plan.model_validate(execution_input["plan"]) == plan

@@ -18,6 +18,7 @@ from machinery_core.domain.models import (
     Plan,
     PlannedStep,
     StepStatus,
+    Waiting,
 )
 
 TOKEN_HASH = hashlib.sha256(b"a-token-the-store-never-sees").hexdigest()
@@ -32,7 +33,6 @@ def make_callback(token_hash: str = TOKEN_HASH, **update: Any) -> Callback:
         "event_id": "evt-1",
         "step": 0,
         "attempt": 1,
-        "task_token": "sfn-task-token",
         "dispatched_at": at(1),
         "expires_at": at(1 + 300 + 86_400),
         **update,
@@ -60,7 +60,9 @@ def stored_running_event(store: Store) -> Event:
 
 
 def waiting_for(event: Event) -> Event:
-    return engine.wait_for_callback(event, PLAN, {"message": "hi"}, at(1))
+    """The event as the worker dispatches its step: WAITING, until the step's timeout."""
+    waiting = engine.wait_for_callback(event, PLAN, {"message": "hi"}, at(1))
+    return engine.suspend(waiting, "callback", at(1 + 300))
 
 
 def callback_then_outputs(event: Event) -> Event:
@@ -98,7 +100,10 @@ def test_open_callback_writes_the_token_record_and_the_waiting_event(
     stored = store.get_event("evt-1")
     assert (stored.status, stored.version) == (EventStatus.WAITING, 2)
     assert stored.steps[0].status is StepStatus.WAITING
-    # And the token's record is keyed by the token's hash, with the task token beside it
+    # And with it the wait: its kind, when its timer fires, and one segment more
+    assert (stored.waiting, stored.segment) == (Waiting(kind="callback", at=at(301)), 1)
+    # And the token's record is keyed by the token's hash: the event, step and attempt it
+    # may complete, open, until its expiry
     [item] = callback_items(dynamodb)
     assert item == {
         "PK": {"S": f"CALLBACK#{TOKEN_HASH}"},
@@ -106,7 +111,6 @@ def test_open_callback_writes_the_token_record_and_the_waiting_event(
         "event_id": {"S": "evt-1"},
         "step": {"N": "0"},
         "attempt": {"N": "1"},
-        "task_token": {"S": "sfn-task-token"},
         "state": {"S": "OPEN"},
         "dispatched_at": {"S": at(1).isoformat()},
         # the table's TTL attribute, in epoch seconds
@@ -148,14 +152,14 @@ def test_open_callback_never_overwrites_an_existing_token_record(
     # When a record with the same hash is opened again
     with pytest.raises(Conflict):
         store.open_callback(
-            store.get_event("evt-1"), make_callback(task_token="another-task", attempt=2)
+            store.get_event("evt-1"), make_callback(attempt=2, dispatched_at=at(40))
         )
 
     # Then the spent record is not reopened and nothing else changed either
     assert table_items(dynamodb) == before
     callback = store.get_callback(TOKEN_HASH)
     assert callback is not None
-    assert (callback.used, callback.task_token) == (True, "sfn-task-token")
+    assert (callback.used, callback.attempt, callback.dispatched_at) == (True, 1, at(1))
 
 
 # --- use_callback ------------------------------------------------------------------------

@@ -8,12 +8,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from integration_kit import DynamoCalls, TaskSpy, Wired, step_answer
+from integration_kit import DynamoCalls, StartSpy, TimerSpy, Wired, step_answer
 from loopback import Call, LoopbackServer, Reply, json_reply
 
+from machinery_core.adapters.executions import Executions
 from machinery_core.domain.errors import Conflict, NotFound
 from machinery_core.domain.models import (
     EventRequest,
@@ -25,6 +26,7 @@ from machinery_core.domain.models import (
     Workflow,
     utc_now,
 )
+from machinery_core.runtime.dependencies import configure
 from machinery_core.service import callbacks, events, registry, worker
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -418,8 +420,28 @@ def _token(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
+@dataclass
+class Waits:
+    """What the state machine and Scheduler see of an event's waits: the executions
+    started (Step Functions watched) and the timers (in memory)."""
+
+    executions: StartSpy
+    timers: TimerSpy
+
+
+@pytest.fixture
+def waits(wired: Wired) -> Waits:
+    """`wired` with Step Functions watched and the timers in memory (in `wired.deps` and
+    every handler)."""
+    started, timers = StartSpy(wired.stepfunctions), TimerSpy()
+    executions = Executions(started, wired.state_machine_arn)
+    wired.deps = replace(wired.deps, executions=executions, timers=cast(Any, timers))
+    configure(wired.deps)  # `wired` unconfigures it when the test ends
+    return Waits(started, timers)
+
+
 def test_a_callback_in_a_parallel_branch_is_awaited_once_and_resumed_by_its_answer(
-    wired: Wired, shop: Shop, tasks: TaskSpy
+    wired: Wired, shop: Shop, waits: Waits
 ) -> None:
     # Given a workflow whose parallel group has a callback service in one branch
     register(
@@ -435,25 +457,35 @@ def test_a_callback_in_a_parallel_branch_is_awaited_once_and_resumed_by_its_answ
     )
     event_id = send(wired, "approved", {"amount": 5, "lines": []})
 
-    # When the step function runs it: the sync branch runs, then it asks to wait
-    answer = run(wired, event_id)
-    assert (answer["status"], answer["timeout_seconds"]) == ("AWAIT", 60)
-    assert [key.rsplit(":", 1)[1] for key in shop.keys] == ["0.1.0"]
-
-    # And AwaitCallback's task dispatches the callback step, and the task is left waiting
-    worker.dispatch(wired.deps, event_id, "task-1")
+    # When the step function runs it: the sync branch runs, then the callback step is
+    # dispatched and the execution ends
+    before = utc_now()
+    assert run(wired, event_id) == step_answer("SUSPEND")
+    assert [key.rsplit(":", 1)[1] for key in shop.keys] == ["0.1.0", "0.0.0"]
     [url] = shop.callback_urls.values()
+
+    # Then the event waits for that step until its timeout, with the wait's timer set then
     event = wired.store.get_event(event_id)
     assert event.status is EventStatus.WAITING
     assert event.steps[0].steps[0].status is StepStatus.WAITING
-    assert tasks.successes == []
+    assert event.waiting is not None and event.waiting.kind == "callback"
+    deadline = event.waiting.at
+    assert before + timedelta(seconds=60) <= deadline <= utc_now() + timedelta(seconds=60)
+    [(name, at, woke)] = waits.timers.sets
+    assert (name, at) == (f"{event_id}-t1", deadline)
+    assert woke["wake"] == {"kind": "callback", "at": deadline.isoformat()}
+    assert waits.executions.names == [event_id]  # the event's first, the API's
 
     # When the service calls back
     callbacks.complete(wired.deps, _token(url), {"approval": "granted"})
 
-    # Then the wait is resumed, once, and the next run joins the branches
-    assert tasks.successes == [("task-1", step_answer("CONTINUE"))]
-    assert run(wired, event_id)["status"] == "SUCCEEDED"
+    # Then the wait is over, once: the next execution is started and the timer cancelled
+    assert waits.executions.names == [event_id, f"{event_id}-s1"]
+    assert waits.timers.cancels == [f"{event_id}-t1"]
+    # And that execution joins the branches
+    _, resumed = waits.executions.starts[-1]
+    answer = worker.advance(wired.deps, event_id, lambda: 600_000, "next", resumed["plan"])
+    assert answer["status"] == "SUCCEEDED"
     event = wired.store.get_event(event_id)
     assert event.outputs == {"approval": "granted", "reservation": "r-1"}
     # And the token is spent
@@ -462,7 +494,7 @@ def test_a_callback_in_a_parallel_branch_is_awaited_once_and_resumed_by_its_answ
 
 
 def test_a_map_of_callbacks_waits_for_the_last_of_them(
-    wired: Wired, shop: Shop, tasks: TaskSpy
+    wired: Wired, shop: Shop, waits: Waits
 ) -> None:
     # Given a map calling a callback service for each of three lines
     register(
@@ -479,25 +511,29 @@ def test_a_map_of_callbacks_waits_for_the_last_of_them(
         },
     )
     event_id = send(wired, "approvals", {"amount": 5, "lines": lines(3)})
-    assert run(wired, event_id)["status"] == "AWAIT"
 
-    # When one dispatch hands all three over
-    worker.dispatch(wired.deps, event_id, "task-1")
+    # When the step function runs it, one Run hands all three over and ends its execution
+    assert run(wired, event_id) == step_answer("SUSPEND")
     assert sorted(shop.callback_urls) == [f"{event_id}:0.0:{n}" for n in range(3)]
     assert len({_token(url) for url in shop.callback_urls.values()}) == 3
+    assert [name for name, _, _ in waits.timers.sets] == [f"{event_id}-t1"]
 
-    # Then only the last answer resumes the task
+    # Then only the last answer starts the next execution, and cancels the one timer
     for number in (2, 0, 1):
         url = shop.callback_urls[f"{event_id}:0.0:{number}"]
         callbacks.complete(wired.deps, _token(url), {"approval": f"yes-{number}"})
-        assert len(tasks.successes) == (1 if number == 1 else 0)
+        last = number == 1
+        assert waits.executions.names[1:] == ([f"{event_id}-s1"] if last else [])
+        assert waits.timers.cancels == ([f"{event_id}-t1"] if last else [])
+        status = wired.store.get_event(event_id).status
+        assert status is (EventStatus.RUNNING if last else EventStatus.WAITING)
     assert run(wired, event_id)["status"] == "SUCCEEDED"
     outputs = wired.store.get_event(event_id).outputs
     assert outputs == {"approvals": [{"approval": f"yes-{n}"} for n in range(3)]}
 
 
 def test_a_group_callback_that_times_out_fails_its_step(
-    wired: Wired, shop: Shop, tasks: TaskSpy
+    wired: Wired, shop: Shop, waits: Waits
 ) -> None:
     # Given a callback in a parallel branch, dispatched
     register(
@@ -511,24 +547,27 @@ def test_a_group_callback_that_times_out_fails_its_step(
         },
     )
     event_id = send(wired, "approved", {"amount": 5, "lines": []})
-    run(wired, event_id)
-    worker.dispatch(wired.deps, event_id, "task-1")
+    assert run(wired, event_id) == step_answer("SUSPEND")
 
-    # When the wait times out, a minute later
+    # When the wait's timer fires, a minute later
     later = replace(wired.deps, clock=lambda: utc_now() + timedelta(seconds=61))
-    answer = worker.callback_timed_out(later, event_id)
+    [(name, _, woke)] = waits.timers.sets
+    answer = worker.advance(
+        later, event_id, lambda: 600_000, "timer", woke["plan"], wake=woke["wake"]
+    )
 
-    # Then the step failed with CallbackTimeout, and the next run fails the event with it
+    # Then the step failed with CallbackTimeout, and the same Run failed the event with it
     # (on_error: fail)
-    assert answer["status"] == "CONTINUE"
-    assert run(wired, event_id)["status"] == "FAILED"
+    assert answer["status"] == "FAILED"
     event = wired.store.get_event(event_id)
+    assert (event.status, event.waiting) == (EventStatus.FAILED, None)
     approve = event.steps[0].steps[0]
     assert (approve.status, approve.error.type) == (StepStatus.FAILED, "CallbackTimeout")  # type: ignore[union-attr]
-    # And its late answer is refused
+    # And its late answer is refused, starting nothing
     with pytest.raises(NotFound):
         [url] = shop.callback_urls.values()
         callbacks.complete(wired.deps, _token(url), {"approval": "late"})
+    assert waits.executions.names == [event_id]
 
 
 def test_a_step_of_a_group_waits_out_its_backoff_in_the_state_machine(

@@ -77,14 +77,39 @@ def test_a_compatible_service_update_is_saved_with_a_new_version(example: Depend
     assert stored.used_by == ["process-text"]
 
 
-def test_an_express_deployment_refuses_workflows_with_callback_services(deps: Dependencies) -> None:
-    # Given a deployment whose state machine is EXPRESS, and a callback service
+def test_an_express_deployment_takes_workflows_with_callback_services(deps: Dependencies) -> None:
+    # Given a deployment whose state machine is EXPRESS, and a callback service that may
+    # take an hour to answer (its wait is no call: no execution lasts it)
     deps.executions.kind = StateMachineType.EXPRESS
     slow = Service.model_validate(
         {
             "name": "slow",
             "address": "http://127.0.0.1:9/",
             "mode": "callback",
+            "timeout_seconds": 900,
+            "spec": {"inputs": {"message": {"type": "string"}}, "outputs": {}},
+        }
+    )
+    registry.save_service(deps, slow, create_only=True)
+    workflow = Workflow.model_validate(
+        {"name": "waits", "spec": {"services": ["slow"], "inputs": {"message": {"type": "string"}}}}
+    )
+
+    # When a workflow uses it, then it is stored
+    registry.save_workflow(deps, workflow, create_only=True)
+    assert deps.store.get_service("slow").used_by == ["waits"]
+
+
+def test_an_express_deployment_refuses_a_sync_call_longer_than_an_execution(
+    deps: Dependencies,
+) -> None:
+    # Given an EXPRESS deployment and a sync service allowed 5 minutes per call
+    deps.executions.kind = StateMachineType.EXPRESS
+    slow = Service.model_validate(
+        {
+            "name": "slow",
+            "address": "http://127.0.0.1:9/",
+            "timeout_seconds": 300,
             "spec": {"inputs": {"message": {"type": "string"}}, "outputs": {}},
         }
     )
@@ -96,23 +121,9 @@ def test_an_express_deployment_refuses_workflows_with_callback_services(deps: De
     # When a workflow uses it, then it is refused naming the step, and nothing is stored
     with pytest.raises(InvalidDefinition) as refusal:
         registry.save_workflow(deps, workflow, create_only=True)
-    assert "STANDARD" in refusal.value.message
-    assert refusal.value.details == [{"path": "spec.services[0]", "message": "slow"}]
+    assert "240 s" in refusal.value.message
+    assert refusal.value.details == [{"path": "spec.services[0]", "message": "slow: 300 s"}]
     assert deps.store.get_service("slow").used_by == []
-
-
-def test_an_express_deployment_refuses_turning_a_used_service_into_a_callback(
-    example: Dependencies,
-) -> None:
-    example.executions.kind = StateMachineType.EXPRESS
-    changed = example.store.get_service("reverse").definition.model_copy(
-        update={"mode": "callback"}
-    )
-
-    with pytest.raises(Conflict) as refusal:
-        registry.save_service(example, changed, create_only=False)
-    assert "process-text" in refusal.value.message
-    assert example.store.get_service("reverse").definition.mode == "sync"
 
 
 def test_secret_headers_are_write_only(deps: Dependencies) -> None:

@@ -35,7 +35,7 @@ def test_the_state_machine_definition_passes_statelint(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_state_machine_loops_run_route_and_waits_for_backoffs_and_callbacks() -> None:
+def test_the_state_machine_loops_run_route_waits_for_backoffs_and_ends_to_wait() -> None:
     # Given the deployed ASL
     states = json.loads(Template.load(TEMPLATE).asl())["States"]
 
@@ -48,21 +48,23 @@ def test_the_state_machine_loops_run_route_and_waits_for_backoffs_and_callbacks(
     assert targets == {
         "CONTINUE": "Run",
         "BACKOFF": "Backoff",
-        "AWAIT": "AwaitCallback",
+        "SUSPEND": "Suspended",
         "notify": "Notify",
         "SUCCEEDED": "Done",
         "CANCELLED": "Done",
     }
     assert states["Route"]["Default"] == "Failed"
-    # a callback step waits on its task token, its timeout taken from the worker's answer
-    await_callback = states["AwaitCallback"]
-    assert await_callback["Resource"].endswith(":lambda:invoke.waitForTaskToken")
-    assert await_callback["TimeoutSecondsPath"] == "$.route.timeout_seconds"
-    assert await_callback["Catch"][0] == {
-        "ErrorEquals": ["States.Timeout"],
-        "ResultPath": "$.error",
-        "Next": "CallbackTimedOut",
-    }
+    # an execution that ends to wait (a segment) ends succeeded; nothing waits on a task token
+    assert states["Suspended"]["Type"] == "Succeed"
+    assert not any(
+        str(state.get("Resource", "")).endswith(".waitForTaskToken") for state in states.values()
+    )
+    # Run knows what started its execution and when, and whether it follows a Wait
+    payload = states["Run"]["Parameters"]["Payload"]
+    assert payload["wake.$"] == "$.wake"
+    assert payload["route.$"] == "$.route"
+    assert payload["started_at.$"] == "$$.Execution.StartTime"
+    assert payload["execution.$"] == "$$.Execution.Id"
     # a duplicate invocation that found the event claimed by another is retried
     assert "ClaimHeld" in states["Run"]["Retry"][0]["ErrorEquals"]
     # and the notification is retried on NotificationFailed, then the event ends either way
@@ -79,7 +81,7 @@ def test_the_state_machine_loops_run_route_and_waits_for_backoffs_and_callbacks(
 
 
 def test_the_tasks_that_run_steps_pass_the_execution_plan_on() -> None:
-    # Given the deployed ASL, whose input is {"event_id", "plan"}
+    # Given the deployed ASL, whose input is {"event_id", "plan", "wake", "route"}
     states = json.loads(Template.load(TEMPLATE).asl())["States"]
 
     # Then every Task whose action needs the plan passes it on, so it is not read back
@@ -89,7 +91,7 @@ def test_the_tasks_that_run_steps_pass_the_execution_plan_on() -> None:
         if state["Type"] == "Task"
     }
     carrying = {name for name, payload in payloads.items() if "plan.$" in payload}
-    assert carrying == {"Run", "AwaitCallback", "CallbackTimedOut"}
+    assert carrying == {"Run"}
     assert all(payloads[name]["plan.$"] == "$.plan" for name in carrying)
     # and no state drops it from the data the next one sees
     assert all(

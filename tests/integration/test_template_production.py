@@ -224,10 +224,10 @@ def test_the_state_machine_type_description_is_current(template: Template) -> No
     # Given the StateMachineType parameter's description
     description = template.document["Parameters"]["StateMachineType"]["Description"]
 
-    # Then it says what each type does today: no "later" for callbacks
+    # Then it says what each type does today: both run everything, EXPRESS at least once
     assert "later" not in description
-    assert "STANDARD supports long waits and callback services" in description
-    assert "cannot wait for callbacks" in description
+    assert "Both run every workflow, callbacks and long waits included" in description
+    assert "at least once" in description
 
 
 @pytest.mark.sam

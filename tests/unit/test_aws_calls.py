@@ -35,3 +35,28 @@ def test_acting_as_names_the_principal_only_inside() -> None:
             assert acting() == "ApiFunction"
         assert acting() == "StepFunction"
     assert acting() is None
+
+
+def test_a_schedule_keeps_its_name_group_and_what_its_target_starts_as_whom() -> None:
+    # Given a CreateSchedule carrying the execution input (an event's plan) in its target
+    params = {
+        "Name": "evt-1-callback-1",
+        "GroupName": "machinery-timers",
+        "ScheduleExpression": "at(2026-12-04T11:00:00)",
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "Target": {
+            "Arn": "arn:aws:states:us-east-1:1:stateMachine:m",
+            "RoleArn": "arn:aws:iam::1:role/r",
+            "Input": '{"event_id": "evt-1", "plan": {"secret": "headers"}}',
+            "RetryPolicy": {"MaximumRetryAttempts": 185},
+        },
+    }
+    # Then the name, the group, and the target's state machine and role are kept, not its input
+    assert naming_params(params) == {
+        "Name": "evt-1-callback-1",
+        "GroupName": "machinery-timers",
+        "Target": {
+            "Arn": "arn:aws:states:us-east-1:1:stateMachine:m",
+            "RoleArn": "arn:aws:iam::1:role/r",
+        },
+    }

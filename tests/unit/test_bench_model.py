@@ -186,6 +186,157 @@ def test_the_baseline_runs_one_state_and_one_invocation_per_step() -> None:
     assert costs.cost_per_million(baseline, "STANDARD")["step_functions"] == pytest.approx(175)
 
 
+def test_express_bills_each_segment_as_a_request_and_its_own_duration() -> None:
+    # Given an event run in two executions of 30 ms each (a callback between them)
+    usage = _usage(executions=2, execution_ms=60, execution_ms_each=(30, 30))
+
+    # When a million are modelled on EXPRESS
+    express = costs.cost_per_million(usage, "EXPRESS")
+
+    # Then two requests, and each 30 ms billed as 100 ms on its own (200 ms, not 100) at 64 MB
+    assert costs.express_billed_ms(usage) == 200
+    assert express["step_functions"] == pytest.approx(
+        2 * 1.0 + 0.2 * 0.0625 * 0.00001667 * 1e6, abs=1e-4
+    )
+    # And one execution measured as a whole is billed as before: 40 ms as 100 ms, once
+    assert costs.express_billed_ms(_usage()) == 100
+    assert costs.express_billed_ms(_usage(executions=3, execution_ms=150)) == 600
+
+
+def test_standard_bills_the_transitions_of_every_segment() -> None:
+    # Given the transitions of an event's two executions (Run, Route, Suspended; Run, Route,
+    # Done)
+    usage = _usage(executions=2, transitions=6, execution_ms_each=(30, 30))
+
+    # Then STANDARD bills the six, whatever the executions' durations
+    assert costs.cost_per_million(usage, "STANDARD")["step_functions"] == pytest.approx(150.0)
+
+
+def test_a_timer_that_fires_is_a_scheduled_invocation_and_its_api_is_free() -> None:
+    # Given an event that set and deleted a timer (2 API requests) and one whose timer fired
+    answered = _usage(scheduler_requests=2)
+    fired = _usage(scheduler_requests=1, scheduler_invocations=1)
+
+    # When a million of each are modelled, on either type
+    for machine in ("STANDARD", "EXPRESS"):
+        plain = costs.cost_per_million(_usage(), machine)
+        # Then creating and deleting schedules costs nothing
+        assert costs.cost_per_million(answered, machine)["scheduler"] == 0
+        assert costs.cost_per_million(answered, machine)["total"] == plain["total"]
+        # And a million fired timers cost $1.00, in the total
+        cost = costs.cost_per_million(fired, machine)
+        assert cost["scheduler"] == pytest.approx(1.0)
+        assert cost["total"] == pytest.approx(plain["total"] + 1.0)
+
+
+def test_the_scheduler_price_is_the_published_one() -> None:
+    assert costs.PRICES.scheduler_per_million_invocations == 1.00
+    assert costs.PRICES.scheduler_per_million_api_requests == 0.0
+    assert costs.SOURCES["scheduler"].startswith("https://aws.amazon.com/eventbridge/pricing/")
+    assert costs.prices_table()["scheduler_per_million_invocations"] == 1.00
+
+
+def _counted(
+    executions: int, transitions: int, each_ms: list[float], creates: int = 0, fired: int = 0
+) -> dict[str, Any]:
+    """A case as counting.py reports it: an event run in `executions` segments."""
+    return {
+        "workflow": "process-text-async",
+        "steps": 3,
+        "sync_runs": 2,
+        "callback_steps": 1,
+        "per_event": {
+            "requests": {"scheduler:CreateSchedule": creates, "scheduler:DeleteSchedule": creates},
+            "http_api_requests": 2,
+            "lambda": {
+                "invocations": 4,
+                "by_function": {"ApiFunction": 2, "StepFunction": 2},
+                "by_label": {"StepFunction advance": 2},
+            },
+            "dynamodb": {
+                "reads": 6,
+                "read_units": 8.0,
+                "writes": 7,
+                "write_units": 20.0,
+                "table_write_units": 13.0,
+                "index_write_units": 7.0,
+            },
+            "s3": {"puts": 0, "gets": 0, "bytes_stored": 0},
+            "stepfunctions": {
+                "executions": executions,
+                "executions_started": executions,
+                "transitions": transitions,
+            },
+            "scheduler": {
+                "create_schedule": creates,
+                "delete_schedule": creates,
+                "requests": 2 * creates,
+                "invocations": fired,
+            },
+        },
+        "timings": {
+            "lambda_gb_seconds": 0.04,
+            "execution_ms": sum(each_ms),
+            "execution_ms_each": each_ms,
+        },
+    }
+
+
+def test_the_usage_of_an_event_counts_its_segments_and_its_timers() -> None:
+    usage = report.usage_of(_counted(2, 6, [63.0, 60.0], creates=1, fired=1))
+    assert (usage.executions, usage.transitions) == (2, 6)
+    assert usage.execution_ms_each == (63.0, 60.0)
+    assert (usage.scheduler_requests, usage.scheduler_invocations) == (2, 1)
+
+
+def test_express_is_modelled_from_its_own_run_where_it_was_measured() -> None:
+    # Given the callback workflow counted on STANDARD and on EXPRESS (shorter executions)
+    standard = {"callback": _counted(2, 6, [250.0, 250.0], creates=1)}
+    express = {"callback": _counted(2, 6, [50.0, 50.0], creates=1)}
+
+    # When the costs are modelled
+    modelled = report.model_costs(standard, express)["callback"]
+
+    # Then EXPRESS runs the callback workflow, billed on its own executions: 2 × 100 ms
+    assert modelled["express_measured"]
+    assert modelled["EXPRESS"]["step_functions"] == pytest.approx(
+        2 * 1.0 + 0.2 * 0.0625 * 0.00001667 * 1e6, abs=1e-4
+    )
+    assert modelled["STANDARD"]["step_functions"] == pytest.approx(150.0)
+    # And without an EXPRESS run, EXPRESS is modelled from the STANDARD counts (2 × 300 ms)
+    alone = report.model_costs(standard)["callback"]
+    assert not alone["express_measured"]
+    assert alone["EXPRESS"]["step_functions"] == pytest.approx(
+        2 * 1.0 + 0.6 * 0.0625 * 0.00001667 * 1e6, abs=1e-4
+    )
+
+
+def test_the_report_sets_each_type_beside_its_figures_before_segments() -> None:
+    # Given the callback workflow and the 3-step event counted on both types
+    sync = _counted(1, 3, [40.0])
+    sync["workflow"] = "process-text"
+    cases = {"callback": _counted(2, 6, [60.0, 60.0], creates=1), "sync-3": sync}
+    document = {
+        "counts": {"cases": cases, "express": {"cases": copy.deepcopy(cases)}},
+        "costs": report.model_costs(cases, cases),
+        "before_segments": report.BEFORE_SEGMENTS,
+    }
+
+    # When the section is written
+    text = "\n".join(report._types_section(document))
+
+    # Then each type has its row now and before, the callback on EXPRESS refused before
+    assert "### STANDARD and EXPRESS" in text
+    assert "| callback (process-text-async) | EXPRESS | before segments | refused" in text
+    assert "| callback (process-text-async) | STANDARD | now | 2 | 6 |" in text
+    assert "| 2 (1 Create + 1 Delete) | 0 |" in text
+    # And what changed is said: fewer transitions and invocations, one more execution
+    assert "callback on STANDARD: executions 1 → 2, state transitions 7 → 6" in text
+    assert "Lambda invocations 5 → 4" in text
+    assert "$192.32 → " in text  # as the report then said
+    assert "callback on EXPRESS: refused before; now 2 executions per event" in text
+
+
 # --- target statuses -------------------------------------------------------------------------
 
 

@@ -25,7 +25,8 @@ def test_the_input_carries_the_plan_without_its_defaults() -> None:
 
     carried = json.loads(events.execution_input("evt-1", accepted))
 
-    assert set(carried) == {"event_id", "plan"}
+    assert set(carried) == {"event_id", "plan", "wake", "route"}
+    assert (carried["wake"], carried["route"]) == (None, None)
     assert carried["event_id"] == "evt-1"
     assert Plan.model_validate(carried["plan"]) == accepted
     assert "retry" not in carried["plan"]["steps"][0]["service"]  # a default, left out
@@ -47,7 +48,7 @@ def test_a_plan_holding_secret_headers_stays_out_of_the_input(where: str) -> Non
 
     # Then the input carries none (the worker reads the stored plan) and no secret
     text = events.execution_input("evt-1", plan(step))
-    assert json.loads(text) == {"event_id": "evt-1", "plan": None}
+    assert json.loads(text) == {"event_id": "evt-1", "plan": None, "wake": None, "route": None}
     assert "s3cret" not in text
 
 
@@ -60,3 +61,9 @@ def test_a_plan_over_the_limit_stays_out_of_the_input(monkeypatch: pytest.Monkey
     assert json.loads(events.execution_input("evt-1", accepted))["plan"] is not None
     monkeypatch.setattr(events, "PLAN_INPUT_LIMIT", size - 1)
     assert json.loads(events.execution_input("evt-1", accepted))["plan"] is None
+
+
+def test_a_timer_input_says_what_woke_the_event_and_carries_no_plan() -> None:
+    wake = {"kind": "callback", "at": "2026-12-04T12:00:00+00:00"}
+    carried = json.loads(events.execution_input("evt-1", None, wake=wake))
+    assert carried == {"event_id": "evt-1", "plan": None, "wake": wake, "route": None}

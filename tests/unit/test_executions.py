@@ -85,55 +85,12 @@ def test_stop_on_express_calls_nothing(stubbed: tuple[Executions, Stubber]) -> N
     assert executions.stop("evt-1", "Cancelled", "why") is Stop.NOT_RUNNING
 
 
-@pytest.mark.parametrize("code", ["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"])
-def test_resume_reports_a_task_nothing_waits_on(
-    stubbed: tuple[Executions, Stubber], code: str
-) -> None:
+def test_stop_takes_an_execution_by_its_arn_too(stubbed: tuple[Executions, Stubber]) -> None:
+    # Given the ARN of an execution a timer started (Scheduler names it, not Machinery)
     executions, stubber = stubbed
-    stubber.add_client_error("send_task_success", code)
-    assert executions.resume("token", "{}") is False
+    arn = EXECUTION.replace("evt-1", "0b1e-generated")
+    expected = {"executionArn": arn, "error": "Cancelled", "cause": "why"}
+    stubber.add_response("stop_execution", {"stopDate": "2026-01-01"}, expected)
 
-
-@pytest.mark.parametrize("code", ["ThrottlingException", "AccessDeniedException", "InvalidOutput"])
-def test_resume_raises_what_would_otherwise_be_lost(
-    stubbed: tuple[Executions, Stubber], code: str
-) -> None:
-    executions, stubber = stubbed
-    stubber.add_client_error("send_task_success", code)
-    with pytest.raises(ClientError):
-        executions.resume("token", "{}")
-
-
-def test_resume_completes_the_task(stubbed: tuple[Executions, Stubber]) -> None:
-    executions, stubber = stubbed
-    stubber.add_response("send_task_success", {}, {"taskToken": "token", "output": '{"a":1}'})
-    assert executions.resume("token", '{"a":1}') is True
-
-
-def test_fail_fails_the_task_with_its_error_and_cause(stubbed: tuple[Executions, Stubber]) -> None:
-    # Given a task that waits on its token
-    executions, stubber = stubbed
-    stubber.add_response(
-        "send_task_failure", {}, {"taskToken": "token", "error": "Refused", "cause": "why"}
-    )
-    # When it is failed, Then Step Functions is told so with the error and cause
-    assert executions.fail("token", "Refused", "why") is True
-
-
-@pytest.mark.parametrize("code", ["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"])
-def test_fail_reports_a_task_nothing_waits_on(
-    stubbed: tuple[Executions, Stubber], code: str
-) -> None:
-    executions, stubber = stubbed
-    stubber.add_client_error("send_task_failure", code)
-    assert executions.fail("token", "Refused", "why") is False
-
-
-@pytest.mark.parametrize("code", ["ThrottlingException", "AccessDeniedException"])
-def test_fail_raises_what_would_otherwise_be_lost(
-    stubbed: tuple[Executions, Stubber], code: str
-) -> None:
-    executions, stubber = stubbed
-    stubber.add_client_error("send_task_failure", code)
-    with pytest.raises(ClientError):
-        executions.fail("token", "Refused", "why")
+    # Then it is stopped by that ARN as it is
+    assert executions.stop(arn, "Cancelled", "why") is Stop.STOPPED

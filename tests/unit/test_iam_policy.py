@@ -195,6 +195,63 @@ def test_an_object_call_needs_its_action_on_the_object_arn(operation: str, actio
     ]
 
 
+SCHEDULER_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/machinery-SchedulerRole"
+SCHEDULE_TARGET = {"Arn": MACHINE_ARN, "RoleArn": SCHEDULER_ROLE_ARN}
+
+
+def test_a_schedule_is_authorised_on_its_arn_and_creating_one_passes_its_role() -> None:
+    # Given a schedule created, then deleted, in a group
+    named = {"Name": "evt-1-callback-1", "GroupName": "timers"}
+    create = call("CreateSchedule", {**named, "Target": SCHEDULE_TARGET}, service="scheduler")
+    delete = call("DeleteSchedule", named, service="scheduler")
+    schedule = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/timers/evt-1-callback-1"
+
+    # Then each needs its action on the schedule's ARN (its group in it), and creating one
+    # also needs iam:PassRole on the role its target runs as
+    assert [(n.action, n.resource) for n in needs(create, STACK)] == [
+        ("scheduler:CreateSchedule", schedule),
+        ("iam:PassRole", SCHEDULER_ROLE_ARN),
+    ]
+    assert [(n.action, n.resource) for n in needs(delete, STACK)] == [
+        ("scheduler:DeleteSchedule", schedule)
+    ]
+    assert "setting-up.html" in needs(create, STACK)[1].rule
+
+
+def test_a_schedule_without_a_group_is_in_the_default_group() -> None:
+    bare = call("DeleteSchedule", {"Name": "t"}, service="scheduler")
+    assert [n.resource for n in needs(bare, STACK)] == [
+        f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/t"
+    ]
+
+
+def test_creating_a_schedule_without_its_target_role_is_malformed() -> None:
+    create = call("CreateSchedule", {"Name": "t", "Target": {"Arn": MACHINE_ARN}}, "scheduler")
+    with pytest.raises(ValueError, match="RoleArn"):
+        needs(create, STACK)
+
+
+def test_a_role_that_may_create_schedules_but_not_pass_the_role_is_missing_pass_role() -> None:
+    # Given a function allowed to create schedules in the group, without iam:PassRole
+    resources = template(
+        statement(
+            "scheduler:CreateSchedule",
+            f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/timers/*",
+        )
+    )
+    create = call(
+        "CreateSchedule",
+        {"Name": "t", "GroupName": "timers", "Target": SCHEDULE_TARGET},
+        service="scheduler",
+    )
+    # When it creates one, then what it lacks is passing the target's role
+    assert missing(resources, [create]) == [
+        "ApiFunction: scheduler CreateSchedule needs iam:PassRole on "
+        f"{SCHEDULER_ROLE_ARN}, which its role ApiFunctionRole does not allow; rule: "
+        + needs(create, STACK)[1].rule
+    ]
+
+
 @pytest.mark.parametrize(
     ("service", "operation"),
     [("dynamodb", "ExecuteStatement"), ("s3", "ListBuckets"), ("stepfunctions", "DeleteActivity")],
@@ -479,6 +536,55 @@ def test_roles_of_functions_and_state_machines() -> None:
         (f"{FUNCTION_ARN}*",),
     )
     assert built["ApiFunction"].managed_policy_arns == (LAMBDA_MANAGED,)
+
+
+def test_a_role_no_function_nor_state_machine_has_is_the_principal_of_its_own_calls() -> None:
+    # Given a role a service assumes (the timers' role: EventBridge Scheduler starts the
+    # state machine as it), beside a function's role
+    resources = {
+        **template(statement("dynamodb:Query", "*")),
+        "SchedulerRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "AssumeRolePolicyDocument": {
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "scheduler.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+                        }
+                    ]
+                },
+                "Policies": [
+                    {
+                        "PolicyName": "StartTheStateMachine",
+                        "PolicyDocument": {
+                            "Statement": [statement("states:StartExecution", MACHINE_ARN)]
+                        },
+                    }
+                ],
+            },
+        },
+    }
+    # When the roles are built, then it is a principal of its own (its trust policy, with
+    # its Principal and Condition, is not what authorises its calls)
+    built = roles(resources, STACK)
+    assert {p: r.logical_id for p, r in built.items()} == {
+        "ApiFunction": "ApiFunctionRole",
+        "SchedulerRole": "SchedulerRole",
+    }
+    # And what it does is judged against its own policy, its grant used or unused
+    start = call(
+        "StartExecution", {"stateMachineArn": MACHINE_ARN}, "stepfunctions", "SchedulerRole"
+    )
+    assert [f for f in check(resources, STACK, [start]) if f.subject == "SchedulerRole"] == []
+    unused = [f.message for f in check(resources, STACK, []) if f.subject == "SchedulerRole"]
+    assert unused == [
+        "SchedulerRole: statement 0 of policy StartTheStateMachine (states:StartExecution on "
+        f"{MACHINE_ARN}) grants states:StartExecution on {MACHINE_ARN}, which no recorded call "
+        "of SchedulerRole uses: a grant nobody uses"
+    ]
 
 
 def test_a_policy_attached_from_outside_the_role_raises() -> None:
