@@ -317,11 +317,22 @@ class LocalRuntime:
     # --- timers ----------------------------------------------------------------------
 
     def _fire_timers_until_stopped(self) -> None:
+        # Listing the schedules costs a few ms under moto's lock: the loop lists only while
+        # some may exist (one was set since the last pass, or one is waiting to be due).
+        created = threading.Event()
+        created.set()
+        self._scheduler.meta.events.register(
+            "after-call.scheduler.CreateSchedule", lambda **_: created.set()
+        )
         while not self._timers_stop.wait(0.02):
+            if not created.is_set() and not self._timers_due:
+                continue
+            created.clear()
             try:
                 self.fire_due_timers()
             except Exception:  # the loop must outlive one bad schedule
                 LOG.exception("a timer could not be fired")
+                created.set()
 
     def fire_due_timers(self) -> list[str]:
         """Fire the schedules of the timers' group that are due, as EventBridge Scheduler
