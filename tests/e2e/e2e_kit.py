@@ -16,14 +16,11 @@ if TYPE_CHECKING:
 STATE_MACHINE_TYPES = ["STANDARD", "EXPRESS"]
 
 
-def stack_of_type(request: pytest.FixtureRequest) -> Any:
-    """For a module's `local_stack` fixture parametrized over STATE_MACHINE_TYPES: the
-    session's stack of that type, so that its tests (and its registry) run on both:
-
-        @pytest.fixture(params=STATE_MACHINE_TYPES)
-        def local_stack(request: pytest.FixtureRequest) -> Any:
-            return stack_of_type(request)
-    """
+@pytest.fixture(params=STATE_MACHINE_TYPES, name="local_stack")
+def on_each_type(request: pytest.FixtureRequest) -> Any:
+    """A module whose tests must hold on both state machine types imports this (it is its
+    `local_stack`, so the registry and the stubs follow it): each test runs on the session's
+    STANDARD stack, then on its EXPRESS one."""
     return request.getfixturevalue(
         "standard_stack" if request.param == "STANDARD" else "express_stack"
     )

@@ -11,24 +11,17 @@ from typing import Any
 import pytest
 import requests
 from e2e_kit import (
-    STATE_MACHINE_TYPES,
     Inbox,
     Registry,
     StartStub,
+    on_each_type,  # noqa: F401  (every test here runs on both types)
     service_definition,
-    stack_of_type,
     unique,
     workflow_definition,
 )
 from loopback import Call, Reply, json_reply
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(params=STATE_MACHINE_TYPES)
-def local_stack(request: pytest.FixtureRequest) -> Any:
-    """Every test here runs on a STANDARD and on an EXPRESS state machine."""
-    return stack_of_type(request)
 
 
 # Scaled by --time-scale 0.01: a 9 s wait for the callback, far longer than any test needs,

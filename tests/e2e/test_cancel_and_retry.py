@@ -8,24 +8,17 @@ from typing import Any
 
 import pytest
 from e2e_kit import (
-    STATE_MACHINE_TYPES,
     Inbox,
     Registry,
     StartStub,
+    on_each_type,  # noqa: F401  (every test here runs on both types)
     service_definition,
-    stack_of_type,
     unique,
     workflow_definition,
 )
 from loopback import Call, Reply, json_reply
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(params=STATE_MACHINE_TYPES)
-def local_stack(request: pytest.FixtureRequest) -> Any:
-    """Every test here runs on a STANDARD and on an EXPRESS state machine."""
-    return stack_of_type(request)
 
 
 def _wait_for_status(stack: Any, event_id: str, status: str, timeout: float = 10) -> dict[str, Any]:

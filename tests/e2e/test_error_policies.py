@@ -6,22 +6,15 @@ from typing import Any
 
 import pytest
 from e2e_kit import (
-    STATE_MACHINE_TYPES,
     Registry,
     StartStub,
+    on_each_type,  # noqa: F401  (every test here runs on both types)
     service_definition,
-    stack_of_type,
     unique,
 )
 from loopback import json_reply
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(params=STATE_MACHINE_TYPES)
-def local_stack(request: pytest.FixtureRequest) -> Any:
-    """Every test here runs on a STANDARD and on an EXPRESS state machine."""
-    return stack_of_type(request)
 
 
 def test_a_fallback_service_takes_over_a_step_whose_service_fails(

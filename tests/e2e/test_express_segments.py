@@ -24,27 +24,34 @@ def local_stack(express_stack: Any) -> Any:
     return express_stack
 
 
+def _callback_workflow(registry: Registry, address: str, timeout_seconds: int) -> str:
+    """A workflow over one callback service at `address` (message -> message), allowed
+    `timeout_seconds` and one attempt."""
+    service = unique("calls-back")
+    registry.service(
+        service_definition(
+            service,
+            address,
+            {"message": "string"},
+            {"message": "string"},
+            mode="callback",
+            timeout_seconds=timeout_seconds,
+            retry={"max_attempts": 1},
+        )
+    )
+    workflow = unique("waits")
+    registry.workflow(
+        workflow_definition(workflow, [service], {"message": "string"}, {"message": "string"})
+    )
+    return workflow
+
+
 def test_a_callback_that_comes_after_ten_minutes_succeeds(
     local_stack: Any, registry: Registry, stub_service: StartStub
 ) -> None:
     # Given a callback service allowed fifteen minutes, on EXPRESS
     inbox = Inbox()
-    stub = stub_service(inbox)
-    service = unique("slowly")
-    registry.service(
-        service_definition(
-            service,
-            stub.address,
-            {"message": "string"},
-            {"message": "string"},
-            mode="callback",
-            timeout_seconds=900,
-        )
-    )
-    workflow = unique("waits-long")
-    registry.workflow(
-        workflow_definition(workflow, [service], {"message": "string"}, {"message": "string"})
-    )
+    workflow = _callback_workflow(registry, stub_service(inbox).address, 900)
     event_id = local_stack.send(workflow, {"message": "hi"})
     url = inbox.next().headers["x-machinery-callback-url"]
 
@@ -61,17 +68,25 @@ def test_a_callback_that_comes_after_ten_minutes_succeeds(
     assert event["outputs"] == {"message": "done"}
 
 
-def test_a_retry_after_of_ten_minutes_is_waited_out_and_the_event_succeeds(
-    local_stack: Any, registry: Registry, stub_service: StartStub
-) -> None:
-    # Given a service that first answers 429 with Retry-After: 600, then 200
+def _retried_after(
+    stack: Any,
+    registry: Registry,
+    stub_service: StartStub,
+    first: int,
+    retry_after: int,
+    second_takes: float = 0,
+) -> tuple[dict[str, Any], list[float]]:
+    """An event of one step whose service first answers `first` with Retry-After
+    `retry_after` (seconds), then (after `second_takes` seconds, time-scaled) 200 with its
+    message and a "!": the ended event and when each call came."""
     calls: list[float] = []
 
     def respond(call: Call, nth: int) -> Reply:
         calls.append(time.monotonic())
         if nth == 1:
-            return json_reply(429, {"error": "later"}, {"Retry-After": str(TEN_MINUTES)})
-        return json_reply(200, {"message": call.json()["message"].upper()})
+            return json_reply(first, {"error": "later"}, {"Retry-After": str(retry_after)})
+        time.sleep(second_takes * SCALE)
+        return json_reply(200, {"message": call.json()["message"] + "!"})
 
     stub = stub_service(respond)
     service = unique("busy")
@@ -88,14 +103,20 @@ def test_a_retry_after_of_ten_minutes_is_waited_out_and_the_event_succeeds(
     registry.workflow(
         workflow_definition(workflow, [service], {"message": "string"}, {"message": "string"})
     )
+    event_id = stack.send(workflow, {"message": "go"})
+    return stack.wait_for_end(event_id, timeout=30), calls
 
+
+def test_a_retry_after_of_ten_minutes_is_waited_out_and_the_event_succeeds(
+    local_stack: Any, registry: Registry, stub_service: StartStub
+) -> None:
+    # Given a service that first answers 429 with Retry-After: 600, then 200
     # When an event runs
-    event_id = local_stack.send(workflow, {"message": "hi"})
-    event = local_stack.wait_for_end(event_id, timeout=30)
+    event, calls = _retried_after(local_stack, registry, stub_service, 429, TEN_MINUTES)
 
     # Then it waited the ten minutes (time-scaled) for its second attempt, and succeeded
     assert event["status"] == "SUCCEEDED", event
-    assert event["outputs"] == {"message": "HI"}
+    assert event["outputs"] == {"message": "go!"}
     assert len(calls) == 2
     assert calls[1] - calls[0] >= TEN_MINUTES * SCALE * 0.9
 
@@ -105,23 +126,7 @@ def test_a_callback_timeout_fires_and_a_late_callback_is_refused(
 ) -> None:
     # Given a callback service allowed one minute, that never calls back in time
     inbox = Inbox()
-    stub = stub_service(inbox)
-    service = unique("never")
-    registry.service(
-        service_definition(
-            service,
-            stub.address,
-            {"message": "string"},
-            {"message": "string"},
-            mode="callback",
-            timeout_seconds=60,
-            retry={"max_attempts": 1},
-        )
-    )
-    workflow = unique("times-out")
-    registry.workflow(
-        workflow_definition(workflow, [service], {"message": "string"}, {"message": "string"})
-    )
+    workflow = _callback_workflow(registry, stub_service(inbox).address, 60)
     event_id = local_stack.send(workflow, {"message": "hi"})
     url = inbox.next().headers["x-machinery-callback-url"]
 
@@ -141,37 +146,10 @@ def test_a_call_that_would_outlive_the_execution_goes_on_in_the_next(
     # Given a service that first answers 503 and asks for a retry after 260 s: a wait that
     # still fits in the execution (five minutes less its margin), after which too little of
     # it is left for the retry's call (its timeout 10 s; it takes 100 s)
-    calls: list[float] = []
-
-    def respond(call: Call, nth: int) -> Reply:
-        calls.append(time.monotonic())
-        if nth == 1:
-            return json_reply(503, {"error": "later"}, {"Retry-After": "260"})
-        time.sleep(100 * SCALE)  # 100 s, time-scaled: more than the first execution has left
-        return json_reply(200, {"message": call.json()["message"] + "!"})
-
-    stub = stub_service(respond)
-    service = unique("late")
-    registry.service(
-        service_definition(
-            service,
-            stub.address,
-            {"message": "string"},
-            {"message": "string"},
-            retry={"max_attempts": 2, "interval_seconds": 1, "max_delay_seconds": 3600},
-        )
-    )
-    workflow = unique("goes-on")
-    registry.workflow(
-        workflow_definition(workflow, [service], {"message": "string"}, {"message": "string"})
-    )
-
     # When an event runs
-    event_id = local_stack.send(workflow, {"message": "go"})
-    event = local_stack.wait_for_end(event_id, timeout=30)
+    event, calls = _retried_after(local_stack, registry, stub_service, 503, 260, 100)
 
-    # Then the retry ran in a fresh execution (the first would have been ended at five
-    # minutes, the event FAILED), after the wait, and the event succeeded
+    # Then the retry ran after the wait, in a fresh execution, and the event succeeded
     assert event["status"] == "SUCCEEDED", event
     assert event["outputs"] == {"message": "go!"}
     assert len(calls) == 2

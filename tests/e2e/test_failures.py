@@ -6,23 +6,16 @@ from typing import Any
 
 import pytest
 from e2e_kit import (
-    STATE_MACHINE_TYPES,
     Registry,
     StartStub,
+    on_each_type,  # noqa: F401  (every test here runs on both types)
     service_definition,
-    stack_of_type,
     text_reply,
     unique,
 )
 from loopback import Call, Reply, closed_url, json_reply
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(params=STATE_MACHINE_TYPES)
-def local_stack(request: pytest.FixtureRequest) -> Any:
-    """Every test here runs on a STANDARD and on an EXPRESS state machine."""
-    return stack_of_type(request)
 
 
 RETRY = {"max_attempts": 3, "interval_seconds": 1, "backoff_rate": 2}

@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 from e2e_kit import (
-    STATE_MACHINE_TYPES,
     Inbox,
     Registry,
     StartStub,
     newest_event,
+    on_each_type,  # noqa: F401  (every test here runs on both types)
     service_definition,
-    stack_of_type,
     unique,
     wait_for_notification,
     workflow_definition,
@@ -25,12 +24,6 @@ from e2e_kit import (
 from loopback import Call, Reply, closed_url, json_reply
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(params=STATE_MACHINE_TYPES)
-def local_stack(request: pytest.FixtureRequest) -> Any:
-    """Every test here runs on a STANDARD and on an EXPRESS state machine."""
-    return stack_of_type(request)
 
 
 NOTICE_FIELDS = {
