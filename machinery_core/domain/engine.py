@@ -315,7 +315,9 @@ def attempt_ended(
 def record_call(
     event: Event, plan: Plan, payload: dict[str, Any], outcome: CallOutcome, jitter: float = 1.0
 ) -> Transition:
-    """Fold one service call into the event: next step, retry after a wait, or an end."""
+    """Fold one service call into the event: next step, retry after a wait, or an end. A
+    call's outcome (a callback's too, or its timeout) ends whatever the event waited for."""
+    event = event.model_copy(update={"waiting": None}) if event.waiting is not None else event
     planned = planned_step(event, plan)
     before = _current_step(event, plan, payload, outcome.started_at)
     step, wait = attempt_ended(before, planned, payload, outcome, jitter)

@@ -68,7 +68,7 @@ def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
     outcome = _outcome(callback, service, body, now)
 
     transition = engine.record_call(event, plan, step.input or {}, outcome)
-    after = transition.event.model_copy(update={"waiting": None})
+    after = transition.event
     if transition.wait_seconds > 0:  # the service reported an error: a retry, after its backoff
         after = after.model_copy(
             update={

@@ -123,7 +123,7 @@ def advance(
         if event.status.terminal:
             return routes.answer_for(event)
         if wait_seconds > 0:
-            return _pause(deps, event, plan, segment, wait_seconds)
+            return _pause(deps, event, segment, wait_seconds)
     if _waits_for_callback(event):
         return _suspended(deps, event)  # a duplicate, or too early: its wait goes on
     waiting = event.waiting
@@ -133,7 +133,7 @@ def advance(
         # timer (a callback's), or a duplicate
         left = (waiting.at - deps.clock()).total_seconds()
         if left > 0:
-            return _pause(deps, event, plan, segment, left)
+            return _pause(deps, event, segment, left)
     now = deps.clock()
     holder, until = event.claimed_by, event.claimed_until
     if holder not in (None, invocation_id) and until is not None and until > now:
@@ -185,7 +185,7 @@ def advance(
                 if event.status is EventStatus.WAITING:
                     return _suspended(deps, event)
                 if wait_seconds > 0:
-                    return _pause(deps, event, plan, segment, wait_seconds)
+                    return _pause(deps, event, segment, wait_seconds)
                 continue
             if not segment.fits(deps.clock(), service.timeout_seconds + SAFETY_SECONDS):
                 return _continue_elsewhere(deps, event, plan)  # the call would outlive it
@@ -229,7 +229,7 @@ def advance(
                 duration_ms=outcome.duration_ms,
             )
             if transition.wait_seconds > 0:
-                return _pause(deps, event, plan, segment, transition.wait_seconds)
+                return _pause(deps, event, segment, transition.wait_seconds)
     except PayloadStoreUnavailable:
         _release(deps, event)
         raise
@@ -275,7 +275,7 @@ def _set_timer(deps: Dependencies, event: Event) -> None:
 
 
 def _pause(
-    deps: Dependencies, event: Event, plan: Plan, segment: Segment, wait_seconds: float
+    deps: Dependencies, event: Event, segment: Segment, wait_seconds: float
 ) -> dict[str, Any]:
     """Wait out a backoff: in this execution (its Wait state) when it fits, else in a timer."""
     now = deps.clock()
@@ -294,7 +294,7 @@ def _hand_back(
     """A group's or the loop's hand-back: a backoff waits where it fits; a run that must go
     on in a fresh invocation goes on in a fresh execution when this one's time is short."""
     if answer["status"] == "BACKOFF":
-        return _pause(deps, event, plan, segment, answer["wait_seconds"])
+        return _pause(deps, event, segment, answer["wait_seconds"])
     if answer["status"] == "CONTINUE" and not segment.fits(deps.clock(), MIN_SEGMENT_SECONDS):
         return _continue_elsewhere(deps, event, plan)
     return answer
@@ -349,7 +349,7 @@ def _time_out_callbacks(
         ),
     )
     transition = engine.record_call(event, plan, step.input or {}, outcome)
-    event = deps.store.save_event(transition.event.model_copy(update={"waiting": None}))
+    event = deps.store.save_event(transition.event)
     logger.warning(
         "callback timed out",
         event_id=event.event_id,
@@ -659,7 +659,7 @@ def _dispatch(
         return event, 0  # WAITING: its callback, or its timer, resumes it
     transition = engine.record_call(event, plan, payload, outcome, random.random())
     try:
-        saved = deps.store.save_event(transition.event.model_copy(update={"waiting": None}))
+        saved = deps.store.save_event(transition.event)
     except StaleVersion:
         _refuse_late(deps, event, plan, outcome)
         return deps.store.get_event(event.event_id), 0
