@@ -13,7 +13,15 @@ Sections, in order (each in its own module here):
 2. costs.py: what 1M events would cost on AWS, from those counts (prices in one place);
 3. coldstart.py: cold init of each Lambda handler next to a bare boto3 handler;
 4. latency.py: the 3-step example end to end over HTTP, next to direct calls;
-5. latency.py: throughput with 1, 8 and 32 concurrent senders, and a burst.
+5. latency.py: throughput with 1, 8 and 32 concurrent senders, and a burst;
+6. scale.py: a capacity model of the 3-step event's counts against the default AWS quotas
+   and the template's parameters (one workflow at 3,000 events/s, a deployment at 10,000);
+7. scale.py: the cost at a service latency of 0, 100 and 1,000 ms and a step-function memory
+   size of 256, 512 and 1,024 MB (coldstart.py measures the step function's cold init under
+   a CPU quota of each size's vCPU share, where the machine allows a cpu cgroup).
+
+    --service-latency-ms MS   how long the services answer, for the capacity model (100)
+    --deployment-workflows W  how many workflows a deployment's rate spreads over (10)
 
 Benchmarks report; nothing fails on speed. The exit code is 1 only if an event was
 refused, lost, wrong or left unended (2 if the local stack did not start).
@@ -54,6 +62,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "burst_events": 2000,
         "burst_concurrency": 32,
         "deadline_seconds": 300.0,
+        "cold_init_memory_runs": 3,
     },
     "quick": {
         "count_events_per_workflow": 1,
@@ -65,6 +74,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "burst_events": 40,
         "burst_concurrency": 32,
         "deadline_seconds": 120.0,
+        "cold_init_memory_runs": 1,
     },
 }
 
@@ -77,6 +87,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=RESULTS,
         help=f"where latest.md and latest.json go ({RESULTS.relative_to(ROOT)})",
+    )
+    parser.add_argument(
+        "--service-latency-ms",
+        type=float,
+        default=100.0,
+        help="how long the services answer, in the capacity model (default 100)",
+    )
+    parser.add_argument(
+        "--deployment-workflows",
+        type=int,
+        default=10,
+        help="how many workflows a deployment's rate spreads over (default 10)",
     )
     return parser.parse_args(argv)
 
@@ -106,6 +128,8 @@ def run(config: dict[str, Any], log: Any = print) -> dict[str, Any]:
     # Cold init first, while this process is small and nothing else of the suite runs.
     log("cold init of each handler...")
     results["cold_init"] = coldstart.measure(config["cold_init_runs"])
+    log("cold init of the step function at each memory size's CPU share...")
+    results["cold_init_memory"] = coldstart.measure_at_memory(config["cold_init_memory_runs"])
     log("counting AWS requests per event (in-process local runtime)...")
     results["counts"] = counting.measure(config["count_events_per_workflow"])
     log("starting the local stack (machinery local and the example services)...")
@@ -147,7 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": _git(),
         "machine": _machine(),
-        "config": {"name": name, **config},
+        "config": {
+            "name": name,
+            **config,
+            "service_latency_ms": args.service_latency_ms,
+            "deployment_workflows": args.deployment_workflows,
+        },
     }
     try:
         results = run(config, log=lambda line: print(line, flush=True))

@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,12 @@ def layer_packages() -> set[str]:
     return modules
 
 
-def _run(kind: str, code_uri: Path, environment: dict[str, str]) -> dict[str, Any]:
+def _run(
+    kind: str,
+    code_uri: Path,
+    environment: dict[str, str],
+    setup: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     started = time.perf_counter()
     run = subprocess.run(
         [sys.executable, "-c", CHILD, kind, str(code_uri)],
@@ -155,7 +161,8 @@ def _run(kind: str, code_uri: Path, environment: dict[str, str]) -> dict[str, An
         cwd=code_uri,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
+        preexec_fn=setup,  # the child joins its cgroup and CPU before it runs (no threads yet)
     )
     wall = (time.perf_counter() - started) * 1000
     if run.returncode != 0:
@@ -209,6 +216,109 @@ def measure(runs: int) -> dict[str, Any]:
         "the layer's modules on first import, which this machine has cached as .pyc)",
         "handlers": results,
     }
+
+
+# --- at a Lambda memory size's CPU share ------------------------------------------------------
+
+LAMBDA_VCPU_MB = 1769  # one vCPU at 1,769 MB: scale.LAMBDA_VCPU_MB, with its source
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")  # cgroup v1's cpu controller
+CPU_PERIOD_US = 10_000  # short, so that a quota is a share rather than 100 ms stalls
+
+
+def cpu_quota_available(root: Path = CGROUP_CPU) -> str | None:
+    """None if a child cgroup with a CPU quota can be made here, else why not."""
+    if not (root / "cpu.cfs_quota_us").exists():
+        return f"no cgroup v1 cpu controller at {root}"
+    probe = root / f"machinery-bench-probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+        (probe / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+    except OSError as error:
+        return f"cannot make a child cgroup under {root}: {error}"
+    finally:
+        if probe.exists():
+            probe.rmdir()
+    return None
+
+
+def _limited(group: Path, cpu: int) -> Callable[[], None]:
+    """In the child before exec: join `group` and run on one CPU only."""
+
+    def setup() -> None:
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+        os.sched_setaffinity(0, {cpu})
+
+    return setup
+
+
+def measure_at_memory(
+    runs: int, memories: tuple[int, ...] = (256, 512, 1024), logical_id: str = "StepFunction"
+) -> dict[str, Any]:
+    """A handler's cold init on one CPU, at full speed and under a CPU quota of each memory
+    size's share of a vCPU (`memory / 1769` of the CPU, cgroup v1 CFS quota over a 10 ms
+    period): the nearest this machine comes to Lambda's CPU allocation. Without a writable
+    cpu cgroup, only the full-speed run, and why."""
+    from machinery_core.local.template import Template
+
+    spec = Template.load(ROOT / "template.yaml").functions()[logical_id]
+    environment = lambda_environment(logical_id, spec.code_uri, spec.memory_mb)
+    cpu = min(os.sched_getaffinity(0))
+    unavailable = cpu_quota_available()
+    full: list[float] = []
+    under: dict[int, list[float]] = {memory: [] for memory in memories}
+    groups: dict[int, Path] = {}
+    try:
+        if unavailable is None:
+            try:
+                for memory in memories:
+                    group = CGROUP_CPU / f"machinery-bench-{os.getpid()}-{memory}"
+                    group.mkdir(exist_ok=True)
+                    groups[memory] = group
+                    share = min(memory / LAMBDA_VCPU_MB, 1.0)
+                    (group / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+                    (group / "cpu.cfs_quota_us").write_text(str(int(CPU_PERIOD_US * share)))
+            except OSError as error:
+                unavailable = f"cannot set a CPU quota: {error}"
+        for _ in range(runs):
+            pinned = _run("handler", spec.code_uri, environment, _pinned(cpu))
+            full.append(pinned["init_ms"])
+            for memory, group in groups.items() if unavailable is None else ():
+                try:
+                    result = _run("handler", spec.code_uri, environment, _limited(group, cpu))
+                except subprocess.SubprocessError as error:  # the child could not join it
+                    unavailable = f"a child could not run under the CPU quota: {error}"
+                    break
+                under[memory].append(result["init_ms"])
+    finally:
+        for group in groups.values():
+            if group.exists():
+                group.rmdir()
+    full_ms = round(float(statistics.median(full)), 1)
+    return {
+        "handler": logical_id,
+        "runs": runs,
+        "full_speed_init_ms": full_ms,
+        "method": "cgroup v1 cpu.cfs_quota_us = memory / 1769 of a 10 ms period, one CPU"
+        if unavailable is None
+        else f"not measured under a CPU quota: {unavailable}",
+        "memories": {
+            str(memory): {
+                "cpu_share": round(min(memory / LAMBDA_VCPU_MB, 1.0), 3),
+                "modelled_init_ms": round(full_ms * max(1.0, LAMBDA_VCPU_MB / memory), 1),
+                "measured_init_ms": round(float(statistics.median(under[memory])), 1)
+                if under[memory]
+                else None,
+            }
+            for memory in memories
+        },
+    }
+
+
+def _pinned(cpu: int) -> Callable[[], None]:
+    def setup() -> None:
+        os.sched_setaffinity(0, {cpu})
+
+    return setup
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float:

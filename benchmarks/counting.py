@@ -325,6 +325,11 @@ class Invocation:
     label: str  # the route, or the step function's action
     duration_ms: float
     memory_mb: int
+    # of which: waiting on the services (requests' Session.send in the invocation's thread)
+    service_ms: float = 0.0
+    # and in AWS requests (botocore, from parameter build to parsed answer: here, moto
+    # serving them in process; on Lambda, mostly the network round trip)
+    aws_ms: float = 0.0
 
 
 class Recorder:
@@ -340,7 +345,8 @@ class Recorder:
         self.hook_errors: list[str] = []
 
     def install(self) -> None:
-        """Before the runtime starts: every botocore session made afterwards has the hooks."""
+        """Before the runtime starts: every botocore session made afterwards has the hooks,
+        and requests' Session.send is timed (what an invocation waits on its services)."""
         from botocore import handlers
 
         handlers.BUILTIN_HANDLERS.extend(
@@ -351,6 +357,7 @@ class Recorder:
                 ("after-call-error", self._after_error),
             ]
         )
+        _time_service_calls()
 
     @contextmanager
     def window(self) -> Iterator[tuple[list[Call], list[Invocation]]]:
@@ -378,6 +385,8 @@ class Recorder:
     def _before(
         self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any
     ) -> None:
+        if getattr(_local, "aws_ms", None) is not None:
+            context["bench_started"] = time.perf_counter()
         with self._lock:
             if self._calls is None:
                 return
@@ -404,6 +413,7 @@ class Recorder:
         **_: Any,
     ) -> None:
         self.seen += 1
+        _add_aws_time(context)
         if "bench" not in context:
             return
         params, pending, phase, sent = context.pop("bench")
@@ -431,6 +441,7 @@ class Recorder:
 
     def _after_error(self, model: Any, context: dict[str, Any], exception: Any, **_: Any) -> None:
         self.seen += 1
+        _add_aws_time(context)
         if "bench" not in context:
             return
         _, _, phase, _ = context.pop("bench")
@@ -442,6 +453,40 @@ class Recorder:
         with self._lock:
             if self._calls is not None:
                 self._calls.append(call)
+
+
+def _add_aws_time(context: dict[str, Any]) -> None:
+    """An AWS request made inside an invocation: its time, added to the invocation's."""
+    started = context.pop("bench_started", None)
+    if started is not None and getattr(_local, "aws_ms", None) is not None:
+        _local.aws_ms += (time.perf_counter() - started) * 1000
+
+
+_service_calls_timed = False
+
+
+def _time_service_calls() -> None:
+    """Time every requests Session.send made inside an invocation (the services' calls: the
+    handlers' AWS requests go through botocore, not requests), into the invocation's
+    `service_ms`. Installed once per process."""
+    global _service_calls_timed
+    if _service_calls_timed:
+        return
+    _service_calls_timed = True
+    import requests
+
+    send = requests.Session.send
+
+    def timed_send(self: Any, request: Any, **kwargs: Any) -> Any:
+        if getattr(_local, "service_ms", None) is None:
+            return send(self, request, **kwargs)
+        started = time.perf_counter()
+        try:
+            return send(self, request, **kwargs)
+        finally:
+            _local.service_ms += (time.perf_counter() - started) * 1000
+
+    requests.Session.send = timed_send  # type: ignore[method-assign]
 
 
 def _body_size(body: Any) -> int:
@@ -485,7 +530,9 @@ def _counting_runtime_class() -> type[Any]:
             else:
                 label, phase = str(payload.get("action", "advance")), "state loop"
             outer = getattr(_local, "phase", None)
+            outer_times = getattr(_local, "service_ms", None), getattr(_local, "aws_ms", None)
             _local.phase = phase
+            _local.service_ms, _local.aws_ms = 0.0, 0.0
             with self._changed:
                 self._active += 1
             started = time.perf_counter()
@@ -493,9 +540,13 @@ def _counting_runtime_class() -> type[Any]:
                 return super().invoke(function, payload)  # type: ignore[no-any-return]
             finally:
                 elapsed = (time.perf_counter() - started) * 1000
+                waited, in_aws = _local.service_ms, _local.aws_ms
                 _local.phase = outer
+                _local.service_ms, _local.aws_ms = outer_times
                 memory = deployed.spec.memory_mb if deployed else 0
-                self.recorder.invocation(Invocation(name, phase, label, elapsed, memory))
+                self.recorder.invocation(
+                    Invocation(name, phase, label, elapsed, memory, waited, in_aws)
+                )
                 with self._changed:
                     self._active -= 1
                     self._changed.notify_all()
@@ -600,6 +651,22 @@ def _moto_snapshot(table: str, key: capacity.Attributes) -> capacity.Attributes 
         return None
     attributes: capacity.Attributes = item.to_json()["Attributes"]
     return attributes
+
+
+def definition_items(table: str, case: Case) -> dict[str, Any]:
+    """The items an intake reads (the workflow's definition and each of its services'), as
+    stored: their sizes and what a strongly consistent read of each costs. Read from moto's
+    backend after the case (no request, nothing counted): the capacity model's hot keys."""
+    from machinery_core.adapters.store import keys
+
+    def item(key: capacity.Attributes) -> dict[str, Any]:
+        size = capacity.item_size(_moto_snapshot(table, key))
+        return {"bytes": size, "read_units": capacity.read_units(size, consistent=True)}
+
+    return {
+        "workflow": item(keys.workflow_key(case.name)),
+        "services": {name: item(keys.service_key(name)) for name in sorted(set(case.services))},
+    }
 
 
 def probe_moto_capacity(client: Any, table: str) -> dict[str, Any]:
@@ -799,16 +866,22 @@ def summarize(
         "phases": phases,
     }
     durations: dict[str, float] = {}
+    waited: dict[str, float] = {}
+    in_aws: dict[str, float] = {}
     for invocation in invocations:
-        durations[invocation.function] = durations.get(invocation.function, 0.0) + (
-            invocation.duration_ms
-        )
+        name = invocation.function
+        durations[name] = durations.get(name, 0.0) + invocation.duration_ms
+        waited[name] = waited.get(name, 0.0) + invocation.service_ms
+        in_aws[name] = in_aws.get(name, 0.0) + invocation.aws_ms
     gb_seconds = {
         phase: sum(_billed_gb_seconds(i) for i in invocations if i.phase == phase)
         for phase in phases
     }
     timings = {
         "lambda_duration_ms": {k: round(v, 2) for k, v in sorted(durations.items())},
+        # of which waiting on the services, and in AWS requests (moto, in process)
+        "lambda_service_ms": {k: round(v, 2) for k, v in sorted(waited.items())},
+        "lambda_aws_ms": {k: round(v, 2) for k, v in sorted(in_aws.items())},
         "lambda_gb_seconds": sum(_billed_gb_seconds(i) for i in invocations),
         "lambda_gb_seconds_by_phase": gb_seconds,
         "execution_ms": history["execution_ms"],  # the event's executions together
@@ -828,11 +901,17 @@ def _dynamodb(calls: list[Call]) -> dict[str, Any]:
     for call in mine:
         total.add(call.units)
     moto = [c.moto_units for c in mine if c.moto_units is not None]
+    by_request: dict[str, float] = {}
+    for call in mine:
+        if call.operation in READS:
+            name = f"dynamodb:{call.operation}"
+            by_request[name] = by_request.get(name, 0.0) + call.units.read
     return {
         "reads": sum(c.operation in READS for c in mine),
         "writes": sum(c.operation in WRITES for c in mine),
         "other": sum(c.operation not in READS | WRITES for c in mine),
         "read_units": total.read,
+        "read_units_by_request": dict(sorted(by_request.items())),
         "write_units": total.write + total.index_write,
         "table_write_units": total.write,
         "index_write_units": total.index_write,
@@ -873,11 +952,12 @@ def _median_timings(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     functions = sorted({name for t in timings for name in t["lambda_duration_ms"]})
     executions = [t["execution_ms"] for t in timings if t["execution_ms"] is not None]
     return {
-        "lambda_duration_ms": {
-            name: round(
-                statistics.median(t["lambda_duration_ms"].get(name, 0.0) for t in timings), 2
-            )
-            for name in functions
+        **{
+            key: {
+                name: round(statistics.median(t[key].get(name, 0.0) for t in timings), 2)
+                for name in functions
+            }
+            for key in ("lambda_duration_ms", "lambda_service_ms", "lambda_aws_ms")
         },
         "lambda_gb_seconds": statistics.median(t["lambda_gb_seconds"] for t in timings),
         "lambda_gb_seconds_by_phase": {
@@ -1067,6 +1147,7 @@ def _measure_case(
         "per_event": per_event,
         "per_event_all": counts if any(c != per_event for c in counts) else None,
         "timings": _median_timings(summaries),
+        "definition_items": definition_items(runtime.table_name, case),
         "outcomes": outcomes,
         "right": sum(o["right"] for o in outcomes),
     }

@@ -7,9 +7,11 @@ so, and a target defined on another machine shape (2 cores) says `n/a` rather th
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import costs
+import scale
 
 MET, NOT_MET, NOT_MEASURED, NOT_APPLICABLE = "met", "NOT MET", "not measured", "n/a"
 TARGET_CORES = 2
@@ -153,6 +155,37 @@ def model_costs(
             "baseline_usage": vars(baseline) if baseline else None,
         }
     return modelled
+
+
+def model_scale(
+    counts: dict[str, Any], service_latency_ms: float, deployment_workflows: int
+) -> dict[str, Any] | None:
+    """The capacity model (scale.py) of the 3-step event's counts in this run, with the
+    template's parameters."""
+    return scale.model(
+        counts["cases"],
+        (counts.get("express") or {}).get("cases"),
+        scale.template_parameters(),
+        service_latency_ms,
+        deployment_workflows,
+    )
+
+
+def model_latency_costs(
+    counts: dict[str, Any], workflows: tuple[str, ...] = ("sync-3", "callback")
+) -> dict[str, Any]:
+    """Cost per 1M events at each service latency and step-function memory size, from each
+    workflow's counts on each type (EXPRESS: where it ran on EXPRESS)."""
+    express = (counts.get("express") or {}).get("cases") or {}
+    cases: dict[str, dict[str, Any]] = {}
+    usages: dict[str, dict[str, costs.Usage]] = {}
+    for key in workflows:
+        if key not in counts["cases"]:
+            continue
+        measured = {"STANDARD": counts["cases"][key], "EXPRESS": express.get(key)}
+        cases[key] = {machine: case for machine, case in measured.items() if case is not None}
+        usages[key] = {machine: usage_of(case) for machine, case in cases[key].items()}
+    return scale.latency_costs(cases, usages, workflows=tuple(cases))
 
 
 # --- targets -------------------------------------------------------------------------------
@@ -353,6 +386,7 @@ def targets(document: dict[str, Any]) -> list[dict[str, str]]:
             "" if cores == TARGET_CORES else f"the target is for {TARGET_CORES} cores",
         )
     )
+    found += _scale_targets(document.get("scale"))
     burst = document["burst"]
     counts = burst["counts"]
     unended = counts["not_ended"] + counts["lost"]
@@ -367,6 +401,48 @@ def targets(document: dict[str, Any]) -> list[dict[str, str]]:
         )
     )
     return found
+
+
+def _scale_targets(modelled: dict[str, Any] | None) -> list[dict[str, str]]:
+    """Issue 18's rates (EXPRESS): sustained with the template's defaults and the default
+    quotas, and with the documented increases (soft quotas and template parameters)."""
+    if not modelled:
+        return []
+    found = []
+    for row in modelled["rows"]:
+        target = row["target"]
+        if target is None:
+            continue
+        scope = row["scope"]
+        if scope == "deployment":
+            scope = f"deployment ({row['workflows']} workflows)"
+        figure = f"Sustained events/s, {scope}, {row['machine']}"
+        sustainable = row["sustainable"]
+        found.append(
+            _target(
+                f"{figure}, template defaults and default quotas",
+                f"≥ {target:,.0f} (modelled)",
+                f"{_rate(sustainable)} (binds: {row['binding_name']})",
+                _status(sustainable is None or sustainable >= target),
+            )
+        )
+        raises = "; ".join(r["raise"] for r in row["raises"])
+        reached = row["reached"]
+        found.append(
+            _target(
+                f"{figure}, with documented increases",
+                f"≥ {target:,.0f} (modelled)",
+                f"{target:,.0f} {reached}",
+                _status(not reached.startswith("no")),
+                f"raise: {raises}" if raises else "",
+            )
+        )
+    return found
+
+
+def _rate(value: float | None) -> str:
+    """A sustained rate, rounded down."""
+    return "unbounded" if value is None else f"{math.floor(value):,} events/s"
 
 
 # Why the handlers' cold init stays above the target (measured while it was brought down):
@@ -452,6 +528,13 @@ def build(meta: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
         "before_segments": BEFORE_SEGMENTS,
         "latency_ratio": _latency_ratio(results),
     }
+    config = meta.get("config") or {}
+    document["scale"] = model_scale(
+        results["counts"],
+        config.get("service_latency_ms", 100.0),
+        config.get("deployment_workflows", scale.DEPLOYMENT_WORKFLOWS),
+    )
+    document["latency_costs"] = model_latency_costs(results["counts"])
     document["targets"] = targets(document)
     document["failures"] = failures(results)
     return document
@@ -511,6 +594,8 @@ def markdown(document: dict[str, Any]) -> str:
     lines += _types_section(document)
     lines += _cold_section(document)
     lines += _local_section(document)
+    lines += _scale_section(document)
+    lines += _latency_section(document)
     return "\n".join(lines)
 
 
@@ -1091,4 +1176,313 @@ def _local_section(document: dict[str, Any]) -> list[str]:
         ],
         rows,
     )
+    return lines
+
+
+# --- scale (issue 18) ------------------------------------------------------------------------
+
+
+def _units(value: float, unit: str) -> str:
+    return f"{_grouped(value)} {unit}"
+
+
+def _grouped(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100 or float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
+
+
+def _scope(row: dict[str, Any], workflow: str) -> str:
+    if row["scope"] == "deployment":
+        return f"deployment ({row['workflows']} workflows of {workflow}'s counts)"
+    return f"one workflow ({workflow})"
+
+
+def _scale_section(document: dict[str, Any]) -> list[str]:
+    modelled = document.get("scale")
+    if not modelled:
+        return []
+    workflow = modelled["workflow_name"]
+    parameters = modelled["parameters"]
+    shown = ", ".join(
+        f"{name} {_grouped(p['value'])}"
+        + ("" if p["source"] == "template.yaml" else f" ({p['source']})")
+        for name, p in parameters.items()
+        if name != "StepFunctionMemorySize"
+    )
+    profile = modelled["profiles"]["EXPRESS"]
+    lines = [
+        "## 6. Capacity at scale",
+        "",
+        f"A model (benchmarks/scale.py), not a load test: the counts per event of "
+        f"{modelled['workflow']} ({workflow}) measured above on each state machine type, "
+        f"against the default quotas of {modelled['region']} (as of "
+        f"{modelled['quotas_as_of']}; some Step Functions quotas differ by region) and the "
+        f"template's parameters ({shown}). Services answer in "
+        f"{_grouped(modelled['service_latency_ms'])} ms (--service-latency-ms); a deployment "
+        f"spreads its rate evenly over {modelled['deployment_workflows']} workflows, a "
+        "service being called by all of them (the worst case for its item). Every limit is "
+        "linear in the rate: the lowest `limit ÷ usage per event` binds. Per event "
+        f"(EXPRESS): {_grouped(profile['table_write_units'])} table WRU + "
+        f"{_grouped(profile['index_write_units'])} index WRU, "
+        f"{_grouped(profile['read_units'])} RRU, {_grouped(profile['executions_started'])} "
+        f"StartExecution, {_grouped(profile['transitions'])} transitions, "
+        f"{_grouped(profile['http_requests'])} HTTP request, ApiFunction "
+        f"{_grouped(profile['api_ms'])} ms, StepFunction {_grouped(profile['step_ms'])} ms "
+        f"of which {_grouped(profile['step_service_ms'])} ms waiting on the local services.",
+        "",
+    ]
+    rows = []
+    for row in modelled["rows"]:
+        target = row["target"]
+        further = row["raise_first"]
+        if row["next"] is not None:
+            further += f" (then {row['next']['name']} binds, at {_rate(row['next_rate'])})"
+        rows.append(
+            [
+                _scope(row, workflow),
+                row["machine"],
+                "-" if target is None else f"{target:,.0f} events/s",
+                f"**{_rate(row['sustainable'])}**",
+                row["binding_name"],
+                further,
+                "; ".join(r["raise"] for r in row["raises"]) if target is not None else "-",
+                row["reached"],
+            ]
+        )
+    lines += _table(
+        [
+            "scope",
+            "state machine",
+            "target",
+            "sustained with the defaults",
+            "binds first",
+            "to go further, raise",
+            "to reach the target, raise",
+            "target reached",
+        ],
+        rows,
+    )
+    lines += _usage_table(modelled)
+    lines += _scale_notes(modelled)
+    lines += _quota_table(modelled)
+    return lines
+
+
+def _usage_table(modelled: dict[str, Any]) -> list[str]:
+    """Each limit's usage at the target (STANDARD: at the EXPRESS target's rate)."""
+    rows_by_key: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    heads = []
+    for index, row in enumerate(modelled["rows"]):
+        scope = "one workflow" if row["scope"] == "one workflow" else "deployment"
+        heads.append(f"{scope}, {row['machine']}, at {row['usage_rate']:,.0f} events/s")
+        for used in row["usage"]:
+            names[used["key"]] = used["name"]
+            cells = rows_by_key.setdefault(used["key"], ["-"] * len(modelled["rows"]))
+            percent = used["percent"]
+            over = percent is not None and percent > 100
+            text = (
+                f"{_grouped(used['usage'])} / {_units(used['limit'], used['unit'])} "
+                f"({_grouped(percent)} %)"
+            )
+            cells[index] = f"**{text}**" if over else text
+    lines = [
+        "Each limit's use at the target rate (STANDARD, which has no target: at the same "
+        "rate), bold past 100 %:",
+        "",
+    ]
+    lines += _table(
+        ["limit", *heads],
+        [[names[key], *cells] for key, cells in rows_by_key.items()],
+    )
+    return lines
+
+
+def _scale_notes(modelled: dict[str, Any]) -> list[str]:
+    notes = []
+    for row in modelled["rows"]:
+        uncached = row["without_cache"]
+        hot = "; ".join(
+            f"{c['name'].split(': ')[1]} {_grouped(c['usage'])} RCU/s "
+            f"({_grouped(c['percent'])} % of a partition's {c['limit']:,.0f})"
+            for c in uncached["hot_reads"]
+        )
+        scope = "one workflow" if row["scope"] == "one workflow" else "deployment"
+        reached = "" if row["target"] is None else f"; target: {uncached['reached']}"
+        notes.append(
+            f"- {scope}, {row['machine']}, without the definition cache "
+            f"(DefinitionCacheSeconds 0: every event reads its definitions), at "
+            f"{row['usage_rate']:,.0f} events/s: {hot}{reached}."
+        )
+    express = [r for r in modelled["rows"] if r["machine"] == "EXPRESS"]
+    for row in express:
+        concurrency = row["concurrency_at_usage_rate"]
+        ramp = row["ramp_seconds_at_usage_rate"]
+        scope = "one workflow" if row["scope"] == "one workflow" else "deployment"
+        notes.append(
+            f"- Lambda at {row['usage_rate']:,.0f} events/s ({scope}, EXPRESS): ApiFunction "
+            f"{_grouped(concurrency['ApiFunction'])} + StepFunction "
+            f"{_grouped(concurrency['StepFunction'])} concurrent executions; from none, the "
+            f"scaling rate (1,000 per function every 10 s) takes "
+            f"{_grouped(ramp['StepFunction'])} s to reach the step function's."
+        )
+    return [
+        "Notes:",
+        "",
+        *notes,
+        "- Not modelled: bursts (the API's ApiThrottlingBurstLimit and the account's "
+        "5,000; Step Functions' buckets), DynamoDB on-demand's own warm-up (a new table "
+        "serves up to 4,000 WRU or 12,000 RRU at once; past twice its previous peak within "
+        "30 minutes it may throttle), "
+        "the plan item (read once per step-function container, then kept), cold starts, and "
+        "real durations: the Lambda durations are this machine's, moto serving the AWS "
+        "requests in process, where Lambda would wait on the network and run its CPU share.",
+        "",
+    ]
+
+
+def _quota_table(modelled: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            q["name"],
+            _units(q["value"], q["unit"]),
+            "-" if q["burst"] is None else _grouped(q["burst"]),
+            q["scope"],
+            "yes" if q["adjustable"] else "no",
+            q["source"] + (f" ({q['note']})" if q["note"] else ""),
+        ]
+        for q in modelled["quotas"].values()
+    ]
+    lines = ["Default quotas (us-east-1):", ""]
+    lines += _table(["quota", "default", "bucket", "scope", "adjustable", "source"], rows)
+    sources = modelled["sources"]
+    lines += [
+        "The Step Functions throttling figures are those of the service quotas page's "
+        f"tables as kept in the guide's source ({sources['step_functions_tables_read_from']}"
+        "): check the live page before a request for an increase.",
+        "",
+    ]
+    return lines
+
+
+def _at(by_memory: dict[Any, float], memory: int) -> float:
+    """A figure by memory size, whether the keys are numbers or (from JSON) strings."""
+    return by_memory[memory] if memory in by_memory else by_memory[str(memory)]
+
+
+def _cheapest(totals: dict[Any, float]) -> str:
+    """The cheapest memory size, and those that cost as little to the cent."""
+    tied = scale.tied_with_cheapest({int(m): total for m, total in totals.items()})
+    return " = ".join(f"{m:,} MB" for m in tied) + (" (a tie to the cent)" if len(tied) > 1 else "")
+
+
+def _latency_section(document: dict[str, Any]) -> list[str]:
+    modelled = document.get("latency_costs")
+    if not modelled or not modelled["rows"]:
+        return []
+    memories = modelled["memories"]
+    scaled = document.get("scale") or {}
+    profile = (scaled.get("profiles") or {}).get("STANDARD")
+    memory_param = ((scaled.get("parameters") or {}).get("StepFunctionMemorySize")) or {}
+    cold = document.get("cold_init_memory") or {}
+    lines = [
+        "## 7. Service latency and the step function's memory size",
+        "",
+        "The step function is billed while it waits on the services. Modelled from the counts "
+        "and the step function's duration measured above: its overhead per event (the "
+        "measured duration less the time it waited on the local services) is assumed "
+        "CPU-bound and scaled by max(1, 1769 / memory) (Lambda allocates CPU in proportion "
+        f"to memory, one vCPU at {modelled['vcpu_mb']:,} MB: {modelled['source']}; this "
+        "machine's core stands for one vCPU); the waiting (steps × latency) is not. EXPRESS "
+        "executions are longer by the same waiting and slower overhead. So at 512 MB and "
+        "0 ms the model costs more than section 2, which bills the full-speed duration "
+        "measured here. The template's "
+        f"StepFunction memory: {_grouped(memory_param.get('value'))} MB "
+        f"({memory_param.get('source', '-')}).",
+        "",
+    ]
+    if profile:
+        own = max(profile["step_ms"] - profile["step_service_ms"], 0.0)
+        rows = []
+        for memory in memories:
+            factor = scale.cpu_factor(memory)
+            at = (cold.get("memories") or {}).get(str(memory)) or {}
+            rows.append(
+                [
+                    f"{memory:,} MB",
+                    f"{min(memory / scale.LAMBDA_VCPU_MB, 1):.2f}",
+                    f"{factor:.2f} ×",
+                    _grouped(own * factor),
+                    _grouped(at.get("modelled_init_ms")),
+                    _grouped(at.get("measured_init_ms")),
+                ]
+            )
+        lines += [
+            f"Per 3-step event, the step function's overhead at full speed here: "
+            f"{_grouped(own)} ms ({_grouped(profile['step_ms'])} ms less "
+            f"{_grouped(profile['step_service_ms'])} ms on the services), of which "
+            f"{_grouped(profile['step_aws_ms'])} ms in AWS requests (moto, in process). Its "
+            f"cold init: {_grouped(cold.get('full_speed_init_ms'))} ms on one CPU; measured "
+            f"under a CPU quota: {cold.get('method', 'not measured')}.",
+            "",
+        ]
+        lines += _table(
+            [
+                "memory",
+                "vCPU share",
+                "CPU-bound work slower by",
+                "overhead per event, ms (model)",
+                "cold init, ms (model)",
+                "cold init, ms (under the CPU quota)",
+            ],
+            rows,
+        )
+    rows = []
+    for row in modelled["rows"]:
+        tied = scale.tied_with_cheapest({int(m): t for m, t in row["totals"].items()})
+        cells = []
+        for memory in memories:
+            total = _money(_at(row["totals"], memory))
+            ms = _grouped(_at(row["step_function_ms"], memory))
+            text = f"{total} ({ms} ms)"
+            cells.append(f"**{text}**" if memory in tied else text)
+        rows.append(
+            [
+                f"{row['workflow']} ({row['workflow_name']})",
+                row["machine"],
+                f"{row['service_latency_ms']:,.0f} ms",
+                *cells,
+                _cheapest(row["totals"]),
+                _cheapest(row["totals_aws_as_waiting"]),
+            ]
+        )
+    lines += [
+        "Cost per 1M events (the step function's billed time per event in brackets), the "
+        "cheapest in bold:",
+        "",
+    ]
+    lines += _table(
+        [
+            "workflow",
+            "state machine",
+            "service latency",
+            *[f"{memory:,} MB" for memory in memories],
+            "cheapest",
+            "cheapest, AWS requests' time as waiting",
+        ],
+        rows,
+    )
+    lines += [
+        "Not measured here: Firecracker's own init and Lambda's real CPU share (the CPU quota "
+        "above is a cgroup's, on this machine's core), the network latency to DynamoDB and "
+        "Step Functions (moto answers in process, on the CPU this model scales), and the "
+        "layer's import from /opt (python3.13, compiled on first import; this venv's .pyc "
+        "are cached). The overhead scaled as CPU-bound includes moto's time serving the AWS "
+        "requests, which on Lambda is mostly a network round trip: the last column takes that "
+        "time as waiting (not scaled) instead, the rest of the overhead as CPU.",
+        "",
+    ]
     return lines

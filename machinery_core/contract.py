@@ -51,6 +51,9 @@ MAX_WAIT_SECONDS = 25
 # The largest request body the API reads (API Gateway's own limit is 10 MB).
 MAX_BODY_BYTES = 256 * 1024
 MAX_IDEMPOTENCY_KEY = 256
+# How many times `machinery send` sends again when the API answers 429 or 503 (throttled or
+# busy: nothing was acknowledged), after the Retry-After it gives.
+SEND_RETRIES = 5
 # A payload (event data, a step's input or output, the context, the outputs) whose JSON is
 # larger than this is stored in the payload bucket and the event item keeps its reference:
 # an event item stays far below DynamoDB's 400 KB whatever its steps pass each other.
@@ -63,6 +66,12 @@ EVENT_ITEM_BUDGET_BYTES = 64 * 1024
 EVENT_INLINE_BYTES = 1024 * 1024
 # The same for one step, GET /events/{id}/steps/{step}.
 STEP_INLINE_BYTES = 4 * 1024 * 1024
+# The listing shards a workflow's event entries spread over (template.yaml's
+# EventIndexShards): an index partition takes about 1,000 write units a second and an event
+# writes its entry 3 times (created, running, ended), so 16 shards take 5,000 events a
+# second of one workflow. Raise it, never lower it: entries in the shards above the new
+# count would no longer be listed.
+EVENT_INDEX_SHARDS = 16
 
 
 def duration_text(milliseconds: float | None) -> str:

@@ -144,8 +144,10 @@ def _json(
 
 @app.exception_handler(MachineryError)  # type: ignore[untyped-decorator]
 def _domain_error(error: MachineryError) -> Response[Any]:
-    # a 503 is a moment's unavailability (the payload store, starting the execution)
-    headers = {"Retry-After": "1"} if error.status_code == HTTPStatus.SERVICE_UNAVAILABLE else None
+    # a 503 is a moment's unavailability (throttling, the payload store, starting the execution)
+    headers = None
+    if error.status_code == HTTPStatus.SERVICE_UNAVAILABLE:
+        headers = {"Retry-After": str(error.retry_after_seconds)}
     return _json(HTTPStatus(error.status_code), error.to_body(), headers)
 
 

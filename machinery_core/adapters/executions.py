@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from machinery_core.adapters.throttling import throttle_aware
+
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
@@ -37,7 +39,7 @@ class Executions:
         state_machine_arn: str,
         kind: StateMachineType = StateMachineType.STANDARD,
     ) -> None:
-        self.client = client
+        self.client = throttle_aware(client)
         self.state_machine_arn = state_machine_arn
         self.kind = kind
 

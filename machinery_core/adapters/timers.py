@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from machinery_core.adapters.throttling import throttle_aware
+
 if TYPE_CHECKING:
     from mypy_boto3_scheduler import EventBridgeSchedulerClient
 
@@ -46,7 +48,7 @@ class Timers:
         state_machine_arn: str,
         role_arn: str,
     ) -> None:
-        self.client = client
+        self.client = throttle_aware(client)
         self.group = group
         self.state_machine_arn = state_machine_arn
         self.role_arn = role_arn

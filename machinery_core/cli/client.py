@@ -7,11 +7,14 @@ SigV4 for `execute-api` by botocore's own signer, with the credentials botocore 
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
 import json
 import os
 import re
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -19,9 +22,20 @@ import requests
 from requests.auth import AuthBase
 
 from machinery_core import __version__
-from machinery_core.contract import CONSUMER_POLICY, MANAGEMENT_POLICY, ROUTE_POLICIES, route_of
+from machinery_core.contract import (
+    CONSUMER_POLICY,
+    MANAGEMENT_POLICY,
+    ROUTE_POLICIES,
+    SEND_RETRIES,
+    route_of,
+)
 
 CONNECT_TIMEOUT = 5.0
+# POST /e answered 429 (API Gateway's throttling) or 503 (AWS throttled the intake: nothing
+# was acknowledged) is tried again, after the Retry-After the answer gives, else after 1, 2,
+# 4... s: SEND_RETRIES times at most, and never a wait longer than MAX_SEND_DELAY.
+MAX_SEND_DELAY = 60.0
+RETRIED_STATUSES = frozenset({429, 503})
 READ_TIMEOUT = 40.0  # longer than the API's longest sync wait (25 s)
 SIGNING_SERVICE = "execute-api"
 # {api-id}.execute-api.{region}.amazonaws.com (and the .cn partition)
@@ -53,11 +67,17 @@ class ApiError(ClientError):
     """The API answered 4xx (exit 2) or 5xx (exit 3) with `{"message", "details"}`."""
 
     def __init__(
-        self, status_code: int, message: str, details: list[dict[str, Any]] | None = None
+        self,
+        status_code: int,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, details)
         self.status_code = status_code
         self.exit_code = 2 if status_code < 500 else 3
+        # seconds the API asked to wait before trying again (its Retry-After), if it did
+        self.retry_after = retry_after
 
     @classmethod
     def of(cls, response: requests.Response) -> ApiError:
@@ -74,7 +94,7 @@ class ApiError(ClientError):
                 details = [item if isinstance(item, dict) else {"message": item} for item in raw]
         elif response.text.strip():
             message = f"{message}: {response.text.strip()[:500]}"
-        return cls(response.status_code, message, details)
+        return cls(response.status_code, message, details, retry_after_of(response))
 
     def to_body(self) -> dict[str, Any]:
         return {**super().to_body(), "status_code": self.status_code}
@@ -257,6 +277,10 @@ class MachineryClient:
         self.signed = False
         # the linked payloads read, by href: content-addressed, so they never change
         self.payloads: dict[str, Any] = {}
+        # `send` tries again when the API is throttled or busy (429, 503), as it says when
+        self.send_attempts = SEND_RETRIES + 1
+        self.sleep: Callable[[float], None] = time.sleep
+        self.on_retry: Callable[[ApiError, float, int], None] = lambda *_: None
         if sign is False or (sign is None and is_loopback(self.api_url)):
             return
         credentials = find_credentials()
@@ -366,9 +390,22 @@ class MachineryClient:
         """
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         path = f"/e/{path_part(workflow_id)}"
-        response = self.request(
-            "POST", path, body=request, params={"wait": wait} if wait else None, headers=headers
-        )
+        for attempt in range(1, self.send_attempts + 1):
+            try:
+                response = self.request(
+                    "POST",
+                    path,
+                    body=request,
+                    params={"wait": wait} if wait else None,
+                    headers=headers,
+                )
+                break
+            except ApiError as error:
+                delay = send_delay(error, attempt)
+                if delay is None or attempt == self.send_attempts:
+                    raise
+                self.on_retry(error, delay, attempt)
+                self.sleep(delay)
         answer = self.decode("POST", path, response)
         if not isinstance(answer, dict) or not isinstance(answer.get("event_id"), str):
             raise ClientError(
@@ -455,6 +492,30 @@ class MachineryClient:
     def openapi(self) -> dict[str, Any]:
         answer: dict[str, Any] = self.json("GET", "/openapi.json")
         return answer
+
+
+def send_delay(error: ApiError, attempt: int) -> float | None:
+    """How long to wait before sending again after `attempt` failed; None: do not."""
+    if error.status_code not in RETRIED_STATUSES:
+        return None
+    delay = error.retry_after if error.retry_after is not None else 2.0 ** (attempt - 1)
+    return min(delay, MAX_SEND_DELAY)
+
+
+def retry_after_of(response: requests.Response) -> float | None:
+    """Retry-After in seconds: a number of seconds, or an HTTP date (RFC 9110)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 def _reason(error: requests.ConnectionError) -> str:

@@ -17,11 +17,11 @@ from typing import IO, TYPE_CHECKING, Any, ParamSpec
 
 import click
 
-from machinery_core.contract import MAX_WAIT_SECONDS, EventStatus
+from machinery_core.contract import MAX_WAIT_SECONDS, SEND_RETRIES, EventStatus
 
 if TYPE_CHECKING:
     from machinery_core.cli.apply import Outcome
-    from machinery_core.cli.client import MachineryClient
+    from machinery_core.cli.client import ApiError, MachineryClient
     from machinery_core.cli.terminal import Output
 
 DEFAULT_API_URL = "http://127.0.0.1:3000"  # the local runtime's default address
@@ -286,9 +286,22 @@ def _apply_exit(outcome: Outcome) -> int:
     show_default=True,
     help="Seconds between polls while following the event.",
 )
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=SEND_RETRIES,
+    show_default=True,
+    help="Times to send again when the API is throttled or busy (429, 503), waiting what its "
+    "Retry-After says (else 1, 2, 4... s, at most 60).",
+)
 @_api_command
 def send(
-    workflow: str, file: IO[str], wait: bool, idempotency_key: str | None, interval: float
+    workflow: str,
+    file: IO[str],
+    wait: bool,
+    idempotency_key: str | None,
+    interval: float,
+    retries: int,
 ) -> int:
     """Send the event in FILE (JSON; - reads stdin) to WORKFLOW.
 
@@ -301,6 +314,17 @@ def send(
     """
     request = _event_request(file)
     client = _client()
+    client.send_attempts = retries + 1
+
+    def say_retry(error: ApiError, delay: float, attempt: int) -> None:
+        click.secho(
+            f"{error.status_code}: {error.message}; sending again in {delay:g} s "
+            f"(retry {attempt} of {retries})",
+            err=True,
+            fg="yellow",
+        )
+
+    client.on_retry = say_retry
     out = _output()
     if not wait:
         accepted, replayed = client.send(workflow, request, idempotency_key=idempotency_key)

@@ -7,6 +7,8 @@ from typing import Any
 
 class MachineryError(Exception):
     status_code = 500
+    # For a 503: how long a client should wait before trying again (Retry-After).
+    retry_after_seconds = 1
 
     def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
@@ -85,3 +87,15 @@ class PayloadStoreUnavailable(MachineryError):
     (the state machine retries on this name)."""
 
     status_code = 503
+
+
+class Throttled(MachineryError):
+    """AWS throttled a call (DynamoDB, Step Functions, EventBridge Scheduler) past the
+    client's own retries: nothing was acknowledged or recorded that needed it, so the
+    request or the step is tried again later (the state machine retries on this name)."""
+
+    status_code = 503
+
+    def __init__(self, message: str, retry_after_seconds: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds

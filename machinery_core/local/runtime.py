@@ -177,7 +177,8 @@ class LocalRuntime:
             self.aws_calls.stack(self._physical_names(secret_arn))
 
         session = requests.Session()
-        retention = int(self.template.document["Parameters"]["EventRetentionDays"]["Default"])
+        parameters = self.template.document["Parameters"]
+        retention = int(parameters["EventRetentionDays"]["Default"])
         policy = AddressPolicy.parse(self.allowed_service_hosts)
         self.dependencies = Dependencies(
             store=Store(
@@ -185,6 +186,10 @@ class LocalRuntime:
                 self.table_name,
                 timedelta(days=retention),
                 PayloadBucket(s3, self.payload_bucket),
+                int(parameters["EventIndexShards"]["Default"]),
+                # not DefinitionCacheSeconds: on a laptop, a definition just changed is what
+                # the next event runs (the cache is for thousands of events a second)
+                definition_cache_seconds=0,
             ),
             executions=Executions(
                 stepfunctions, self.state_machine_arn, StateMachineType(self.state_machine_type)

@@ -127,9 +127,7 @@ class Template:
         )
         rules = []
         for rule in props["LifecycleConfiguration"]["Rules"]:
-            days = rule["ExpirationInDays"]
-            if isinstance(days, dict):  # !Ref a parameter: its default, as a deploy would
-                days = self.document["Parameters"][days["Ref"]]["Default"]
+            days = self.resolved(rule["ExpirationInDays"])
             rules.append(
                 {
                     "ID": rule["Id"],
@@ -141,6 +139,12 @@ class Template:
         s3.put_bucket_lifecycle_configuration(
             Bucket=bucket, LifecycleConfiguration={"Rules": rules}
         )
+
+    def resolved(self, value: Any) -> Any:
+        """A property's value; a `!Ref` to a parameter, its default, as a deploy would."""
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            return self.document["Parameters"][value["Ref"]]["Default"]
+        return value
 
     def functions(self) -> dict[str, FunctionSpec]:
         defaults = self.document.get("Globals", {}).get("Function", {})
@@ -163,7 +167,9 @@ class Template:
                 code_uri=(self.path.parent / props["CodeUri"]).resolve(),
                 handler=props["Handler"],
                 timeout_seconds=int(props.get("Timeout", defaults.get("Timeout", 3))),
-                memory_mb=int(props.get("MemorySize", defaults.get("MemorySize", 128))),
+                memory_mb=int(
+                    self.resolved(props.get("MemorySize", defaults.get("MemorySize", 128)))
+                ),
                 environment=environment,
                 routes=routes,
             )

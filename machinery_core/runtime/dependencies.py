@@ -63,7 +63,14 @@ class Dependencies:
         # (the API's reads; most state-machine actions start no execution).
         stepfunctions = OnFirstUse(lambda: boto3.client("stepfunctions", config=config))
         return cls(
-            store=Store(dynamodb, settings.table_name, retention, _payloads(settings, config)),
+            store=Store(
+                dynamodb,
+                settings.table_name,
+                retention,
+                _payloads(settings, config),
+                settings.event_index_shards,
+                settings.definition_cache_seconds,
+            ),
             executions=Executions(
                 cast("SFNClient", stepfunctions),
                 settings.state_machine_arn,

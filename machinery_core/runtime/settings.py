@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from machinery_core.adapters.executions import StateMachineType
+from machinery_core.contract import EVENT_INDEX_SHARDS
 
 
 class Settings(BaseModel):
@@ -21,6 +22,9 @@ class Settings(BaseModel):
         StateMachineType.STANDARD, alias="STATE_MACHINE_TYPE"
     )
     event_retention_days: PositiveInt = Field(30, alias="EVENT_RETENTION_DAYS")
+    # How long a container keeps the definitions its intake read (adapters/store/recent.py).
+    definition_cache_seconds: float = Field(1.0, alias="DEFINITION_CACHE_SECONDS", ge=0, le=60)
+    event_index_shards: int = Field(EVENT_INDEX_SHARDS, alias="EVENT_INDEX_SHARDS", ge=1, le=64)
     # Comma-separated host names and networks service addresses may use (addresses.py).
     allowed_service_hosts: str = Field("", alias="ALLOWED_SERVICE_HOSTS")
     # The API's own URL for callback services; empty: the URL each request came in on.

@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from machinery_core.domain import engine, tokens
 from machinery_core.domain.engine import CallOutcome
-from machinery_core.domain.errors import Conflict, InvalidInput, NotFound, StaleVersion
+from machinery_core.domain.errors import Conflict, InvalidInput, NotFound, StaleVersion, Throttled
 from machinery_core.domain.groups import GroupRun
 from machinery_core.domain.models import (
     Callback,
@@ -167,13 +167,13 @@ def _resume(deps: Dependencies, waited: Event, resumed: Event, plan: Plan) -> No
         deps.executions.start(
             resumed.resumed_execution_name, execution_input(resumed.event_id, plan)
         )
-    except (ClientError, BotoCoreError):
+    except (ClientError, BotoCoreError, Throttled):
         logger.exception("the event's next execution did not start", event_id=resumed.event_id)
         return
     if deps.timers is not None:
         try:
             deps.timers.cancel(waited.timer_name)
-        except (ClientError, BotoCoreError):
+        except (ClientError, BotoCoreError, Throttled):
             # recorded and resumed: the timer, firing, finds the wait over and does nothing
             logger.warning("the wait's timer was not deleted", event_id=resumed.event_id)
 

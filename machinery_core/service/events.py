@@ -23,9 +23,11 @@ from machinery_core.domain.errors import (
     DispatchFailed,
     InvalidInput,
     KeyAlreadyUsed,
+    MachineryError,
     NotFound,
     NotificationFailed,
     StaleVersion,
+    Throttled,
 )
 from machinery_core.domain.models import (
     ConditionEntry,
@@ -91,7 +93,7 @@ def accept_event(
     request it is refused. The event runs `version` of the workflow if given, else the
     live one (or, for the canary's share of events, the canary's).
     """
-    record = deps.store.get_workflow(workflow_id)
+    record = deps.store.intake_workflow(workflow_id)
     chosen = version if version is not None else _drawn_version(record)
     if chosen == record.version:
         definition = record.definition
@@ -103,7 +105,7 @@ def accept_event(
         raise InvalidInput("the event data does not match the workflow inputs", problems)
     if request.notify is not None:
         deps.address_policy.check_registration(request.notify.url, "notify.url")
-    records = deps.store.get_service_records(spec.all_services())
+    records = deps.store.intake_service_records(spec.all_services())
     missing = sorted(spec.all_services() - set(records))
     if missing:
         raise Conflict(f"the workflow's services are gone: {', '.join(missing)}")
@@ -139,7 +141,7 @@ def accept_event(
     except KeyAlreadyUsed:
         assert claim is not None
         return _replay(deps, claim)
-    _start(deps, event, plan)
+    _start(deps, event, plan, withdraw=lambda: deps.store.withdraw_event(event, claim))
     logger.info("event accepted", event_id=event.event_id, workflow_id=workflow_id)
     metrics.add_metric(name="EventsAccepted", unit="Count", value=1)
     return EventAccepted.of(event)
@@ -218,21 +220,51 @@ def execution_input(event_id: str, plan: Plan | None, wake: dict[str, Any] | Non
     return json.dumps(body, separators=(",", ":"))
 
 
-def _start(deps: Dependencies, event: Event, plan: Plan) -> None:
-    """Start the event's execution; if that fails, the stored event is marked FAILED."""
+def _start(
+    deps: Dependencies, event: Event, plan: Plan, withdraw: Callable[[], None] | None = None
+) -> None:
+    """Start the event's execution.
+
+    Throttled, a new event is withdrawn (`withdraw`): it was never acknowledged, and the
+    client, told to try again later, finds nothing in its way, its Idempotency-Key included.
+    Any other failure, or a withdrawal that fails, marks the stored event FAILED.
+    """
     try:
         deps.executions.start(event.execution_name, execution_input(event.event_id, plan))
+    except Throttled as error:
+        if withdraw is not None and _withdrawn(withdraw, event):
+            raise
+        _fail_to_start(deps, event, error)
+        raise
     except (ClientError, BotoCoreError) as error:
-        logger.exception(
-            "could not start the execution", event_id=event.event_id, workflow_id=event.workflow_id
-        )
-        failure = ErrorInfo(
-            type="DispatchFailed", message=f"the execution could not be started: {error}"
-        )
-        deps.store.save_event(engine.abort(event, failure, deps.clock()))
+        _fail_to_start(deps, event, error)
         raise DispatchFailed(
             "the event was stored but could not be started; it is marked FAILED"
         ) from error
+
+
+def _withdrawn(withdraw: Callable[[], None], event: Event) -> bool:
+    try:
+        withdraw()
+    except MachineryError:
+        logger.exception("could not withdraw the event", event_id=event.event_id)
+        return False
+    logger.warning(
+        "execution start throttled: the event is withdrawn",
+        event_id=event.event_id,
+        workflow_id=event.workflow_id,
+    )
+    return True
+
+
+def _fail_to_start(deps: Dependencies, event: Event, error: Exception) -> None:
+    logger.exception(
+        "could not start the execution", event_id=event.event_id, workflow_id=event.workflow_id
+    )
+    failure = ErrorInfo(
+        type="DispatchFailed", message=f"the execution could not be started: {error}"
+    )
+    deps.store.save_event(engine.abort(event, failure, deps.clock()))
 
 
 def cancel_event(deps: Dependencies, event_id: str) -> EventView:

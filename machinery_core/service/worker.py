@@ -34,6 +34,7 @@ from machinery_core.domain.errors import (
     MachineryError,
     PayloadStoreUnavailable,
     StaleVersion,
+    Throttled,
 )
 from machinery_core.domain.groups import Call, GroupRun
 from machinery_core.domain.models import (
@@ -230,7 +231,7 @@ def advance(
             )
             if transition.wait_seconds > 0:
                 return _pause(deps, event, segment, transition.wait_seconds)
-    except PayloadStoreUnavailable:
+    except (PayloadStoreUnavailable, Throttled):
         _release(deps, event)
         raise
 

@@ -223,6 +223,51 @@ def test_the_cost_model_follows_the_counts(report: dict[str, Any]) -> None:
     assert target["status"] == "met"
 
 
+def test_the_capacity_model_and_the_latency_costs_are_reported(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path], report: dict[str, Any]
+) -> None:
+    # Given the quick run's report
+    _, output = quick_run
+    markdown = (output / "latest.md").read_text()
+
+    # Then the capacity model is built from this run's 3-step counts, on both types, for one
+    # workflow and for a deployment, each row with what binds and whether the target is met
+    scale = report["scale"]
+    assert scale["workflow"] == "sync-3"
+    assert scale["service_latency_ms"] == report["config"]["service_latency_ms"] == 100
+    counted = report["counts"]["cases"]["sync-3"]["per_event"]["dynamodb"]
+    assert scale["profiles"]["STANDARD"]["index_write_units"] == counted["index_write_units"]
+    rows = {(row["scope"], row["machine"]): row for row in scale["rows"]}
+    assert set(rows) == {
+        (scope, machine)
+        for scope in ("one workflow", "deployment")
+        for machine in ("STANDARD", "EXPRESS")
+    }
+    for row in rows.values():
+        assert row["binding"] in {c["key"] for c in row["usage"]}
+        assert row["sustainable"] is None or row["sustainable"] > 0
+    assert rows[("one workflow", "EXPRESS")]["target"] == 3000
+    assert rows[("deployment", "EXPRESS")]["target"] == 10000
+    # its limits at the template's throttling, read from template.yaml
+    assert scale["parameters"]["ApiThrottlingRateLimit"]["source"] == "template.yaml"
+    # and the EXPRESS targets among the targets
+    figures = [t["figure"] for t in report["targets"]]
+    assert sum(f.startswith("Sustained events/s") for f in figures) == 4
+    # And the cost at 0, 100 and 1,000 ms of service latency and 256, 512 and 1,024 MB
+    costs = report["latency_costs"]
+    assert costs["memories"] == [256, 512, 1024] and costs["latencies"] == [0, 100, 1000]
+    cases = {(row["workflow"], row["machine"]) for row in costs["rows"]}
+    assert {("sync-3", "STANDARD"), ("sync-3", "EXPRESS")} <= cases
+    for row in costs["rows"]:
+        assert int(row["cheapest"]) in costs["memories"]
+    # with the step function's cold init at each memory size (measured or modelled)
+    memory = report["cold_init_memory"]
+    assert memory["full_speed_init_ms"] > 0
+    assert set(memory["memories"]) == {"256", "512", "1024"}
+    for heading in ("## 6. Capacity at scale", "## 7. Service latency"):
+        assert heading in markdown
+
+
 def test_cold_init_and_the_local_figures_were_measured(report: dict[str, Any]) -> None:
     handlers = report["cold_init"]["handlers"]
     assert set(handlers) == {"bare boto3", "ApiFunction", "StepFunction"}

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -515,6 +516,82 @@ def test_send_reads_stdin_and_keeps_notify(api: FakeApi) -> None:
     assert result.exit_code == 0, result.output
     assert api.calls("POST")[0].json() == request
     assert json.loads(result.stdout) == ACCEPTED
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The client's waits, recorded instead of slept."""
+    waited: list[float] = []
+    monkeypatch.setattr(client_module, "time", SimpleNamespace(sleep=waited.append))
+    return waited
+
+
+BUSY = {"message": "AWS throttled StartExecution (ThrottlingException); try again shortly"}
+
+
+def test_send_honours_retry_after_when_the_api_is_throttled(
+    api: FakeApi, sleeps: list[float]
+) -> None:
+    # Given an API that answers 503 with Retry-After twice, then accepts the event
+    busy = json_reply(503, BUSY, {"Retry-After": "2"})
+    api.send_answers = [busy, busy, json_reply(202, ACCEPTED)]
+
+    # When an event is sent
+    result = run(api.url, "send", "greet", "-", stdin="{}")
+
+    # Then it is sent three times, after waiting what the API asked, and accepted
+    assert result.exit_code == 0, result.output
+    assert len(api.calls("POST")) == 3
+    assert sleeps == [2.0, 2.0]
+    assert result.stdout.split() == [EVENT_ID, "PENDING"]
+    assert "503: AWS throttled StartExecution" in result.stderr
+    assert "sending again in 2 s (retry 1 of 5)" in result.stderr
+
+
+def test_send_backs_off_on_429_without_retry_after_and_reads_an_http_date(
+    api: FakeApi, sleeps: list[float]
+) -> None:
+    # Given API Gateway's own throttling (429, no Retry-After), then a 503 with a date
+    later = (datetime.now(UTC) + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    throttled = json_reply(429, {"message": "Too Many Requests"})
+    api.send_answers = [
+        throttled,
+        throttled,
+        json_reply(503, BUSY, {"Retry-After": later}),
+        json_reply(202, ACCEPTED),
+    ]
+
+    # When an event is sent
+    result = run(api.url, "send", "greet", "-", stdin="{}")
+
+    # Then it waits 1 s, then 2 s, then about what the date says
+    assert result.exit_code == 0, result.output
+    assert sleeps[:2] == [1.0, 2.0]
+    assert 25 <= sleeps[2] <= 30
+
+
+def test_send_gives_up_after_its_retries_and_never_retries_other_errors(
+    api: FakeApi, sleeps: list[float]
+) -> None:
+    # Given an API that stays throttled
+    api.send_answers = [json_reply(503, BUSY, {"Retry-After": "1"})]
+
+    # When an event is sent with one retry
+    result = run(api.url, "send", "greet", "-", "--retries", "1", stdin="{}")
+
+    # Then it was sent twice and the command fails with the API's message (exit 3: 5xx)
+    assert result.exit_code == 3, result.output
+    assert len(api.calls("POST")) == 2
+    assert sleeps == [1.0]
+    assert "AWS throttled StartExecution" in result.stderr
+
+    # And a 500 or a 4xx is not sent again
+    for status in (500, 422):
+        before = len(api.calls("POST"))
+        api.send_answers = [json_reply(status, {"message": "no"}, {"Retry-After": "1"})]
+        assert run(api.url, "send", "greet", "-", stdin="{}").exit_code in (2, 3)
+        assert len(api.calls("POST")) == before + 1
+    assert sleeps == [1.0]
 
 
 def test_send_wait_uses_the_sync_wait_then_polls_until_the_event_ends(api: FakeApi) -> None:

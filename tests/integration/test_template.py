@@ -66,9 +66,10 @@ def test_the_state_machine_loops_run_route_waits_for_backoffs_and_ends_to_wait()
     assert payload["started_at.$"] == "$$.Execution.StartTime"
     assert payload["execution.$"] == "$$.Execution.Id"
     # a duplicate invocation that found the event claimed by another is retried
-    assert "ClaimHeld" in states["Run"]["Retry"][0]["ErrorEquals"]
+    retried = [name for retrier in states["Run"]["Retry"][:-1] for name in retrier["ErrorEquals"]]
+    assert "ClaimHeld" in retried
     # and the notification is retried on NotificationFailed, then the event ends either way
-    assert states["Notify"]["Retry"][0]["ErrorEquals"] == ["NotificationFailed"]
+    assert ["NotificationFailed"] in [r["ErrorEquals"] for r in states["Notify"]["Retry"]]
     assert states["Notify"]["Next"] == states["Notify"]["Catch"][0]["Next"] == "Finish"
     assert states["Backoff"] == {
         "Type": "Wait",

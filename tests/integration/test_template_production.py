@@ -293,3 +293,28 @@ def _production_settings(resources: dict[str, Any]) -> dict[str, Any]:
             if resource["Type"] == "AWS::Logs::LogGroup"
         },
     }
+
+
+def test_the_scale_parameters_reach_every_function_with_the_codes_defaults(
+    template: Template,
+) -> None:
+    # Given the stack's parameters and the functions' environment
+    from machinery_core.contract import EVENT_INDEX_SHARDS
+    from machinery_core.runtime.settings import Settings
+
+    parameters = template.document["Parameters"]
+    environment = template.document["Globals"]["Function"]["Environment"]["Variables"]
+
+    # Then the listing's shard count and the definitions' window are parameters, passed on
+    assert environment["EVENT_INDEX_SHARDS"] == {"Ref": "EventIndexShards"}
+    assert environment["DEFINITION_CACHE_SECONDS"] == {"Ref": "DefinitionCacheSeconds"}
+    # with the defaults the code assumes when they are not set
+    settings = Settings.model_validate({"TABLE_NAME": "machinery"})
+    assert parameters["EventIndexShards"]["Default"] == EVENT_INDEX_SHARDS
+    assert parameters["EventIndexShards"]["Default"] == settings.event_index_shards
+    assert parameters["DefinitionCacheSeconds"]["Default"] == settings.definition_cache_seconds
+    # and bounds the settings accept
+    low = {"EVENT_INDEX_SHARDS": str(parameters["EventIndexShards"]["MinValue"])}
+    high = {"EVENT_INDEX_SHARDS": str(parameters["EventIndexShards"]["MaxValue"])}
+    for bound in (low, high):
+        Settings.model_validate({"TABLE_NAME": "machinery", **bound})

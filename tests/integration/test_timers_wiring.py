@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from machinery_core.adapters.throttling import ThrottleAware
 from machinery_core.adapters.timers import Timers
 from machinery_core.runtime.dependencies import Dependencies, OnFirstUse
 
@@ -28,8 +29,10 @@ def test_the_timers_are_built_from_the_environment_their_client_on_first_use(
         MACHINE,
         ROLE,
     )
-    assert isinstance(timers.client, OnFirstUse)
-    assert timers.client._built == []  # no client until a timer is set or cancelled
+    assert isinstance(timers.client, ThrottleAware)  # adapters/throttling.py
+    built_on_first_use = timers.client._client
+    assert isinstance(built_on_first_use, OnFirstUse)
+    assert built_on_first_use._built == []  # no client until a timer is set or cancelled
     assert timers.client.meta.service_model.service_name == "scheduler"
 
 

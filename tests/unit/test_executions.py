@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from machinery_core.adapters.executions import Executions, StateMachineType, Stop
+from machinery_core.domain.errors import Throttled
 
 MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:machinery-Events"
 EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:machinery-Events:evt-1"
@@ -51,11 +52,17 @@ def test_start_names_the_execution_and_reports_one_that_already_exists(
     assert executions.start("evt-1", "{}") is False
 
 
-@pytest.mark.parametrize("code", ["ThrottlingException", "AccessDeniedException"])
-def test_start_raises_what_is_not_expected(stubbed: tuple[Executions, Stubber], code: str) -> None:
+@pytest.mark.parametrize(
+    ("code", "raised"),
+    [("ThrottlingException", Throttled), ("AccessDeniedException", ClientError)],
+)
+def test_start_raises_what_is_not_expected(
+    stubbed: tuple[Executions, Stubber], code: str, raised: type[Exception]
+) -> None:
+    # throttling is the domain's Throttled (adapters/throttling.py); the rest, as AWS said it
     executions, stubber = stubbed
     stubber.add_client_error("start_execution", code)
-    with pytest.raises(ClientError):
+    with pytest.raises(raised):
         executions.start("evt-1", "{}")
 
 
@@ -72,7 +79,7 @@ def test_stop_reports_an_execution_that_is_not_there(stubbed: tuple[Executions, 
 def test_stop_raises_a_throttled_call(stubbed: tuple[Executions, Stubber]) -> None:
     executions, stubber = stubbed
     stubber.add_client_error("stop_execution", "ThrottlingException")
-    with pytest.raises(ClientError):
+    with pytest.raises(Throttled):
         executions.stop("evt-1", "Cancelled", "why")
 
 

@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from machinery_core.adapters.timers import Timers, at_expression, moment_of
+from machinery_core.domain.errors import Throttled
 
 GROUP = "machinery-TimerGroup"
 MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:machinery-StateMachine"
@@ -100,11 +101,16 @@ def test_cancel_deletes_the_schedule_and_one_already_gone_is_not_an_error(
     timers.cancel(NAME)  # fired (and deleted itself) or deleted before: nothing to do
 
 
-@pytest.mark.parametrize("code", ["ThrottlingException", "AccessDeniedException"])
-def test_cancel_raises_what_is_not_expected(stubbed: tuple[Timers, Stubber], code: str) -> None:
+@pytest.mark.parametrize(
+    ("code", "raised"),
+    [("ThrottlingException", Throttled), ("AccessDeniedException", ClientError)],
+)
+def test_cancel_raises_what_is_not_expected(
+    stubbed: tuple[Timers, Stubber], code: str, raised: type[Exception]
+) -> None:
     timers, stubber = stubbed
     stubber.add_client_error("delete_schedule", code)
-    with pytest.raises(ClientError):
+    with pytest.raises(raised):
         timers.cancel(NAME)
 
 

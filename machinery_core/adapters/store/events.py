@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from machinery_core.adapters.store import keys
+from machinery_core.adapters.store import keys, listing
 from machinery_core.adapters.store.encoding import (
-    encode_cursor,
     epoch,
     moment,
     number,
@@ -60,6 +59,8 @@ def plan_reference(plan: Plan) -> str:
 class EventItems:
     table: Table
     event_ttl: timedelta
+    # How many listing shards a workflow's new event entries spread over (listing.py).
+    index_shards: int
     # The status of each event state this store read or wrote, by (event id, version):
     # GSI1 copies `status` and `updated_at` for event listings, and a write that keeps
     # the status as it was leaves them, and so the index, alone. Unknown: they are set.
@@ -87,7 +88,11 @@ class EventItems:
         expires = event.acknowledged_at + self.event_ttl
         item: Item = {
             **keys.event_key(event.event_id),
-            "GSI1PK": string(keys.events_partition(event.workflow_id)),
+            "GSI1PK": string(
+                keys.events_partition(
+                    event.workflow_id, keys.event_shard(event.event_id, self.index_shards)
+                )
+            ),
             "GSI1SK": string(keys.events_sort_key(event.acknowledged_at, event.event_id)),
             "workflow_id": string(event.workflow_id),
             "status": string(event.status.value),
@@ -139,6 +144,36 @@ class EventItems:
             return Conflict(f"event {event.event_id!r} already exists")
 
         with conditional(refusal):
+            self.table.transact(actions)
+
+    def withdraw_event(self, event: Event, claim: IdempotencyClaim | None = None) -> None:
+        """Delete a new event that was never acknowledged, with its Idempotency-Key's record:
+        only as it was created (its first revision), and the key only if it names it."""
+        actions: list[Item] = [
+            {
+                "Delete": {
+                    "TableName": self.table.table_name,
+                    "Key": keys.event_key(event.event_id),
+                    "ConditionExpression": "#revision = :created",
+                    "ExpressionAttributeNames": {"#revision": "revision"},
+                    "ExpressionAttributeValues": {":created": number(event.version)},
+                }
+            }
+        ]
+        if claim is not None:
+            pk = keys.idempotency_pk(claim.workflow_id, claim.key)
+            actions.append(
+                {
+                    "Delete": {
+                        "TableName": self.table.table_name,
+                        "Key": keys.key(pk, keys.IDEMPOTENCY),
+                        "ConditionExpression": "#event = :event",
+                        "ExpressionAttributeNames": {"#event": "event_id"},
+                        "ExpressionAttributeValues": {":event": string(event.event_id)},
+                    }
+                }
+            )
+        with conditional(lambda _: StaleVersion(f"event {event.event_id!r} was advanced")):
             self.table.transact(actions)
 
     def _store_plan(self, plan: Plan) -> str:
@@ -325,13 +360,37 @@ class EventItems:
     def list_events(
         self, workflow_id: str, limit: int, cursor: str | None, status: EventStatus | None
     ) -> tuple[list[EventSummary], str | None]:
-        items, next_key = self.table.query_index(
-            keys.events_partition(workflow_id),
-            limit,
-            cursor,
-            newest_first=True,
-            status=status.value if status is not None else None,
-        )
+        """The workflow's events newest first, merged from its listing shards (listing.py)."""
+
+        def query(
+            partition: str, start: str | None, below: str | None, count: int
+        ) -> tuple[list[Item], str | None]:
+            condition = "#pk = :pk"
+            names = {"#pk": "GSI1PK"}
+            values: Item = {":pk": string(partition)}
+            params: dict[str, Any] = {"ScanIndexForward": False, "Limit": count}
+            if start is not None:
+                params["ExclusiveStartKey"] = keys.listing_key(partition, start)
+            elif below is not None:
+                condition += " AND #sk < :below"
+                names["#sk"] = "GSI1SK"
+                values[":below"] = string(below)
+            if status is not None:
+                params["FilterExpression"] = "#status = :status"
+                names["#status"] = "status"
+                values[":status"] = string(status.value)
+            answer = self.table.client.query(
+                TableName=self.table.table_name,
+                IndexName=keys.INDEX,
+                KeyConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                **params,
+            )
+            last = answer.get("LastEvaluatedKey")
+            return answer.get("Items", []), last["GSI1SK"]["S"] if last else None
+
+        items, next_cursor = listing.page(workflow_id, self.index_shards, limit, cursor, query)
         summaries = [
             EventSummary(
                 event_id=keys.event_id_of(item["PK"]["S"]),
@@ -342,4 +401,4 @@ class EventItems:
             )
             for item in items
         ]
-        return summaries, encode_cursor(next_key)
+        return summaries, next_cursor

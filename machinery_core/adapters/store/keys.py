@@ -3,7 +3,8 @@
 SERVICE#{name}   / DEFINITION   GSI1: SERVICES          / {name}
 WORKFLOW#{id}    / DEFINITION   GSI1: WORKFLOWS         / {id}
 SERVICE#{name} or WORKFLOW#{id} / VERSION#{n, 10 digits}  (each version, immutable)
-EVENT#{id}       / EVENT        GSI1: EVENTS#{workflow} / {acknowledged_at}#{id}
+EVENT#{id}       / EVENT        GSI1: EVENTS#{workflow}#{shard} / {acknowledged_at}#{id}
+                                (before write shards: EVENTS#{workflow}, still listed)
 PLAN#{sha256 of the plan} / PLAN  (a plan, shared by the events planned the same way)
 EVENT#{id}       / PLAN         (an event's own plan, as stored before plans were shared)
 CALLBACK#{sha256 of the token} / CALLBACK  (the raw token is never stored)
@@ -62,12 +63,35 @@ def idempotency_pk(workflow_id: str, idempotency_key: str) -> str:
     return f"IDEMPOTENCY#{workflow_id}#{sha256(idempotency_key)}"
 
 
-def events_partition(workflow_id: str) -> str:
-    return f"EVENTS#{workflow_id}"
+def events_partition(workflow_id: str, shard: int | None) -> str:
+    """One of a workflow's listing partitions; `shard` None: the one entries were written
+    to before the listing was write-sharded (docs/architecture.md, "The listing index")."""
+    if shard is None:
+        return f"EVENTS#{workflow_id}"
+    return f"EVENTS#{workflow_id}#{shard}"
+
+
+def event_shard(event_id: str, shards: int) -> int:
+    """The listing shard an event's entry is written to: a hash, not the time, so that the
+    entries written at the same moment spread over every shard."""
+    return int(sha256(event_id)[:8], 16) % shards
 
 
 def events_sort_key(acknowledged_at: datetime, event_id: str) -> str:
     return f"{acknowledged_at.isoformat()}#{event_id}"
+
+
+def event_id_in(sort_key: str) -> str:
+    return sort_key.rpartition("#")[2]
+
+
+def listing_key(partition: str, sort_key: str) -> Key:
+    """The GSI1 key of the event entry at `sort_key` in `partition` (an ExclusiveStartKey)."""
+    return {
+        **event_key(event_id_in(sort_key)),
+        "GSI1PK": {"S": partition},
+        "GSI1SK": {"S": sort_key},
+    }
 
 
 def service_key(name: str) -> Key:

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from machinery_core.adapters.store import keys
 from machinery_core.adapters.store.encoding import TOO_LARGE, decode_cursor, string
+from machinery_core.adapters.throttling import throttle_aware
 from machinery_core.domain.errors import BadRequest, Conflict, ItemTooLarge, MachineryError
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def cancelled_indexes(error: ClientError) -> list[int]:
 
 class Table:
     def __init__(self, client: DynamoDBClient, table_name: str) -> None:
-        self.client = client
+        self.client = throttle_aware(client)
         self.table_name = table_name
 
     def get(
