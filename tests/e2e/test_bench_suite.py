@@ -252,7 +252,7 @@ def test_the_capacity_model_and_the_latency_costs_are_reported(
     assert scale["parameters"]["ApiThrottlingRateLimit"]["source"] == "template.yaml"
     # and the EXPRESS targets among the targets
     figures = [t["figure"] for t in report["targets"]]
-    assert sum(f.startswith("Sustained events/s") for f in figures) == 4
+    assert sum(f.startswith("Sustained events/s") for f in figures) == 2
     # And the cost at 0, 100 and 1,000 ms of service latency and 256, 512 and 1,024 MB
     costs = report["latency_costs"]
     assert costs["memories"] == [256, 512, 1024] and costs["latencies"] == [0, 100, 1000]
