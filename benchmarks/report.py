@@ -24,6 +24,19 @@ BURST_TARGET = 2000
 # waited in its execution (`.waitForTaskToken`) and EXPRESS refused the callback workflow:
 # benchmarks/results/latest.json of commit 0ae1217 (run 2026-12-04, configuration `full`),
 # at the prices of costs.py (unchanged since; no Scheduler then).
+# The run before metrics, trace context and correlated logs (issue 13): benchmarks/results/
+# latest.json at commit 7ccb704 (2026-12-04, full), the last run without them.
+BEFORE_OPERATIONS: dict[str, Any] = {
+    "commit": "7ccb704",
+    "date": "2026-12-04",
+    "cold_init_ms": {"ApiFunction": 704.3, "StepFunction": 620.8},
+    # sync-3: DynamoDB requests per event, and the step function's own time per event (its
+    # duration less the services' time)
+    "dynamodb_requests": {"sync-3": 8, "sync-10": 15, "map-100": 14},
+    "step_overhead_ms": {"sync-3": 27.32},
+}
+
+
 BEFORE_SEGMENTS: dict[str, Any] = {
     "source": "benchmarks/results/latest.json at commit 0ae1217 (2026-12-04, full)",
     "cases": {
@@ -387,6 +400,7 @@ def targets(document: dict[str, Any]) -> list[dict[str, str]]:
         )
     )
     found += _scale_targets(document.get("scale"))
+    found += _operations_targets(cases, document.get("before_operations") or BEFORE_OPERATIONS)
     burst = document["burst"]
     counts = burst["counts"]
     unended = counts["not_ended"] + counts["lost"]
@@ -518,6 +532,7 @@ def build(meta: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
             (results["counts"].get("express") or {}).get("cases"),
         ),
         "before_segments": BEFORE_SEGMENTS,
+        "before_operations": BEFORE_OPERATIONS,
         "latency_ratio": _latency_ratio(results),
     }
     config = meta.get("config") or {}
@@ -588,7 +603,77 @@ def markdown(document: dict[str, Any]) -> str:
     lines += _local_section(document)
     lines += _scale_section(document)
     lines += _latency_section(document)
+    lines += _operations_section(document)
     return "\n".join(lines)
+
+
+def _operations_targets(cases: dict[str, Any], before: dict[str, Any]) -> list[dict[str, str]]:
+    """Issue 13: metrics, trace context and logs add no DynamoDB request."""
+    compared = {
+        key: (was, sum(cases[key]["per_event"]["dynamodb"].get(k, 0) for k in KINDS))
+        for key, was in before["dynamodb_requests"].items()
+        if key in cases
+    }
+    if not compared:
+        return []
+    measured = ", ".join(f"{key}: {was} → {now}" for key, (was, now) in compared.items())
+    return [
+        _target(
+            "DynamoDB requests per event with metrics, trace context and logs",
+            f"as before them (commit {before['commit']})",
+            measured,
+            _status(all(now <= was for was, now in compared.values())),
+        )
+    ]
+
+
+KINDS = ("reads", "writes", "other")
+
+
+def _operations_section(document: dict[str, Any]) -> list[str]:
+    """What the metrics (one EMF line per moment), the trace context (a header per call) and
+    the correlated logs cost: no AWS request, a little time."""
+    before = document.get("before_operations") or BEFORE_OPERATIONS
+    cases = document["counts"]["cases"]
+    cold = document["cold_init"]["handlers"]
+    rows = []
+    for key, was in before["dynamodb_requests"].items():
+        if key not in cases:
+            continue
+        now = sum(cases[key]["per_event"]["dynamodb"].get(kind, 0) for kind in KINDS)
+        rows.append([f"DynamoDB requests per event, {key}", str(was), str(now)])
+    for handler, was in before["cold_init_ms"].items():
+        if handler in cold:
+            rows.append([f"cold init, {handler}, ms", f"{was:g}", f"{cold[handler]['init_ms']:g}"])
+    if "sync-3" in cases:
+        timings = cases["sync-3"]["timings"]
+        own = (
+            timings["lambda_duration_ms"]["StepFunction"]
+            - timings["lambda_service_ms"]["StepFunction"]
+        )
+        steps = cases["sync-3"]["steps"]
+        was = before["step_overhead_ms"]["sync-3"]
+        rows.append(
+            [
+                "step function's own time per 3-step event (per call), ms",
+                f"{was:.2f} ({was / steps:.2f})",
+                f"{own:.2f} ({own / steps:.2f})",
+            ]
+        )
+    lines = [
+        "## 8. Operating it: what metrics, trace context and logs cost",
+        "",
+        "Each service call now sends `traceparent` and writes one log line and one or two "
+        "metrics records (CloudWatch embedded metric format: lines on standard output, no "
+        "AWS request); each event writes its own at intake and at its end. Before: "
+        f"benchmarks/results/latest.json at commit {before['commit']} ({before['date']}, "
+        "full), the last run without them. Cold init and durations move from run to run on "
+        "this machine by more than the difference (section 3's samples); the request "
+        "counts do not move.",
+        "",
+    ]
+    lines += _table(["figure", "before", "now"], rows)
+    return lines
 
 
 def _counts_section(document: dict[str, Any]) -> list[str]:

@@ -6,6 +6,8 @@ cost it about 100 ms (docs/architecture.md, "Layers").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 
@@ -74,6 +76,28 @@ STEP_INLINE_BYTES = 4 * 1024 * 1024
 EVENT_INDEX_SHARDS = 16
 
 
+class StatsWindow(StrEnum):
+    """The windows GET /workflows/{workflow_id}/stats takes: the last hour, day or week."""
+
+    HOUR = "1h"
+    DAY = "24h"
+    WEEK = "7d"
+
+    @property
+    def length(self) -> timedelta:
+        return _WINDOW_LENGTHS[self]
+
+
+_WINDOW_LENGTHS = {
+    StatsWindow.HOUR: timedelta(hours=1),
+    StatsWindow.DAY: timedelta(hours=24),
+    StatsWindow.WEEK: timedelta(days=7),
+}
+# The most events a workflow's statistics read: the newest of the window (its answer's
+# `sample.cut` says when the window held more).
+STATS_EVENT_LIMIT = 1000
+
+
 def duration_text(milliseconds: float | None) -> str:
     """A duration as every view shows it (CLI, diagrams, dashboard): ms below a second."""
     if milliseconds is None:
@@ -107,6 +131,7 @@ ROUTE_POLICIES: dict[str, tuple[str, ...]] = {
     "DELETE /workflows/{workflow_id}": (MANAGEMENT_POLICY,),
     "GET /workflows/{workflow_id}/events": _BOTH,
     "GET /workflows/{workflow_id}/diagram": _BOTH,
+    "GET /workflows/{workflow_id}/stats": _BOTH,
     "GET /workflows/{workflow_id}/versions": _BOTH,
     "GET /workflows/{workflow_id}/versions/{version}": _BOTH,
     "PUT /workflows/{workflow_id}/live": (MANAGEMENT_POLICY,),
@@ -134,3 +159,72 @@ def route_of(method: str, path: str) -> str | None:
             if all(p == a or (p.startswith("{") and a) for p, a in zip(parts, asked, strict=True)):
                 return route
     return None
+
+
+# --- metrics (CloudWatch, embedded metric format: runtime/observability.py) ----------------
+# Every record carries the deployment's dimension `service` = METRICS_SERVICE (powertools'
+# default dimension); each metric is recorded under each of its dimension sets, so an alarm
+# or a graph takes the whole deployment ("service" alone) or one workflow, one called
+# service, one error type. No dimension is ever unbounded (an event id, a URL): those go in
+# the logs. template.yaml's dashboard and alarms name these, and a test holds them to it.
+METRICS_NAMESPACE = "Machinery"
+METRICS_SERVICE = "machinery"
+WORKFLOW_DIMENSION = "workflow"
+CALLED_SERVICE_DIMENSION = "service_name"
+ERROR_TYPE_DIMENSION = "error_type"
+_DEPLOYMENT: tuple[str, ...] = ("service",)
+_PER_WORKFLOW = (_DEPLOYMENT, ("service", WORKFLOW_DIMENSION))
+_PER_SERVICE = (_DEPLOYMENT, ("service", CALLED_SERVICE_DIMENSION))
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    unit: str
+    dimension_sets: tuple[tuple[str, ...], ...]
+    meaning: str
+
+
+METRICS: dict[str, MetricSpec] = {
+    "EventsAccepted": MetricSpec("Count", _PER_WORKFLOW, "events acknowledged (202)"),
+    "EventsSucceeded": MetricSpec("Count", _PER_WORKFLOW, "events that ended SUCCEEDED"),
+    "EventsFailed": MetricSpec("Count", _PER_WORKFLOW, "events that ended FAILED"),
+    "EventsCancelled": MetricSpec("Count", _PER_WORKFLOW, "events that ended CANCELLED"),
+    "EventDuration": MetricSpec(
+        "Milliseconds", _PER_WORKFLOW, "from acknowledgement to end, per ended event"
+    ),
+    "ServiceCalls": MetricSpec("Count", _PER_SERVICE, "HTTP calls to a service (each attempt)"),
+    "ServiceCallLatency": MetricSpec(
+        "Milliseconds", _PER_SERVICE, "how long each call took, answered or not"
+    ),
+    "ServiceCallFailures": MetricSpec(
+        "Count",
+        (*_PER_SERVICE, ("service", CALLED_SERVICE_DIMENSION, ERROR_TYPE_DIMENSION)),
+        "calls that failed, by error type (ERROR_TYPES)",
+    ),
+    "ServiceCallRetries": MetricSpec(
+        "Count", _PER_SERVICE, "failed calls that will be tried again (after a backoff)"
+    ),
+    "CallbackWaitTime": MetricSpec(
+        "Milliseconds", _PER_SERVICE, "from a callback service's dispatch to its callback"
+    ),
+    "NotificationsDelivered": MetricSpec(
+        "Count", _PER_WORKFLOW, "completion notifications the receiver accepted (2xx)"
+    ),
+    "NotificationsFailed": MetricSpec(
+        "Count", _PER_WORKFLOW, "completion notification attempts that were not accepted"
+    ),
+}
+# The values of the error_type dimension (domain.engine.error_category).
+ERROR_TYPES = (
+    "timeout",  # no answer in the service's timeout
+    "connection",  # no connection, or the request could not be sent
+    "refused",  # the address guard refused the address
+    "throttled",  # 429
+    "5xx",
+    "4xx",
+    "invalid_output",  # not JSON, not an object, too large, or outputs not as declared
+    "invalid_input",  # the step's input did not match the service's inputs
+    "callback_timeout",  # a callback service did not call back in time
+    "reported",  # a callback service reported an error
+    "other",
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from functools import cache
 from http import HTTPStatus
@@ -28,8 +29,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from machinery_core import __version__
-from machinery_core.contract import MAX_BODY_BYTES, MAX_IDEMPOTENCY_KEY, MAX_WAIT_SECONDS
-from machinery_core.domain import diagram
+from machinery_core.contract import (
+    MAX_BODY_BYTES,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_WAIT_SECONDS,
+    STATS_EVENT_LIMIT,
+    StatsWindow,
+)
+from machinery_core.domain import diagram, tracecontext
 from machinery_core.domain.errors import InvalidDefinition, MachineryError, PayloadTooLarge
 from machinery_core.domain.models import (
     CallbackAccepted,
@@ -51,17 +58,35 @@ from machinery_core.domain.models import (
     WorkflowAccepted,
     WorkflowLive,
     WorkflowRecord,
+    WorkflowStats,
     WorkflowVersion,
 )
 from machinery_core.runtime.dependencies import dependencies
-from machinery_core.runtime.observability import logger, metrics, tracer
-from machinery_core.service import callbacks, events, registry
+from machinery_core.runtime.observability import logger, tracer
+from machinery_core.service import callbacks, events, registry, stats
 from machinery_core.ui import dashboard as dashboard_page
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
 VersionNumber = Annotated[int, Path(ge=1, description="a version's number, from 1")]
 DiagramFormat = Annotated[Literal["mermaid", "svg"], Query()]
+TraceParent = Annotated[
+    str | None,
+    Header(
+        alias="traceparent",
+        max_length=256,
+        description="W3C Trace Context: the event's calls join this trace (its trace id is "
+        "the event's `trace_id`); a missing or invalid one starts a new trace",
+    ),
+]
+TraceState = Annotated[
+    str | None,
+    Header(
+        alias="tracestate",
+        max_length=1024,
+        description="W3C Trace Context: passed on to the services with `traceparent`",
+    ),
+]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -474,6 +499,32 @@ def workflow_diagram(workflow_id: str, format: DiagramFormat = "mermaid") -> Res
     return _diagram(registry.workflow_diagram(dependencies(), workflow_id, format), format)
 
 
+@app.get(
+    "/workflows/<workflow_id>/stats",
+    operation_id="getWorkflowStats",
+    tags=["workflows"],
+    summary="A workflow's statistics",
+    description=(
+        "The workflow's events acknowledged within the window (the last `1h`, `24h` or "
+        f"`7d`), at most the newest {STATS_EVENT_LIMIT} of them (`sample.cut` says when the "
+        "window held more): counted by status (PENDING, accepted and not started yet, "
+        "counts as RUNNING), the p50, p95 and maximum of the ended events' durations, a row "
+        "per planned step (its attempts, failed attempts, retries, and the p50 and p95 of "
+        "its attempts' durations, a map's iterations folded into their step) and the "
+        "failed events by error type. Percentiles are nearest-rank: always one of the "
+        "values, null when there is none."
+    ),
+    responses=_answers(200, WorkflowStats, 404),
+)
+def workflow_stats(
+    workflow_id: str,
+    window: Annotated[
+        StatsWindow, Query(description="The last hour, day or week, up to now")
+    ] = StatsWindow.DAY,
+) -> WorkflowStats:
+    return stats.workflow_stats(dependencies(), workflow_id, window)
+
+
 # --- events ------------------------------------------------------------------------------
 
 
@@ -512,10 +563,16 @@ def send_event(
         int | None,
         Query(ge=1, description="run this version of the workflow rather than the live one"),
     ] = None,
+    traceparent: TraceParent = None,
+    tracestate: TraceState = None,
 ) -> Response[EventAccepted | EventView]:
     deps = dependencies()
     api_url = f"https://{app.current_event.request_context.domain_name}"
-    accepted = events.accept_event(deps, workflow_id, request, api_url, idempotency_key, version)
+    # the X-Ray trace Lambda gives this invocation, when its tracing is on
+    trace = tracecontext.begin(traceparent, tracestate, os.environ.get("_X_AMZN_TRACE_ID"))
+    accepted = events.accept_event(
+        deps, workflow_id, request, api_url, idempotency_key, version, trace
+    )
     headers = {"Location": f"/events/{accepted.event_id}"}
     if accepted.replayed:
         headers[REPLAYED_HEADER] = "true"
@@ -835,7 +892,6 @@ def _same_name(path_name: str, body_name: str) -> None:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     refusal = _screen_body(event)
     if refusal is not None:

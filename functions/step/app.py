@@ -7,13 +7,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from machinery_core.runtime.dependencies import dependencies
-from machinery_core.runtime.observability import logger, metrics, tracer
+from machinery_core.runtime.observability import logger, tracer
 from machinery_core.service import notifications, worker
 
 
 @logger.inject_lambda_context(correlation_id_path="event_id")
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps, event_id = dependencies(), event["event_id"]
     plan = event.get("plan")  # the execution's copy of the event's plan, if it carries one

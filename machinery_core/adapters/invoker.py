@@ -19,8 +19,9 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from machinery_core.adapters.addresses import PUBLIC_ONLY, AddressError, AddressPolicy
+from machinery_core.domain import tracecontext
 from machinery_core.domain.engine import CallOutcome
-from machinery_core.domain.models import ErrorInfo, Service, utc_now
+from machinery_core.domain.models import ErrorInfo, Service, TraceContext, utc_now
 
 _pins = threading.local()
 
@@ -220,16 +221,19 @@ class ServiceInvoker:
         timeout: float,
         extra_headers: dict[str, str] | None = None,
         expect_body: bool = True,
+        trace: TraceContext | None = None,
     ) -> CallOutcome:
         """One call; `expect_body=False` (a callback dispatch) takes any 2xx as accepted.
 
         `step` is the step's index, or for a step in a group its path (`3.1.0`, and
         `4.0:7` for iteration 7 of a map), so that each call has its own Idempotency-Key.
+        `trace`: the event's, sent as `traceparent` with a parent id of this call's own.
         """
         headers = {
             **service.headers,
             **service.secret_headers,
             **(extra_headers or {}),
+            **(tracecontext.headers(trace) if trace is not None else {}),
             "Content-Type": "application/json",
             "Accept": "application/json",
             "Idempotency-Key": f"{event_id}:{step}",
@@ -278,9 +282,17 @@ class ServiceInvoker:
             return NoAnswer(failed)
 
     def deliver(
-        self, url: str, body: bytes, headers: dict[str, str], timeout: float = 10.0
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        timeout: float = 10.0,
+        trace: TraceContext | None = None,
     ) -> tuple[int | None, str | None]:
-        """POST a notification: (status code, None) when a 2xx took it, else what went wrong."""
+        """POST a notification: (status code, None) when a 2xx took it, else what went wrong.
+        `trace`: the event's, sent as `traceparent` as with every call."""
+        if trace is not None:
+            headers = {**headers, **tracecontext.headers(trace)}
         try:
             pin = self.address_policy.check_call(url)
         except AddressError as refused:

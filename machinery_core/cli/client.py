@@ -489,6 +489,13 @@ class MachineryClient:
         )
         return response.text
 
+    def stats(self, workflow_id: str, window: str) -> dict[str, Any]:
+        """GET /workflows/{id}/stats?window=...: the workflow's events of the window, counted."""
+        answer: dict[str, Any] = self.json(
+            "GET", f"/workflows/{path_part(workflow_id)}/stats", params={"window": window}
+        )
+        return answer
+
     def openapi(self) -> dict[str, Any]:
         answer: dict[str, Any] = self.json("GET", "/openapi.json")
         return answer

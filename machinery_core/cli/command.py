@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, ParamSpec
 
 import click
 
-from machinery_core.contract import MAX_WAIT_SECONDS, SEND_RETRIES, EventStatus
+from machinery_core.contract import MAX_WAIT_SECONDS, SEND_RETRIES, EventStatus, StatsWindow
 
 if TYPE_CHECKING:
     from machinery_core.cli.apply import Outcome
@@ -100,6 +100,12 @@ def main(ctx: click.Context, api_url: str, output: str, sign: bool | None) -> No
     show_default=True,
     help="The state machine's type, as the template's StateMachineType parameter chooses it.",
 )
+@click.option(
+    "--metrics",
+    is_flag=True,
+    help="Print each metrics record (CloudWatch embedded metric format, as production "
+    "records it) as one readable line.",
+)
 def local(
     host: str,
     port: int,
@@ -107,6 +113,7 @@ def local(
     template: Path | None,
     time_scale: float,
     state_machine_type: str,
+    metrics: bool,
 ) -> None:
     """Run the stack locally: template.yaml deployed into an in-process moto."""
     try:
@@ -115,7 +122,7 @@ def local(
         raise click.UsageError(
             f"the local runtime needs {missing.name}: pip install 'machinery[local]'"
         ) from missing
-    run(host, port, examples, template, time_scale, state_machine_type.upper())
+    run(host, port, examples, template, time_scale, state_machine_type.upper(), metrics)
 
 
 # --- the API commands -----------------------------------------------------------------------
@@ -535,6 +542,32 @@ def diagram(target: str, fmt: str, out_file: Path | None) -> int:
         out.json({**body, "diagram": text})
     else:
         click.echo(text, nl=not text.endswith("\n"))
+    return 0
+
+
+@main.command()
+@click.argument("workflow")
+@click.option(
+    "--window",
+    type=click.Choice([window.value for window in StatsWindow]),
+    default=StatsWindow.DAY.value,
+    show_default=True,
+    help="The last hour, day or week.",
+)
+@_api_command
+def stats(workflow: str, window: str) -> int:
+    """Show WORKFLOW's statistics over the window: its events by status, their durations
+    (p50, p95, max), each step's calls, failures, retries and durations, and the errors.
+
+    At most the newest 1,000 events of the window are read; the output says when the
+    window held more.
+    """
+    answer = _client().stats(workflow, window)
+    out = _output()
+    if out.as_json:
+        out.json(answer)
+    else:
+        out.stats(answer)
     return 0
 
 

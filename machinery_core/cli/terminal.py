@@ -28,6 +28,9 @@ STEP_ENDED = frozenset(
 STEP_UNDER_WAY = frozenset({StepStatus.RUNNING, StepStatus.RETRYING, StepStatus.WAITING})
 STEP_HEADERS = ("#", "service", "status", "attempts", "duration", "error")
 EVENT_HEADERS = ("event", "status", "accepted", "updated", "duration")
+STATS_STATUSES = ("SUCCEEDED", "FAILED", "CANCELLED", "RUNNING", "WAITING")
+STATS_STEP_HEADERS = ("step", "service", "calls", "failed", "retries", "p50", "p95")
+STATS_ERROR_HEADERS = ("error", "events", "last event")
 STYLES = {
     "SUCCEEDED": "green",
     "FAILED": "red",
@@ -351,6 +354,24 @@ class Output:
             click.echo("steps:")
             self.table(STEP_HEADERS, children)
 
+    def stats(self, stats: dict[str, Any]) -> None:
+        """A workflow's statistics as `machinery stats` shows them: the counts and durations,
+        then a table of its steps and one of its errors."""
+        steps, errors = stats_step_rows(stats), stats_error_rows(stats)
+        if self.rich:
+            self.console.print(summary_grid(stats_summary(stats)))
+            self.console.print(rich_table(STATS_STEP_HEADERS, steps))
+            if errors:
+                self.console.print(rich_table(STATS_ERROR_HEADERS, errors))
+            return
+        for key, value in stats_summary(stats):
+            click.echo(f"{key}: {value}")
+        click.echo("steps:")
+        self.table(STATS_STEP_HEADERS, steps)
+        if errors:
+            click.echo("errors:")
+            self.table(STATS_ERROR_HEADERS, errors)
+
     def follow(
         self,
         event: dict[str, Any],
@@ -408,6 +429,53 @@ def event_rows(items: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
             duration_text(listed_duration(item)),
         )
         for item in items
+    ]
+
+
+def stats_summary(stats: dict[str, Any]) -> list[tuple[str, str]]:
+    """`key: value` lines of GET /workflows/{id}/stats: the window, counts and durations."""
+    counts = stats.get("events") or {}
+    durations = stats.get("duration_ms") or {}
+    sample = stats.get("sample") or {}
+    read = f"{sample.get('events', 0)} events"
+    if sample.get("cut"):
+        read += f", the newest {sample.get('limit')}: the window held more"
+    return [
+        ("workflow", str(stats.get("workflow_id"))),
+        ("window", f"{stats.get('window')}, since {stats.get('since')}"),
+        ("events", ", ".join(f"{counts.get(status, 0)} {status}" for status in STATS_STATUSES)),
+        ("read", read),
+        (
+            "duration",
+            ", ".join(
+                f"{name} {duration_text(number(durations.get(name)))}"
+                for name in ("p50", "p95", "max")
+            ),
+        ),
+    ]
+
+
+def stats_step_rows(stats: dict[str, Any]) -> list[tuple[str, ...]]:
+    """A row per step of the statistics (STATS_STEP_HEADERS)."""
+    return [
+        (
+            str(step.get("step")),
+            str(step.get("service")),
+            str(step.get("calls", 0)),
+            str(step.get("failed", 0)),
+            str(step.get("retries", 0)),
+            duration_text(number(step.get("p50_ms"))),
+            duration_text(number(step.get("p95_ms"))),
+        )
+        for step in stats.get("steps") or []
+    ]
+
+
+def stats_error_rows(stats: dict[str, Any]) -> list[tuple[str, ...]]:
+    """A row per error type of the statistics (STATS_ERROR_HEADERS)."""
+    return [
+        (str(error.get("type")), str(error.get("count", 0)), str(error.get("last_event_id")))
+        for error in stats.get("errors") or []
     ]
 
 

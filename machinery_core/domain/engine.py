@@ -513,3 +513,29 @@ def redrive(event: Event, now: datetime) -> Event:
             "execution": None,
         }
     )
+
+
+_CATEGORIES = {
+    "Timeout": "timeout",
+    "ConnectionError": "connection",
+    "RequestError": "connection",
+    "DnsError": "connection",
+    "AddressRefused": "refused",
+    "ResponseTooLarge": "invalid_output",
+    "InvalidResponse": "invalid_output",
+    "OutputInvalid": "invalid_output",
+    "InputInvalid": "invalid_input",
+    "CallbackTimeout": "callback_timeout",
+}
+
+
+def error_category(error: ErrorInfo) -> str:
+    """A failed call's error as the error_type metric dimension names it (contract.ERROR_TYPES):
+    a handful of values, whatever a service answers, never an unbounded one."""
+    if error.type == "HttpError" and error.status_code is not None:
+        if error.status_code == 429:
+            return "throttled"
+        return "5xx" if error.status_code >= 500 else "4xx"
+    if error.type == "ServiceError":
+        return "reported"
+    return _CATEGORIES.get(error.type, "other")

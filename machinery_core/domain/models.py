@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from machinery_core.contract import EventStatus as EventStatus  # re-exported: the API schema
+from machinery_core.contract import StatsWindow as StatsWindow
 from machinery_core.contract import StepStatus as StepStatus
 from machinery_core.domain.payloads import put_at
 
@@ -635,6 +636,15 @@ class Waiting(Model):
     at: datetime  # when its timer fires
 
 
+class TraceContext(Model):
+    """The event's W3C trace (domain/tracecontext.py): every call it makes joins it."""
+
+    trace_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    flags: str = Field("01", pattern=r"^[0-9a-f]{2}$")
+    state: str | None = None  # the client's tracestate, passed on
+    xray_trace_id: str | None = None  # the intake's X-Ray trace, when Lambda traced it
+
+
 class Event(Model):
     """An event as stored: its status, its running context and every step so far."""
 
@@ -668,6 +678,8 @@ class Event(Model):
     waiting: Waiting | None = None
     # The execution advancing it (its ARN, as the state machine gave it): what cancel stops.
     execution: str | None = None
+    # Its trace (None: accepted before traces; `trace` then derives one from its id).
+    trace_context: TraceContext | None = None
     # The payloads not in this copy, by JSON pointer (RFC 6901) into it: empty for what a
     # worker loads (every payload back in place); a view's read leaves those past its budget
     # (placeholders in place), and such a copy is never saved.
@@ -677,6 +689,14 @@ class Event(Model):
     def current_step(self) -> StepRecord | None:
         """The record of the step under way, once it has one."""
         return self.steps[self.step_index] if len(self.steps) > self.step_index else None
+
+    @property
+    def trace(self) -> TraceContext:
+        """Its trace; for an event accepted before traces, one derived from its id (the same
+        for each of its calls)."""
+        if self.trace_context is not None:
+            return self.trace_context
+        return TraceContext(trace_id=hashlib.sha256(self.event_id.encode()).hexdigest()[:32])
 
     @property
     def execution_name(self) -> str:
@@ -853,6 +873,14 @@ class EventView(BaseModel):
     run: int = 1
     runs: list[RunRecord] = Field(default_factory=list)
     workflow_version: int | None = None
+    trace_id: str | None = Field(
+        None,
+        description="The event's W3C trace id: every call to its services carries it in "
+        "`traceparent` (the client's, if its request carried one)",
+    )
+    xray_trace_id: str | None = Field(
+        None, description="The X-Ray trace of the request that sent it, when Lambda traced it"
+    )
     linked_payloads: list[PayloadLink] = Field(
         default_factory=list,
         description="The values past what the answer holds inline (1 MiB of stored payloads),"
@@ -880,6 +908,8 @@ class EventView(BaseModel):
             run=event.run,
             runs=event.runs,
             workflow_version=event.workflow_version,
+            trace_id=event.trace.trace_id,
+            xray_trace_id=event.trace.xray_trace_id,
         )
         if not event.payloads:
             return view
@@ -956,3 +986,73 @@ class ErrorBody(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     version: str
+
+
+# --- GET /workflows/{workflow_id}/stats (domain/stats.py computes it) ---------------------
+
+
+class StatusCounts(BaseModel):
+    """The events of the window by status."""
+
+    SUCCEEDED: int = 0
+    FAILED: int = 0
+    CANCELLED: int = 0
+    RUNNING: int = Field(0, description="RUNNING, and PENDING (accepted, not started yet)")
+    WAITING: int = 0
+
+
+class DurationStats(BaseModel):
+    """Nearest-rank percentiles and the maximum, in milliseconds (null: none)."""
+
+    p50: float | None = None
+    p95: float | None = None
+    max: float | None = None
+
+
+class StepStats(BaseModel):
+    """One planned step over the window's events: its attempts (a map's iterations folded
+    into the step), how many failed, and their durations."""
+
+    step: str = Field(
+        description="The step's path as the step views name it: its top-level index, then "
+        "branch and index for each group level (`3.1.0`); a map's steps without the "
+        "iteration (`4.0` holds `4.0:7`)",
+        examples=["0", "3.1.0", "4.0"],
+    )
+    service: str = Field(description="The service the step calls (a fallback's calls count here)")
+    calls: int = Field(description="Attempts that ended")
+    failed: int = Field(description="Attempts that ended with an error")
+    retries: int = Field(description="Attempts beyond the first of each step record")
+    p50_ms: float | None = Field(description="Nearest-rank median of the attempts' durations")
+    p95_ms: float | None = Field(description="Nearest-rank 95th percentile of the same")
+
+
+class ErrorStats(BaseModel):
+    """The FAILED events of one error type."""
+
+    type: str
+    count: int
+    last_event_id: str = Field(description="The newest such event")
+
+
+class StatsSample(BaseModel):
+    """How many events the statistics read: at most `limit`, the newest of the window."""
+
+    events: int
+    limit: int
+    cut: bool = Field(description="true: the window held more events than `limit`")
+
+
+class WorkflowStats(BaseModel):
+    """A workflow's events acknowledged within the window, counted and timed."""
+
+    workflow_id: str
+    window: StatsWindow
+    since: datetime = Field(description="The start of the window")
+    events: StatusCounts
+    duration_ms: DurationStats = Field(
+        description="From acknowledgement to end, over the events that ended"
+    )
+    steps: list[StepStats]
+    errors: list[ErrorStats] = Field(description="By error type, the most frequent first")
+    sample: StatsSample

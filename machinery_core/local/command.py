@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -25,6 +26,21 @@ from machinery_core.local.server import serve
 from machinery_core.local.template import default_template
 
 
+def metrics_line(record: dict[str, Any]) -> str:
+    """An EMF record as one line: `metrics EventsAccepted=1 Count [workflow=x]`, each
+    metric with its values and unit, then the dimensions of its most detailed set."""
+    (directive,) = record["_aws"]["CloudWatchMetrics"]
+    shown = []
+    for metric in directive["Metrics"]:
+        values = record[metric["Name"]]
+        values = values if isinstance(values, list) else [values]
+        text = ",".join(f"{value:g}" for value in values)
+        shown.append(f"{metric['Name']}={text} {metric['Unit']}")
+    widest = max(directive["Dimensions"], key=len)
+    dimensions = " ".join(f"{name}={record[name]}" for name in widest)
+    return f"metrics {' '.join(shown)} [{dimensions}]"
+
+
 def run(
     host: str,
     port: int,
@@ -32,12 +48,18 @@ def run(
     template: Path | None,
     time_scale: float,
     state_machine_type: str = "STANDARD",
+    metrics: bool = False,
 ) -> None:
     """Serve until SIGTERM or Ctrl-C, then stop everything this started."""
     template_path = template or default_template()
     runtime = LocalRuntime(
         template_path, time_scale=time_scale, state_machine_type=state_machine_type
     ).start()
+    if metrics:
+        # imported once the runtime has set the functions' environment (their log level)
+        from machinery_core.runtime.observability import send_metrics_to
+
+        send_metrics_to(lambda record: click.echo(metrics_line(record)))
     server = serve(runtime, host, port)
     url = f"http://{host}:{server.server_address[1]}"
     runtime.serve_at(url)

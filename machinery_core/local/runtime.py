@@ -19,7 +19,6 @@ import threading
 import time
 import traceback
 import uuid
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -139,7 +138,10 @@ class LocalRuntime:
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         }.items():
             os.environ[key] = value
-        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        from machinery_core.runtime.observability import logger
+
+        # the logger may have been made before: it reads the level once, when it is made
+        logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
         from moto import mock_aws
 
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})

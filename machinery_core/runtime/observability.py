@@ -13,16 +13,19 @@ the SDK even to disable it, and outside Lambda its recorder builds two botocore 
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from importlib.util import find_spec
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
-SERVICE = "machinery"
+from machinery_core.contract import METRICS, METRICS_NAMESPACE, METRICS_SERVICE
 
 # What the X-Ray SDK instruments at init: the AWS calls. requests (the service calls) is
 # patched when the invoker is built, on first use (`trace_requests`), so invocations that call
@@ -93,13 +96,15 @@ class _NoTracing(BaseProvider):
 def _tracer() -> Tracer:
     if tracing_enabled():
         if find_spec("aws_xray_sdk") is not None:
-            return Tracer(service=SERVICE, patch_modules=PATCHED_AT_INIT)
+            return Tracer(service=deployment_name(), patch_modules=PATCHED_AT_INIT)
         logger.warning(
             "POWERTOOLS_TRACE_DISABLED is false but the X-Ray SDK is not installed: only "
             "Lambda's own tracing applies (add aws-xray-sdk to the layer's requirements)"
         )
     # disabled=False: True would have powertools switch the SDK off, importing it to do so.
-    return Tracer(service=SERVICE, disabled=False, auto_patch=False, provider=_NoTracing())
+    return Tracer(
+        service=deployment_name(), disabled=False, auto_patch=False, provider=_NoTracing()
+    )
 
 
 def trace_requests() -> None:
@@ -107,6 +112,60 @@ def trace_requests() -> None:
     tracer.patch(("requests",))
 
 
-logger = Logger(service=SERVICE)
+def deployment_name() -> str:
+    """The `service` of every log line and metric: the stack (template.yaml sets
+    POWERTOOLS_SERVICE_NAME to it), so that deployments sharing an account keep their
+    metrics apart; `machinery` where nothing says (the local runtime, tests)."""
+    return os.environ.get("POWERTOOLS_SERVICE_NAME") or METRICS_SERVICE
+
+
+logger = Logger(service=deployment_name())
 tracer = _tracer()
-metrics = Metrics(namespace="Machinery", service=SERVICE)
+
+# Where each metrics record goes: None, standard output as embedded metric format (Lambda
+# hands it to CloudWatch Logs, which makes the metrics), unless POWERTOOLS_METRICS_DISABLED;
+# `machinery local --metrics` sets a printer of readable lines.
+Sink = Callable[[dict[str, Any]], None]
+_sink: list[Sink] = []
+
+
+def send_metrics_to(sink: Sink | None) -> None:
+    _sink[:] = [sink] if sink is not None else []
+
+
+def record(values: Mapping[str, float], **dimensions: str) -> None:
+    """One EMF record of the named metrics (contract.METRICS: they must share their
+    dimension sets), recorded under each set, `dimensions` giving each its value.
+
+    Each record is written at once (powertools' EphemeralMetrics, not a Metrics flushed by
+    the handler): one invocation records for several workflows' and services' dimensions,
+    a record has one value per dimension, and the local runtime's threads share nothing.
+    """
+    names = list(values)
+    sets = METRICS[names[0]].dimension_sets
+    if any(METRICS[name].dimension_sets != sets for name in names):
+        raise ValueError(f"metrics of different dimension sets in one record: {names}")
+    service = deployment_name()
+    emf = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=service)
+    for names_of_set in sets:
+        if names_of_set != ("service",):  # the first set: the default dimension alone
+            chosen = {name: dimensions[name] for name in names_of_set if name != "service"}
+            emf.add_dimensions(service=service, **chosen)
+    for name, value in values.items():
+        emf.add_metric(name=name, unit=METRICS[name].unit, value=value)
+    document: dict[str, Any] = dict(emf.serialize_metric_set())
+    if _sink:
+        _sink[0](document)
+    elif not is_metrics_disabled():
+        print(json.dumps(document, separators=(",", ":")), flush=True)
+
+
+@contextmanager
+def event_context(event_id: str, workflow_id: str, trace_id: str) -> Iterator[None]:
+    """Every log line written inside carries the event's correlation keys (this thread's)."""
+    keys = {"event_id": event_id, "workflow_id": workflow_id, "trace_id": trace_id}
+    logger.thread_safe_append_keys(**keys)
+    try:
+        yield
+    finally:
+        logger.thread_safe_remove_keys(keys)

@@ -26,10 +26,12 @@ from machinery_core.domain.models import (
     Service,
     StepStatus,
     Waiting,
+    milliseconds,
 )
 from machinery_core.domain.validation import check_data
 from machinery_core.runtime.dependencies import Dependencies
-from machinery_core.runtime.observability import logger
+from machinery_core.runtime.observability import event_context, logger
+from machinery_core.service import observe
 from machinery_core.service.events import execution_input
 
 MAX_TOKEN_LENGTH = 256
@@ -82,16 +84,11 @@ def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
     except StaleVersion:
         # Only what ends the wait (its timeout, an abort) writes to a waiting event.
         raise NotFound("not found") from None
-    _resume(deps, event, resumed, plan)
+    with event_context(event.event_id, event.workflow_id, event.trace.trace_id):
+        _resume(deps, event, resumed, plan)
+        waited = milliseconds(callback.dispatched_at, now)
+        observe.callback_received(resumed, str(callback.step), service.name, waited)
     event = resumed
-    logger.info(
-        "callback received",
-        event_id=event.event_id,
-        workflow_id=event.workflow_id,
-        step=callback.step,
-        service=service.name,
-        step_status=event.steps[callback.step].status.value,
-    )
     return CallbackAccepted(event_id=event.event_id, step=callback.step, status=event.status)
 
 
@@ -144,17 +141,11 @@ def _complete_in_group(deps: Dependencies, callback: Callback, body: Any) -> Cal
         break
     else:
         raise Conflict("the event is busy with this group's other callbacks; send it again")
-    if not still_waiting:
-        _resume(deps, event, event, plan)
-    logger.info(
-        "group callback received",
-        event_id=event.event_id,
-        workflow_id=event.workflow_id,
-        step=call.label,
-        service=call.service.name,
-        step_status=run.records[callback.path].status.value,
-        waiting=still_waiting,
-    )
+    with event_context(event.event_id, event.workflow_id, event.trace.trace_id):
+        if not still_waiting:
+            _resume(deps, event, event, plan)
+        waited = milliseconds(callback.dispatched_at, now)
+        observe.callback_received(event, call.label, call.service.name, waited)
     return CallbackAccepted(event_id=event.event_id, step=callback.step, status=event.status)
 
 

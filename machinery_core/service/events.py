@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from machinery_core.adapters.store import keys
 from machinery_core.contract import EVENT_INLINE_BYTES, STEP_INLINE_BYTES
-from machinery_core.domain import diagram, engine
+from machinery_core.domain import diagram, engine, tracecontext
 from machinery_core.domain.errors import (
     BadRequest,
     Conflict,
@@ -60,6 +60,7 @@ from machinery_core.domain.models import (
     StepOperation,
     StepRecord,
     StepView,
+    TraceContext,
     Workflow,
     WorkflowRecord,
     WorkflowSpec,
@@ -68,8 +69,8 @@ from machinery_core.domain.models import (
 )
 from machinery_core.domain.validation import check_data, type_of
 from machinery_core.runtime.dependencies import Dependencies
-from machinery_core.runtime.observability import logger, metrics
-from machinery_core.service import notifications
+from machinery_core.runtime.observability import event_context, logger
+from machinery_core.service import notifications, observe
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # The execution input carries the plan up to this size (Step Functions allows 256 KB for
@@ -84,6 +85,7 @@ def accept_event(
     api_url: str,
     idempotency_key: str | None = None,
     version: int | None = None,
+    trace: TraceContext | None = None,
 ) -> EventAccepted:
     """Store the event, then start its execution: once this returns, the event is durable.
 
@@ -91,7 +93,8 @@ def accept_event(
     unless the deployment names another base URL. The same `idempotency_key` with the same
     request within 24 hours answers the event it first created (`replayed`); with another
     request it is refused. The event runs `version` of the workflow if given, else the
-    live one (or, for the canary's share of events, the canary's).
+    live one (or, for the canary's share of events, the canary's). `trace`: the W3C trace
+    its calls join (tracecontext.begin: the client's, the X-Ray invocation's, or a new one).
     """
     record = deps.store.intake_workflow(workflow_id)
     chosen = version if version is not None else _drawn_version(record)
@@ -127,6 +130,7 @@ def accept_event(
         updated_at=now,
         notification=Notification(url=notify.url) if notify else None,
         workflow_version=chosen,
+        trace_context=trace or tracecontext.begin(None, None, None),
     )
     claim = None
     if idempotency_key:
@@ -141,9 +145,9 @@ def accept_event(
     except KeyAlreadyUsed:
         assert claim is not None
         return _replay(deps, claim)
-    _start(deps, event, plan, withdraw=lambda: deps.store.withdraw_event(event, claim))
-    logger.info("event accepted", event_id=event.event_id, workflow_id=workflow_id)
-    metrics.add_metric(name="EventsAccepted", unit="Count", value=1)
+    with event_context(event.event_id, workflow_id, event.trace.trace_id):
+        _start(deps, event, plan, withdraw=lambda: deps.store.withdraw_event(event, claim))
+        observe.event_accepted(event)
     return EventAccepted.of(event)
 
 
@@ -280,6 +284,7 @@ def cancel_event(deps: Dependencies, event_id: str) -> EventView:
             continue  # it moved on meanwhile: look again
     else:
         raise Conflict("the event keeps changing; try again")
+    observe.event_ended(event)
     # Already ended or never started, the event is CANCELLED either way: its next step, if
     # any, finds it ended. Only an unexpected error (throttled, denied) raises, after the
     # event is on record as CANCELLED.

@@ -11,10 +11,10 @@ import hmac
 from typing import Any
 
 from machinery_core.domain.errors import NotificationFailed
-from machinery_core.domain.models import CompletionNotice, NotificationStatus
+from machinery_core.domain.models import CompletionNotice, Event, NotificationStatus
 from machinery_core.runtime.dependencies import Dependencies
-from machinery_core.runtime.observability import logger
-from machinery_core.service import routes
+from machinery_core.runtime.observability import event_context
+from machinery_core.service import observe, routes
 
 NOTIFY_MAX_ATTEMPTS = 5  # the Notify state's Retry allows NOTIFY_MAX_ATTEMPTS - 1 more
 
@@ -26,6 +26,12 @@ def sign(key: bytes, body: bytes) -> str:
 def notify(deps: Dependencies, event_id: str) -> dict[str, Any]:
     """Notify's task: one delivery attempt, recorded; NotificationFailed asks for a retry."""
     event = deps.store.get_event(event_id)
+    with event_context(event_id, event.workflow_id, event.trace.trace_id):
+        return _notify(deps, event)
+
+
+def _notify(deps: Dependencies, event: Event) -> dict[str, Any]:
+    event_id = event.event_id
     note = event.notification
     if note is None or note.status is not NotificationStatus.PENDING or not event.status.terminal:
         return routes.answer_for(event)
@@ -38,6 +44,7 @@ def notify(deps: Dependencies, event_id: str) -> dict[str, Any]:
             "X-Machinery-Event-Id": event_id,
             "X-Machinery-Signature": sign(deps.signing_key(), body),
         },
+        trace=event.trace,
     )
     attempts = note.attempts + 1
     if problem is None:
@@ -56,13 +63,8 @@ def notify(deps: Dependencies, event_id: str) -> dict[str, Any]:
         }
     )
     event = deps.store.save_event(event.model_copy(update={"notification": note}))
-    logger.info(
-        "notification attempted",
-        event_id=event_id,
-        workflow_id=event.workflow_id,
-        attempt=attempts,
-        outcome=outcome.value,
-    )
+    delivered = outcome is NotificationStatus.DELIVERED
+    observe.notification_attempted(event, attempts, delivered, outcome.value)
     if outcome is NotificationStatus.PENDING:
         raise NotificationFailed(f"attempt {attempts} to {note.url} failed: {problem}")
     return routes.answer_for(event)

@@ -51,8 +51,8 @@ from machinery_core.domain.models import (
     StepStatus,
 )
 from machinery_core.runtime.dependencies import Dependencies
-from machinery_core.runtime.observability import logger, metrics
-from machinery_core.service import routes
+from machinery_core.runtime.observability import event_context, logger
+from machinery_core.service import observe, routes
 from machinery_core.service.events import execution_input
 
 # Left for the checkpoint write and the answer after the last call of an invocation.
@@ -116,12 +116,40 @@ def advance(
     (`wake`: a backoff's, or a callback's timeout), the callback route, or a duplicate.
     `after_wait`: this Run follows the execution's own Wait state (a backoff it waited out)."""
     event, plan = _load(deps, event_id, plan_carried)
+    with event_context(event_id, event.workflow_id, event.trace.trace_id):
+        return _advance(
+            deps,
+            event,
+            plan,
+            remaining_ms,
+            invocation_id,
+            started_at=started_at,
+            execution=execution,
+            wake=wake,
+            after_wait=after_wait,
+        )
+
+
+def _advance(
+    deps: Dependencies,
+    event: Event,
+    plan: Plan,
+    remaining_ms: Callable[[], int],
+    invocation_id: str,
+    *,
+    started_at: str | None,
+    execution: str | None,
+    wake: dict[str, Any] | None,
+    after_wait: bool,
+) -> dict[str, Any]:
+    event_id = event.event_id
     if event.status.terminal:
         return routes.answer_for(event)
     segment = segment_of(deps, started_at)
     if wake is not None and wake.get("kind") == "callback":
         event, wait_seconds = _time_out_callbacks(deps, event, plan, _woken_at(deps, wake))
         if event.status.terminal:
+            observe.event_ended(event)
             return routes.answer_for(event)
         if wait_seconds > 0:
             return _pause(deps, event, segment, wait_seconds)
@@ -207,6 +235,7 @@ def advance(
                 event_id=event_id,
                 step=event.step_index,
                 timeout=min(service.timeout_seconds, max(available, 1.0)),
+                trace=event.trace,
             )
             calls += 1
             index = event.step_index
@@ -220,25 +249,16 @@ def advance(
                 break
             except StaleVersion:
                 return _refuse_late(deps, event, plan, outcome)
-            logger.info(
-                "step recorded",
-                event_id=event_id,
-                workflow_id=event.workflow_id,
-                step=index,
-                service=service.name,
-                step_status=transition.event.steps[index].status.value,
-                duration_ms=outcome.duration_ms,
-            )
+            record = transition.event.steps[index]
+            retry = record.status is StepStatus.RETRYING
+            observe.call_ended(event, index, service.name, record.attempts, outcome, retry)
             if transition.wait_seconds > 0:
                 return _pause(deps, event, segment, transition.wait_seconds)
     except (PayloadStoreUnavailable, Throttled):
         _release(deps, event)
         raise
 
-    metrics.add_metric(name=f"Events{event.status.value.title()}", unit="Count", value=1)
-    logger.info(
-        "event ended", event_id=event_id, workflow_id=event.workflow_id, status=event.status.value
-    )
+    observe.event_ended(event)
     return routes.answer_for(event)
 
 
@@ -450,6 +470,7 @@ class _GroupInvocation:
                         event_id=self.event.event_id,
                         step=call.label,
                         timeout=min(timeout, max(available, 1.0)),
+                        trace=self.event.trace,
                     )
                     in_flight[future] = call
                     self.calls += 1
@@ -537,14 +558,10 @@ class _GroupInvocation:
         return max((min(deadlines) - now).total_seconds(), 1.0)
 
     def _log(self, call: Call, outcome: CallOutcome) -> None:
-        logger.info(
-            "group call ended",
-            event_id=self.event.event_id,
-            workflow_id=self.event.workflow_id,
-            step=call.label,
-            service=call.service.name,
-            step_status=self.run_state.records[call.path].status.value,
-            duration_ms=outcome.duration_ms,
+        record = self.run_state.records[call.path]
+        retry = record.status is StepStatus.RETRYING
+        observe.call_ended(
+            self.event, call.label, call.service.name, record.attempts, outcome, retry
         )
 
 
@@ -597,6 +614,12 @@ def abort(
         and event.execution not in (None, execution)
     ):
         return routes.answer_for(event)
+    with event_context(event_id, event.workflow_id, event.trace.trace_id):
+        return _abort(deps, event, error)
+
+
+def _abort(deps: Dependencies, event: Event, error: dict[str, Any]) -> dict[str, Any]:
+    event_id = event.event_id
     info = ErrorInfo(
         type=str(error.get("Error", "States.Runtime")),
         message=str(error.get("Cause", "the state machine gave up on this event"))[:4096],
@@ -606,6 +629,7 @@ def abort(
         logger.error(
             "event aborted", event_id=event_id, workflow_id=event.workflow_id, error=info.type
         )
+        observe.event_ended(event)
     return routes.answer_for(event)
 
 
@@ -647,18 +671,14 @@ def _dispatch(
         timeout=min(service.timeout_seconds, DISPATCH_TIMEOUT_SECONDS),
         extra_headers={"X-Machinery-Callback-Url": f"{base}/callbacks/{token}"},
         expect_body=False,
-    )
-    logger.info(
-        "callback step dispatched",
-        event_id=event.event_id,
-        workflow_id=event.workflow_id,
-        step=event.step_index,
-        service=service.name,
-        accepted=outcome.error is None,
+        trace=event.trace,
     )
     if outcome.error is None:
+        observe.call_ended(event, event.step_index, service.name, attempts + 1, outcome, False)
         return event, 0  # WAITING: its callback, or its timer, resumes it
     transition = engine.record_call(event, plan, payload, outcome, random.random())
+    retry = transition.event.steps[event.step_index].status is StepStatus.RETRYING
+    observe.call_ended(event, event.step_index, service.name, attempts + 1, outcome, retry)
     try:
         saved = deps.store.save_event(transition.event)
     except StaleVersion:
@@ -710,14 +730,18 @@ def _dispatch_group(deps: Dependencies, event: Event, plan: Plan, group: Planned
             timeout=min(call.service.timeout_seconds, DISPATCH_TIMEOUT_SECONDS),
             extra_headers={"X-Machinery-Callback-Url": urls[call.path]},
             expect_body=False,
+            trace=event.trace,
         )
 
     refused: list[tuple[Call, CallOutcome]] = []
     if calls:
         with ThreadPoolExecutor(max_workers=min(len(calls), MAX_POOL)) as pool:
             for call, outcome in zip(calls, pool.map(hand_over, calls), strict=True):
+                attempt = run.records[call.path].attempts
                 if outcome.error is not None:
                     refused.append((call, outcome))
+                # a refused dispatch's retry is decided with the rest of the group
+                observe.call_ended(event, call.label, call.service.name, attempt, outcome, False)
     logger.info(
         "group callbacks dispatched",
         event_id=event.event_id,

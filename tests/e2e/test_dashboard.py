@@ -7,7 +7,9 @@ by Playwright's Python client: its wheel carries the driver, and no browser is d
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -391,5 +393,131 @@ def test_a_large_event_shows_every_step_output_whole_its_links_followed(
     # And each linked value was read once, from the API that served the page
     read = [url for url in recorded.requests if "/payloads/" in url]
     assert sorted(read) == sorted({origin + link["href"] for link in linked})
+    assert recorded.errors == []
+    assert recorded.foreign_requests(origin) == []
+
+
+def _flaky(call: Call, _: int) -> Reply:
+    """A service that refuses (400, not retried) the message "fail" and echoes any other."""
+    message = call.json()["message"]
+    if message.lower() == "fail":
+        return json_reply(400, {"error": "refused"})
+    return json_reply(200, {"message": message})
+
+
+def _slow(call: Call, _: int) -> Reply:
+    """A service that takes 80 ms to echo its message."""
+    time.sleep(0.08)
+    return json_reply(200, {"message": call.json()["message"]})
+
+
+def _ended(local_stack: Any, workflow: str, message: str) -> str:
+    event_id: str = local_stack.send(workflow, {"message": message})
+    local_stack.wait_for_end(event_id)
+    return event_id
+
+
+def test_the_home_page_merges_the_newest_events_and_shows_each_workflow_success_rate(
+    local_stack: Any, recorded: Recorded, registry: Registry, stub_service: StartStub
+) -> None:
+    page = recorded.page
+    origin = local_stack.url
+    # Given 21 workflows whose names sort before any other ("0…"): the first two over a
+    # service that refuses "fail", the others over `upper`
+    flaky = unique("ui-flaky")
+    text = {"message": "string"}
+    registry.service(service_definition(flaky, stub_service(_flaky).address, text, text))
+    names = [unique(f"0dash-{i:02d}") for i in range(21)]
+    for i, name in enumerate(names):
+        registry.workflow(workflow_definition(name, [flaky if i < 2 else "upper"], text, text))
+    # And events: the 21st workflow's first, then the second's (FAILED), then the first's
+    # (SUCCEEDED, FAILED, SUCCEEDED)
+    _ended(local_stack, names[20], "hi")
+    failed = _ended(local_stack, names[1], "fail")
+    first = [_ended(local_stack, names[0], message) for message in ("one", "fail", "three")]
+
+    # When the dashboard's home page is opened
+    page.goto(origin + "/ui")
+
+    # Then the newest events of the first 20 workflows are merged, newest first: the first
+    # workflow's three, then the second's; the 21st workflow's is not read, and it says so
+    rows = page.get_by_test_id("newest-event-row")
+    rows.first.wait_for()
+    assert [rows.nth(i).get_attribute("data-id") for i in range(rows.count())] == [
+        *reversed(first),
+        failed,
+    ]
+    assert rows.nth(0).locator(".badge").text_content() == "SUCCEEDED"
+    assert rows.nth(1).locator(".badge").text_content() == "FAILED"
+    assert names[0] in (rows.nth(0).text_content() or "")
+    note = page.get_by_test_id("newest-events-note")
+    assert note.is_visible()
+    assert "first 20 workflows" in (note.text_content() or "")
+
+    # And each workflow's success over 24 hours: 2 of 3, none of 1, "-" without an ended event
+    def success(name: str, shown: str) -> None:
+        row = page.locator(f'[data-testid=workflow-row][data-id="{name}"]')
+        exactly = re.compile(f"^{re.escape(shown)}$")
+        row.get_by_test_id("workflow-success").filter(has_text=exactly).wait_for()
+
+    success(names[0], "66.7%")
+    success(names[1], "0%")
+    success(names[2], "-")
+    success(names[20], "100%")
+    assert any("/stats?window=24h" in url for url in recorded.requests)
+    assert recorded.errors == []
+    assert recorded.foreign_requests(origin) == []
+
+
+def test_a_workflow_page_shows_its_statistics_above_its_events(
+    local_stack: Any, recorded: Recorded, registry: Registry, stub_service: StartStub
+) -> None:
+    page = recorded.page
+    origin = local_stack.url
+    # Given a workflow of three steps (upper, a service taking 80 ms, one refusing "FAIL")
+    text = {"message": "string"}
+    slow, flaky = unique("ui-slow"), unique("ui-flaky")
+    registry.service(service_definition(slow, stub_service(_slow).address, text, text))
+    registry.service(service_definition(flaky, stub_service(_flaky).address, text, text))
+    name = unique("ui-stats")
+    registry.workflow(workflow_definition(name, ["upper", slow, flaky], text, text))
+    # And three events of it: two SUCCEEDED, one FAILED at its last step
+    for message in ("a b", "fail", "c d"):
+        _ended(local_stack, name, message)
+
+    # When its page is opened
+    page.goto(f"{origin}/ui#/workflows/{name}")
+    page.get_by_test_id("stats-counts").wait_for()
+
+    # Then its statistics are shown above its events
+    stats_box = page.get_by_test_id("workflow-stats").bounding_box()
+    events_box = page.get_by_test_id("events").bounding_box()
+    assert stats_box is not None and events_box is not None
+    assert stats_box["y"] + stats_box["height"] <= events_box["y"]
+    # And the counts by status
+    counts = page.get_by_test_id("stats-count").all_text_contents()
+    assert counts == ["2 SUCCEEDED", "1 FAILED", "0 CANCELLED", "0 RUNNING", "0 WAITING"]
+    assert page.get_by_test_id("stats-success").text_content() == "66.7%"
+    # And the p50 and p95 of the events' durations, as every view reads a duration
+    shown = page.get_by_test_id("stats-duration").text_content() or ""
+    assert re.fullmatch(r"p50 \d+\.\d+ m?s · p95 \d+\.\d+ m?s", shown), shown
+    # And the slowest step (by p95) and the most failing one
+    slowest = page.get_by_test_id("stats-slowest").text_content() or ""
+    assert slowest.startswith(f"{slow} (step 1) · p95 "), slowest
+    assert page.get_by_test_id("stats-failing").text_content() == (
+        f"{flaky} (step 2) · 1 of 3 calls failed"
+    )
+
+    # When the last hour is chosen instead of the day
+    page.get_by_test_id("stats-window").select_option("1h")
+
+    # Then the statistics are read again for that window (the same three events)
+    page.wait_for_function(
+        "() => performance.getEntriesByType('resource').some(e => e.name.includes('window=1h'))"
+    )
+    page.get_by_test_id("stats-count").first.filter(has_text="2 SUCCEEDED").wait_for()
+    assert any("/stats?window=1h" in url for url in recorded.requests)
+    # And the events are listed below, as before
+    assert page.get_by_test_id("event-row").count() == 3
     assert recorded.errors == []
     assert recorded.foreign_requests(origin) == []

@@ -100,6 +100,8 @@ def _load(directory: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def _condition(expression: Any, parameters: dict[str, str]) -> bool:
     ((function, arguments),) = expression.items()
+    if function == "Fn::Not":
+        return not _condition(arguments[0], parameters)
     values = [parameters[a["Ref"]] if isinstance(a, dict) else a for a in arguments]
     if function == "Fn::Equals":
         return bool(values[0] == values[1])

@@ -78,6 +78,7 @@ FUZZED = (
     ("GET", "/workflows/{workflow_id}"),
     ("GET", "/workflows/{workflow_id}/events"),
     ("GET", "/workflows/{workflow_id}/diagram"),  # reads the definition, draws it
+    ("GET", "/workflows/{workflow_id}/stats"),  # reads the listing and the events, counts
     ("GET", "/events/{event_id}"),
     ("GET", "/events/{event_id}/diagram"),  # reads the event and its plan, draws them
     ("GET", "/events/{event_id}/steps/{step}"),  # reads the event, finds a step

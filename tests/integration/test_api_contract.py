@@ -30,6 +30,7 @@ OPERATION_IDS = {
     ("delete", "/workflows/{workflow_id}"): ("deleteWorkflow", "workflows"),
     ("get", "/workflows/{workflow_id}/events"): ("listEvents", "events"),
     ("get", "/workflows/{workflow_id}/diagram"): ("getWorkflowDiagram", "workflows"),
+    ("get", "/workflows/{workflow_id}/stats"): ("getWorkflowStats", "workflows"),
     ("post", "/e/{workflow_id}"): ("sendEvent", "events"),
     ("get", "/events/{event_id}"): ("getEvent", "events"),
     ("get", "/events/{event_id}/diagram"): ("getEventDiagram", "events"),
@@ -126,7 +127,10 @@ def test_idempotency_key_and_the_answer_headers_are_documented(wired: Wired) -> 
     operation = _document(wired)["paths"]["/e/{workflow_id}"]["post"]
 
     # Then the Idempotency-Key request header is a parameter, 1 to 256 characters
-    (key,) = [p for p in operation["parameters"] if p["in"] == "header"]
+    # (header names are case-insensitive; powertools writes them capitalized)
+    headers = {p["name"].lower(): p for p in operation["parameters"] if p["in"] == "header"}
+    assert set(headers) == {"idempotency-key", "traceparent", "tracestate"}
+    key = headers["idempotency-key"]
     assert (key["name"], key["required"]) == ("Idempotency-Key", False)
     assert (key["schema"]["type"], key["schema"]["minLength"], key["schema"]["maxLength"]) == (
         "string",
@@ -141,6 +145,10 @@ def test_idempotency_key_and_the_answer_headers_are_documented(wired: Wired) -> 
         assert responses[code]["content"]["application/json"]["schema"] == {
             "$ref": f"#/components/schemas/{schema}"
         }
+    # And the W3C trace context headers are optional and described
+    for name in ("traceparent", "tracestate"):
+        assert headers[name]["required"] is False
+        assert "W3C" in headers[name]["description"]
 
 
 def test_the_routes_that_create_document_their_location_header(wired: Wired) -> None:

@@ -115,6 +115,8 @@ class FakeApi:
         self.diagrams: dict[str, Reply] = {}  # path -> answer
         self.payloads: dict[str, Any] = {}  # GET /events/{id}/payloads/{ref}: href -> value
         self.steps: dict[str, dict[str, Any]] = {}  # GET /events/{id}/steps/{step}: step -> it
+        self.stats: dict[str, dict[str, Any]] = {}  # GET /workflows/{id}/stats: id -> answer
+        self.stats_asked: list[dict[str, str]] = []  # the query of each stats request
         self._gets = 0
         self.server = LoopbackServer(self.respond).start()
 
@@ -155,6 +157,16 @@ class FakeApi:
             state = self.event_states[min(self._gets, len(self.event_states) - 1)]
             self._gets += 1
             return json_reply(200, state)
+        if call.method == "GET" and path[0] == "workflows" and path[2:] == ["stats"]:
+            self.stats_asked.append(query)
+            if query.get("window") not in ("1h", "24h", "7d"):
+                detail = {"path": "window", "location": "query", "message": "bad window"}
+                return json_reply(
+                    422, {"message": "the request does not match the contract", "details": [detail]}
+                )
+            if path[1] not in self.stats:
+                return json_reply(404, {"message": f"workflow {path[1]!r} does not exist"})
+            return json_reply(200, {**self.stats[path[1]], "window": query["window"]})
         if call.method == "GET" and path[0] == "workflows" and path[2:] == ["events"]:
             page = self.event_pages.pop(0)
             page["asked"] = query
@@ -1166,6 +1178,110 @@ def test_events_prints_a_table_with_the_duration_of_each_ended_event(api: FakeAp
         f"e2\tFAILED\t{MOMENT}\t{quick}\t12.5 ms",
         f"e3\tRUNNING\t{MOMENT}\t{quick}\t-",
     ]
+
+
+STATS = {
+    "workflow_id": "greet",
+    "window": "24h",
+    "since": "2025-01-07T12:00:00Z",
+    "events": {"SUCCEEDED": 3, "FAILED": 2, "CANCELLED": 0, "RUNNING": 1, "WAITING": 0},
+    "duration_ms": {"p50": 12.5, "p95": 1234.5, "max": 1500.0},
+    "steps": [
+        {
+            "step": "0",
+            "service": "greeter",
+            "calls": 6,
+            "failed": 2,
+            "retries": 1,
+            "p50_ms": 2.5,
+            "p95_ms": 2040.0,
+        },
+        {
+            "step": "1.0",
+            "service": "shouter",
+            "calls": 0,
+            "failed": 0,
+            "retries": 0,
+            "p50_ms": None,
+            "p95_ms": None,
+        },
+    ],
+    "errors": [{"type": "HttpError", "count": 2, "last_event_id": "e7"}],
+    "sample": {"events": 6, "limit": 1000, "cut": False},
+}
+
+
+def test_stats_prints_the_counts_the_durations_and_a_table_of_the_steps(api: FakeApi) -> None:
+    # Given a workflow's statistics
+    api.stats["greet"] = STATS
+
+    # When they are asked for without a window
+    result = run(api.url, "stats", "greet")
+
+    # Then the day's are asked for, and printed: counts, durations as every view reads
+    # them, a row per step and one per error type
+    assert result.exit_code == 0, result.output
+    assert api.stats_asked == [{"window": "24h"}]
+    assert result.stdout.splitlines() == [
+        "workflow: greet",
+        "window: 24h, since 2025-01-07T12:00:00Z",
+        "events: 3 SUCCEEDED, 2 FAILED, 0 CANCELLED, 1 RUNNING, 0 WAITING",
+        "read: 6 events",
+        "duration: p50 12.5 ms, p95 1.23 s, max 1.50 s",
+        "steps:",
+        "step\tservice\tcalls\tfailed\tretries\tp50\tp95",
+        "0\tgreeter\t6\t2\t1\t2.5 ms\t2.04 s",
+        "1.0\tshouter\t0\t0\t0\t-\t-",
+        "errors:",
+        "error\tevents\tlast event",
+        "HttpError\t2\te7",
+    ]
+
+
+def test_stats_says_when_the_window_held_more_than_was_read(api: FakeApi) -> None:
+    # Given statistics cut at 1,000 events, and none that ended
+    api.stats["greet"] = {
+        **STATS,
+        "duration_ms": {"p50": None, "p95": None, "max": None},
+        "errors": [],
+        "sample": {"events": 1000, "limit": 1000, "cut": True},
+    }
+
+    # When the week's are asked for
+    result = run(api.url, "stats", "greet", "--window", "7d")
+
+    # Then the window asked for is the week's, and the cut is said
+    assert result.exit_code == 0, result.output
+    assert api.stats_asked == [{"window": "7d"}]
+    assert "read: 1000 events, the newest 1000: the window held more" in result.stdout
+    assert "duration: p50 -, p95 -, max -" in result.stdout
+    assert "errors:" not in result.stdout
+
+
+def test_stats_as_json_prints_the_api_answer(api: FakeApi) -> None:
+    # Given a workflow's statistics
+    api.stats["greet"] = STATS
+
+    # When they are asked for as JSON, for the last hour
+    result = run(api.url, "stats", "greet", "--window", "1h", "--output", "json")
+
+    # Then the API's answer is printed as it came
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {**STATS, "window": "1h"}
+
+
+def test_stats_refuses_a_window_it_does_not_know_and_an_unknown_workflow_exits_2(
+    api: FakeApi,
+) -> None:
+    # When a window the API does not take is asked for, nothing is sent
+    refused = run(api.url, "stats", "greet", "--window", "2h")
+    assert refused.exit_code == 2
+    assert "2h" in refused.stderr and api.stats_asked == []
+
+    # When an unknown workflow's statistics are asked for, the API's 404 is said
+    missing = run(api.url, "stats", "nope")
+    assert missing.exit_code == 2
+    assert "workflow 'nope' does not exist" in missing.stderr
 
 
 def test_event_ids_are_told_from_workflow_names_by_their_uuid_form() -> None:

@@ -205,7 +205,8 @@ def test_machinery_local_takes_the_state_machine_type(
     # When `machinery local` runs, then the runtime gets the type (STANDARD by default)
     result = CliRunner().invoke(main, ["local", "--port", "0", *given])
     assert result.exit_code == 0, result.output
-    assert runs[0][-1] == expected
+    host, port, examples, template, time_scale, machine_type, metrics = runs[0]
+    assert (machine_type, metrics) == (expected, False)
 
 
 def test_the_banner_says_which_type_runs() -> None:

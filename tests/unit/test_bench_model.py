@@ -383,6 +383,8 @@ def _document() -> dict[str, Any]:
         "throughput": [{"throughput": {"completion_events_per_second": 30.0}}],
         "machine": {"cpus": 2, "usable_cpus": 2},
         "burst": {"events": 2000, "counts": {"not_ended": 0, "lost": 0}},
+        # the DynamoDB requests per event before metrics, traces and logs: the same
+        "before_operations": {"commit": "before", "dynamodb_requests": {"sync-3": 9}},
     }
 
 
@@ -426,6 +428,10 @@ def test_figures_within_their_targets_are_met() -> None:
                 {"s3:PutObject": 1}
             ),
             "3-step event makes no S3 request",
+        ),
+        (
+            lambda d: d["counts"]["cases"]["sync-3"]["per_event"]["dynamodb"].update(writes=7),
+            "DynamoDB requests per event with metrics, trace context and logs",
         ),
         (
             lambda d: d["costs"]["sync-3"]["STANDARD"].update(total=80.01),
