@@ -141,6 +141,8 @@ def record(values: Mapping[str, float], **dimensions: str) -> None:
     the handler): one invocation records for several workflows' and services' dimensions,
     a record has one value per dimension, and the local runtime's threads share nothing.
     """
+    if not _sink and is_metrics_disabled():
+        return
     names = list(values)
     sets = METRICS[names[0]].dimension_sets
     if any(METRICS[name].dimension_sets != sets for name in names):
@@ -156,7 +158,7 @@ def record(values: Mapping[str, float], **dimensions: str) -> None:
     document: dict[str, Any] = dict(emf.serialize_metric_set())
     if _sink:
         _sink[0](document)
-    elif not is_metrics_disabled():
+    else:
         print(json.dumps(document, separators=(",", ":")), flush=True)
 
 

@@ -737,7 +737,7 @@ def _dispatch_group(deps: Dependencies, event: Event, plan: Plan, group: Planned
     if calls:
         with ThreadPoolExecutor(max_workers=min(len(calls), MAX_POOL)) as pool:
             for call, outcome in zip(calls, pool.map(hand_over, calls), strict=True):
-                attempt = run.records[call.path].attempts
+                attempt = run.records[call.path].attempts + 1  # the dispatch's own
                 if outcome.error is not None:
                     refused.append((call, outcome))
                 # a refused dispatch's retry is decided with the rest of the group
