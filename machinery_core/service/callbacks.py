@@ -88,6 +88,10 @@ def complete(deps: Dependencies, token: str, body: Any) -> CallbackAccepted:
         _resume(deps, event, resumed, plan)
         waited = milliseconds(callback.dispatched_at, now)
         observe.callback_received(resumed, str(callback.step), service.name, waited)
+        if outcome.error is not None:
+            retry = transition.wait_seconds > 0
+            observe.call_failed_later(resumed, callback.step, service.name, "reported", retry)
+        observe.event_ended(resumed)  # a reported error its policy does not retry ends it
     event = resumed
     return CallbackAccepted(event_id=event.event_id, step=callback.step, status=event.status)
 
@@ -146,6 +150,9 @@ def _complete_in_group(deps: Dependencies, callback: Callback, body: Any) -> Cal
             _resume(deps, event, event, plan)
         waited = milliseconds(callback.dispatched_at, now)
         observe.callback_received(event, call.label, call.service.name, waited)
+        if isinstance(body, dict) and body.get("error") is not None:
+            retry = run.records[callback.path].status is StepStatus.RETRYING
+            observe.call_failed_later(event, call.label, call.service.name, "reported", retry)
     return CallbackAccepted(event_id=event.event_id, step=callback.step, status=event.status)
 
 

@@ -65,6 +65,25 @@ def call_ended(
         record({"ServiceCallFailures": 1}, service_name=service, error_type=category)
 
 
+def call_failed_later(
+    event: Event, step: int | str, service: str, category: str, retry: bool
+) -> None:
+    """A call counted when it was made (a callback service's dispatch) that failed since:
+    its callback reported an error (`reported`) or never came (`callback_timeout`)."""
+    logger.info(
+        "service call failed",
+        event_id=event.event_id,
+        workflow_id=event.workflow_id,
+        step=str(step),
+        service=service,
+        error_type=category,
+        retry=retry,
+    )
+    record({"ServiceCallFailures": 1}, service_name=service, error_type=category)
+    if retry:
+        record({"ServiceCallRetries": 1}, service_name=service)
+
+
 def callback_received(event: Event, step: str, service: str, waited_ms: float) -> None:
     logger.info(
         "callback received",

@@ -377,6 +377,8 @@ def _time_out_callbacks(
         workflow_id=event.workflow_id,
         step=step.index,
     )
+    retry = event.steps[step.index].status is StepStatus.RETRYING
+    observe.call_failed_later(event, step.index, service.name, "callback_timeout", retry)
     return event, transition.wait_seconds
 
 

@@ -9,7 +9,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ def answer(call: Call, nth: int) -> Reply:
     completion notification (to /hook): 204."""
     if call.path.endswith("/hook"):
         return 204, {}, b""
+    if call.path.endswith(("/later", "/brief")):
+        return 202, {}, b""
     word = call.json()["word"]
     if word == "fail":
         return json_reply(400, {"message": "no"})
@@ -75,6 +77,22 @@ def runtime(server: LoopbackServer) -> Iterator[LocalRuntime]:
     workflow = {"name": "relay", "spec": {"services": ["first", "second"], **spec}}
     created = local.handle_http("POST", "/workflows", {}, json.dumps(workflow).encode())
     assert created.status == 201, created.body
+    # and two callback services (a dispatch is answered 202), each called by a workflow of
+    # its own: one with 15 minutes to call back (0.9 s here), one with 2 s (2 ms here)
+    for name, timeout, workflow_name in (("later", 900, "waits"), ("brief", 2, "gives-up")):
+        callback = {
+            "name": name,
+            "address": f"{server.url}/{name}",
+            "mode": "callback",
+            "timeout_seconds": timeout,
+            "spec": spec,
+            "retry": {"max_attempts": 1},
+        }
+        created = local.handle_http("POST", "/services", {}, json.dumps(callback).encode())
+        assert created.status == 201, created.body
+        waits = {"name": workflow_name, "spec": {"services": [name], **spec}}
+        created = local.handle_http("POST", "/workflows", {}, json.dumps(waits).encode())
+        assert created.status == 201, created.body
     yield local
     local.stop()
 
@@ -93,6 +111,8 @@ def send(
     word: str,
     headers: dict[str, str] | None = None,
     notify: str | None = None,
+    workflow: str = "relay",
+    before_end: Callable[[str], None] | None = None,
 ) -> Any:
     """The event once it ended and its execution with it (what follows its last write, its
     metrics and its last log line, included)."""
@@ -100,14 +120,20 @@ def send(
     if notify is not None:
         request["notify"] = {"url": notify}
     body = json.dumps(request).encode()
-    accepted = runtime.handle_http("POST", "/e/relay", headers or {}, body)
+    accepted = runtime.handle_http("POST", f"/e/{workflow}", headers or {}, body)
     assert accepted.status == 202, accepted.body
+    if before_end is not None:
+        before_end(json.loads(accepted.body)["event_id"])
     event = ended_event(runtime, json.loads(accepted.body)["event_id"])
     executions = runtime.dependencies.executions
-    arn = executions.execution_arn(event["event_id"])
     deadline = time.monotonic() + 20
-    while executions.client.describe_execution(executionArn=arn)["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the execution did not end"
+    while any(
+        execution["name"].startswith(event["event_id"]) and execution["status"] == "RUNNING"
+        for execution in executions.client.list_executions(
+            stateMachineArn=executions.state_machine_arn
+        )["executions"]
+    ):  # every segment's execution, a callback's included
+        assert time.monotonic() < deadline, "the event's executions did not end"
         time.sleep(0.01)
     return ended_event(runtime, event["event_id"])  # its notification attempted since
 
@@ -203,6 +229,54 @@ def test_a_retried_call_records_the_failure_and_the_retry(
     assert metrics_of(records, "ServiceCallRetries") == [
         ({"service": "machinery", "service_name": "first"}, 1.0)
     ]
+
+
+WAITS = {"service": "machinery", "workflow": "waits"}
+LATER = {"service": "machinery", "service_name": "later"}
+
+
+def test_a_callbacks_reported_error_and_its_wait_are_recorded(
+    runtime: LocalRuntime, server: LoopbackServer, records: list[dict[str, Any]]
+) -> None:
+    # Given a callback service that reports an error once it has been handed the step
+    def report_an_error(_: str) -> None:
+        deadline = time.monotonic() + 20
+        while not calls_of(server, "reported"):
+            assert time.monotonic() < deadline, "the step was never dispatched"
+            time.sleep(0.01)
+        url = calls_of(server, "reported")[0].headers["X-Machinery-Callback-Url"]
+        error = {"error": {"type": "Declined", "message": "no"}}
+        path = "/callbacks/" + url.rsplit("/callbacks/", 1)[1]
+        answer = runtime.handle_http("POST", path, {}, json.dumps(error).encode())
+        assert answer.status == 200, answer.body
+
+    # When an event waits for it
+    event = send(runtime, "reported", workflow="waits", before_end=report_an_error)
+
+    # Then the dispatch is a call, the wait is timed, and the report is a failure of its own
+    assert event["status"] == "FAILED"
+    assert [d for d, _ in metrics_of(records, "ServiceCalls")] == [LATER]
+    [(dimensions, waited)] = metrics_of(records, "CallbackWaitTime")
+    assert dimensions == LATER and waited > 0
+    assert metrics_of(records, "ServiceCallFailures") == [
+        ({**LATER, "error_type": "reported"}, 1.0)
+    ]
+    assert metrics_of(records, "EventsFailed") == [(WAITS, 1.0)]
+
+
+def test_a_callback_that_never_comes_is_a_callback_timeout(
+    runtime: LocalRuntime, records: list[dict[str, Any]]
+) -> None:
+    # When an event waits for a callback that never comes (2 s, time-scaled)
+    event = send(runtime, "never", workflow="gives-up")
+
+    # Then its step failed on the timeout, counted as such
+    assert event["status"] == "FAILED"
+    assert event["error"]["type"] == "CallbackTimeout"
+    brief = {"service": "machinery", "service_name": "brief", "error_type": "callback_timeout"}
+    assert metrics_of(records, "ServiceCallFailures") == [(brief, 1.0)]
+    assert metrics_of(records, "EventsFailed") == [({**WAITS, "workflow": "gives-up"}, 1.0)]
+    assert metrics_of(records, "CallbackWaitTime") == []
 
 
 # --- trace context ------------------------------------------------------------------------
