@@ -11,7 +11,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -66,6 +67,30 @@ def one_step_runtime(
         answer = local.handle_http("POST", route, {}, json.dumps(body).encode())
         assert answer.status == 201, answer.body
     return local
+
+
+@contextmanager
+def raised_by_the_step_function(
+    runtime: LocalRuntime, error: type[Exception]
+) -> Iterator[list[str]]:
+    """The names of the `error`s the runtime's StepFunction handler raises meanwhile (each a
+    failed invocation, for the state machine's Retry to take up)."""
+    raised: list[str] = []
+    deployed = runtime.functions["StepFunction"]
+    original = deployed.handler
+
+    def recording(event: dict[str, Any], context: Any) -> Any:
+        try:
+            return original(event, context)
+        except error as failure:
+            raised.append(type(failure).__name__)
+            raise
+
+    deployed.handler = recording
+    try:
+        yield raised
+    finally:
+        deployed.handler = original
 
 
 def ended_event(runtime: LocalRuntime, event_id: str, timeout: float = 20) -> dict[str, Any]:

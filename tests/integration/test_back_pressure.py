@@ -20,7 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from builders import at
-from integration_kit import ended_event, one_step_runtime
+from integration_kit import ended_event, one_step_runtime, raised_by_the_step_function
 from loopback import LoopbackServer, json_reply
 from test_store import PLAN, make_event
 
@@ -267,30 +267,18 @@ def test_a_step_throttled_by_dynamodb_is_retried_by_the_state_machine(
     runtime: LocalRuntime,
 ) -> None:
     # Given DynamoDB throttling the next three checkpoints of a step
-    failures: list[str] = []
-    deployed = runtime.functions["StepFunction"]
-    original = deployed.handler
-
-    def recording(event: dict[str, Any], context: Any) -> Any:
-        try:
-            return original(event, context)
-        except Throttled as error:
-            failures.append(type(error).__name__)
-            raise
-
-    deployed.handler = recording
-    try:
-        with Throttling(
+    with (
+        raised_by_the_step_function(runtime, Throttled) as failures,
+        Throttling(
             dynamodb_of(runtime), "dynamodb.UpdateItem", "ProvisionedThroughputExceededException"
-        ) as throttling:
-            throttling.left = 3
+        ) as throttling,
+    ):
+        throttling.left = 3
 
-            # When an event runs
-            accepted = send(runtime, "steady")
-            assert accepted.status == 202, accepted.body
-            ended = ended_event(runtime, json.loads(accepted.body)["event_id"])
-    finally:
-        deployed.handler = original
+        # When an event runs
+        accepted = send(runtime, "steady")
+        assert accepted.status == 202, accepted.body
+        ended = ended_event(runtime, json.loads(accepted.body)["event_id"])
 
     # Then the Run state retried the throttled invocations until the table took the writes
     assert failures == ["Throttled"] * 3

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from builders import UPPER, make_event, make_plan
-from integration_kit import ended_event, one_step_runtime
+from integration_kit import ended_event, one_step_runtime, raised_by_the_step_function
 from loopback import LoopbackServer, json_reply
 
 from machinery_core.adapters.payloads import PayloadBucket, object_key
@@ -208,25 +208,11 @@ def test_a_step_whose_output_cannot_be_stored_for_a_moment_is_retried_not_lost(
 ) -> None:
     # Given the bucket refusing the next three puts: each fails the step's checkpoint
     outage.left = 3
-    failures: list[str] = []
-    deployed = runtime.functions["StepFunction"]
-    original = deployed.handler
-
-    def recording(event: dict[str, Any], context: Any) -> Any:
-        try:
-            return original(event, context)
-        except PayloadStoreUnavailable as error:
-            failures.append(type(error).__name__)
-            raise
-
-    deployed.handler = recording
-    try:
+    with raised_by_the_step_function(runtime, PayloadStoreUnavailable) as failures:
         # When an event runs the 40 KB step
         answer = runtime.handle_http("POST", "/e/report-once", {}, b'{"data": {"n": "1"}}')
         assert answer.status == 202, answer.body
         event = ended_event(runtime, json.loads(answer.body)["event_id"])
-    finally:
-        deployed.handler = original
 
     # Then the state machine retried the invocation until the bucket answered again
     assert failures == ["PayloadStoreUnavailable"] * 3
