@@ -9,9 +9,11 @@ written before the sharding sit in `EVENTS#{workflow}` and are read as one more 
 A page queries every shard (at once, on threads), then merges: it takes the newest entry
 among the shards' next ones, and only while every shard that may hold more has one fetched,
 so that an entry can never come out before a newer one that was not read yet. The cursor
-carries each shard's position (the sort key it goes on after) and the last entry listed:
-a shard the cursor does not name (the shard count was raised between two pages) starts
-below that entry. A filtered listing (`status`) may have to read past many entries that do
+carries the shards' positions: the last entry listed, below which every shard goes on
+(every entry not listed yet is older than it), and the sort key of each shard that knows
+better (it was read further down, past entries a filter left out) or null for one that
+ended. So a shard the cursor does not name (the shard count was raised between two pages)
+goes on below that entry too. A filtered listing (`status`) may have to read past many entries that do
 not match: a page makes at most MAX_QUERIES_PER_PAGE queries, and may then hold fewer than
 `limit` entries, with a cursor to go on (DynamoDB's own pages do the same).
 """
