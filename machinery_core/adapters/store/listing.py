@@ -13,9 +13,9 @@ carries the shards' positions: the last entry listed, below which every shard go
 (every entry not listed yet is older than it), and the sort key of each shard that knows
 better (it was read further down, past entries a filter left out) or null for one that
 ended. So a shard the cursor does not name (the shard count was raised between two pages)
-goes on below that entry too. A filtered listing (`status`) may have to read past many entries that do
-not match: a page makes at most MAX_QUERIES_PER_PAGE queries, and may then hold fewer than
-`limit` entries, with a cursor to go on (DynamoDB's own pages do the same).
+goes on below that entry too. A filtered listing (`status`) may have to read past many
+entries that do not match: a page makes at most MAX_QUERIES_PER_PAGE queries, and may then
+hold fewer than `limit` entries, with a cursor to go on (DynamoDB's own pages do the same).
 """
 
 from __future__ import annotations
