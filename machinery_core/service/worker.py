@@ -352,8 +352,22 @@ def _time_out_callbacks(
     decide what follows: the backoff before a retry, in seconds), unless they answered."""
     if isinstance(plan.steps[event.step_index], PlannedGroup):
         moment = now + CLOCK_TOLERANCE
-        event = _update_group(deps, event.event_id, plan, lambda run: bool(run.expire(moment)))
+        # the calls that timed out, with their records' status, of the attempt that was saved
+        expired: list[tuple[Call, bool]] = []
+
+        def expire(run: GroupRun) -> bool:
+            expired[:] = [
+                (run.call_of(path), run.records[path].status is StepStatus.RETRYING)
+                for path in run.expire(moment)
+            ]
+            return bool(expired)
+
+        event = _update_group(deps, event.event_id, plan, expire)
         logger.warning("group callback timed out", event_id=event.event_id, step=event.step_index)
+        for call, retry in expired:
+            observe.call_failed_later(
+                event, call.label, call.service.name, "callback_timeout", retry
+            )
         return event, 0
     step, waiting = event.current_step, event.waiting
     if step is None or step.status is not StepStatus.WAITING or waiting is None:

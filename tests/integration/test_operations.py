@@ -93,6 +93,11 @@ def runtime(server: LoopbackServer) -> Iterator[LocalRuntime]:
         waits = {"name": workflow_name, "spec": {"services": [name], **spec}}
         created = local.handle_http("POST", "/workflows", {}, json.dumps(waits).encode())
         assert created.status == 201, created.body
+    # and the brief one in a parallel group (of one branch: a group all the same)
+    together = {"parallel": [["brief"]]}
+    grouped = {"name": "gives-up-together", "spec": {"services": [together], **spec}}
+    created = local.handle_http("POST", "/workflows", {}, json.dumps(grouped).encode())
+    assert created.status == 201, created.body
     yield local
     local.stop()
 
@@ -125,17 +130,24 @@ def send(
     if before_end is not None:
         before_end(json.loads(accepted.body)["event_id"])
     event = ended_event(runtime, json.loads(accepted.body)["event_id"])
-    executions = runtime.dependencies.executions
     deadline = time.monotonic() + 20
     while any(
-        execution["name"].startswith(event["event_id"]) and execution["status"] == "RUNNING"
-        for execution in executions.client.list_executions(
-            stateMachineArn=executions.state_machine_arn
-        )["executions"]
-    ):  # every segment's execution, a callback's included
+        json.loads(execution["input"])["event_id"] == event["event_id"]
+        for execution in running_executions(runtime)
+    ):  # every segment's execution: a callback's, and a timer's (named by a UUID)
         assert time.monotonic() < deadline, "the event's executions did not end"
         time.sleep(0.01)
     return ended_event(runtime, event["event_id"])  # its notification attempted since
+
+
+def running_executions(runtime: LocalRuntime) -> Iterator[dict[str, Any]]:
+    client = runtime.dependencies.executions.client
+    pages = client.get_paginator("list_executions").paginate(
+        stateMachineArn=runtime.dependencies.executions.state_machine_arn, statusFilter="RUNNING"
+    )
+    for page in pages:
+        for listed in page["executions"]:
+            yield client.describe_execution(executionArn=listed["executionArn"])
 
 
 def metrics_of(records: list[dict[str, Any]], name: str) -> list[tuple[dict[str, str], float]]:
@@ -467,3 +479,16 @@ def test_the_readme_names_every_metric_and_error_type() -> None:
         assert spec.unit in section, name
     for error_type in ERROR_TYPES:
         assert f"`{error_type}`" in section, error_type
+
+
+def test_a_group_callback_that_never_comes_is_a_callback_timeout(
+    runtime: LocalRuntime, records: list[dict[str, Any]]
+) -> None:
+    # When a parallel group waits for a callback that never comes (2 s, time-scaled)
+    event = send(runtime, "never-together", workflow="gives-up-together")
+
+    # Then the group's callback step failed on its timeout, counted as such
+    assert event["status"] == "FAILED"
+    brief = {"service": "machinery", "service_name": "brief", "error_type": "callback_timeout"}
+    assert metrics_of(records, "ServiceCallFailures") == [(brief, 1.0)]
+    assert [d["service_name"] for d, _ in metrics_of(records, "ServiceCalls")] == ["brief"]
