@@ -7,7 +7,8 @@ cost it about 100 ms (docs/architecture.md, "Layers").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 
@@ -96,6 +97,23 @@ _WINDOW_LENGTHS = {
 # The most events a workflow's statistics read: the newest of the window (its answer's
 # `sample.cut` says when the window held more).
 STATS_EVENT_LIMIT = 1000
+
+
+def retry_after_seconds(retry_after: str | None, now: datetime) -> float | None:
+    """A Retry-After header (delay-seconds or an HTTP date, RFC 9110) as seconds from `now`,
+    never below 0; None when there is none or it is neither (a service's answer, the API's)."""
+    if not retry_after:
+        return None
+    value = retry_after.strip()
+    if value.isascii() and value.isdigit():  # isdigit alone takes "²", which float refuses
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:  # RFC 5322's "-0000": a time in UTC, zone unknown
+        moment = moment.replace(tzinfo=UTC)
+    return max((moment - now).total_seconds(), 0.0)
 
 
 def duration_text(milliseconds: float | None) -> str:

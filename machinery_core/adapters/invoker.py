@@ -8,8 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -19,6 +18,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from machinery_core.adapters.addresses import PUBLIC_ONLY, AddressError, AddressPolicy
+from machinery_core.contract import retry_after_seconds
 from machinery_core.domain import tracecontext
 from machinery_core.domain.engine import CallOutcome
 from machinery_core.domain.models import ErrorInfo, Service, TraceContext, utc_now
@@ -122,7 +122,8 @@ def classify(
     retry_after: float | None = None
     if status >= 500 or status == 429:
         error = _error("HttpError", f"the service answered {status}", status, retryable=True)
-        retry_after = _seconds_until(answer.retry_after, started_at)
+        asked = retry_after_seconds(answer.retry_after, started_at)
+        retry_after = None if asked is None else min(asked, MAX_RETRY_AFTER_SECONDS)
     elif not 200 <= status < 300:
         # A redirect too: following it would reach an address the guard never checked.
         error = _error("HttpError", f"the service answered {status}", status, retryable=False)
@@ -165,24 +166,6 @@ def _json_object(answer: Answer) -> tuple[dict[str, Any] | None, ErrorInfo | Non
     if not isinstance(body, dict):
         return invalid("InvalidResponse", "the answer is JSON but not an object")
     return body, None
-
-
-def _seconds_until(retry_after: str | None, now: datetime) -> float | None:
-    """A Retry-After header (delay-seconds or an HTTP date) as seconds from `now`."""
-    if not retry_after:
-        return None
-    value = retry_after.strip()
-    if value.isascii() and value.isdigit():  # isdigit alone takes "²", which float refuses
-        seconds = float(value)
-    else:
-        try:
-            moment = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if moment.tzinfo is None:  # RFC 5322's "-0000": a time in UTC, zone unknown
-            moment = moment.replace(tzinfo=UTC)
-        seconds = (moment - now).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 def _error(kind: str, message: str, status: int | None = None, *, retryable: bool) -> ErrorInfo:

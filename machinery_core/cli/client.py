@@ -7,7 +7,6 @@ SigV4 for `execute-api` by botocore's own signer, with the credentials botocore 
 
 from __future__ import annotations
 
-import email.utils
 import ipaddress
 import json
 import os
@@ -27,6 +26,7 @@ from machinery_core.contract import (
     MANAGEMENT_POLICY,
     ROUTE_POLICIES,
     SEND_RETRIES,
+    retry_after_seconds,
     route_of,
 )
 
@@ -94,7 +94,8 @@ class ApiError(ClientError):
                 details = [item if isinstance(item, dict) else {"message": item} for item in raw]
         elif response.text.strip():
             message = f"{message}: {response.text.strip()[:500]}"
-        return cls(response.status_code, message, details, retry_after_of(response))
+        asked = retry_after_seconds(response.headers.get("Retry-After"), datetime.now(UTC))
+        return cls(response.status_code, message, details, asked)
 
     def to_body(self) -> dict[str, Any]:
         return {**super().to_body(), "status_code": self.status_code}
@@ -507,22 +508,6 @@ def send_delay(error: ApiError, attempt: int) -> float | None:
         return None
     delay = error.retry_after if error.retry_after is not None else 2.0 ** (attempt - 1)
     return min(delay, MAX_SEND_DELAY)
-
-
-def retry_after_of(response: requests.Response) -> float | None:
-    """Retry-After in seconds: a number of seconds, or an HTTP date (RFC 9110)."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 def _reason(error: requests.ConnectionError) -> str:

@@ -24,6 +24,7 @@ from machinery_core.local.launch import API_BANNER
 from machinery_core.local.runtime import LocalRuntime
 from machinery_core.local.server import serve
 from machinery_core.local.template import default_template
+from machinery_core.runtime.observability import send_metrics_to
 
 
 def metrics_line(record: dict[str, Any]) -> str:
@@ -56,9 +57,6 @@ def run(
         template_path, time_scale=time_scale, state_machine_type=state_machine_type
     ).start()
     if metrics:
-        # imported once the runtime has set the functions' environment (their log level)
-        from machinery_core.runtime.observability import send_metrics_to
-
         send_metrics_to(lambda record: click.echo(metrics_line(record)))
     server = serve(runtime, host, port)
     url = f"http://{host}:{server.server_address[1]}"

@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 STATUS_MEMORY = 4096  # event states whose stored status a store remembers
 PLAN_MEMORY = 256  # plans a store remembers by reference: immutable, so never stale
 PAYLOAD_MEMORY = 4096  # stored payloads a store remembers by (event id, reference)
-BATCH_GET_KEYS = 100  # the most keys one BatchGetItem takes
 
 
 def plan_reference(plan: Plan) -> str:
@@ -410,22 +409,12 @@ class EventItems:
         showed a moment ago). Nothing is read from the payload bucket: an event whose
         payloads are stored apart keeps their placeholders, and names them in `payloads`
         (never saved), as a view's copy does."""
-        found: dict[str, Event] = {}
-        for start in range(0, len(event_ids), BATCH_GET_KEYS):
-            batch = [
-                keys.event_key(event_id) for event_id in event_ids[start : start + BATCH_GET_KEYS]
-            ]
-            request: dict[str, Any] = {
-                self.table.table_name: {
-                    "Keys": batch,
-                    "ProjectionExpression": "#state",
-                    "ExpressionAttributeNames": {"#state": "state"},
-                }
-            }
-            while request:
-                answer = self.table.client.batch_get_item(RequestItems=request)
-                for item in answer["Responses"].get(self.table.table_name, []):
-                    event = Event.model_validate_json(unpacked(item["state"]))
-                    found[event.event_id] = event
-                request = answer.get("UnprocessedKeys") or {}
+        items = self.table.batch_get(
+            [keys.event_key(event_id) for event_id in event_ids],
+            consistent=False,
+            attributes="#state",
+            names={"#state": "state"},
+        )
+        states = [Event.model_validate_json(unpacked(item["state"])) for item in items]
+        found = {event.event_id: event for event in states}
         return [found[event_id] for event_id in event_ids if event_id in found]

@@ -117,20 +117,11 @@ class ServiceItems(VersionItems):
 
     def get_service_records(self, names: set[str]) -> dict[str, ServiceRecord]:
         """Every named service that exists, with its version, in one BatchGetItem per 100."""
-        found: dict[str, ServiceRecord] = {}
-        ordered = sorted(names)
-        for start in range(0, len(ordered), 100):
-            batch: list[Item] = [keys.service_key(name) for name in ordered[start : start + 100]]
-            request: dict[str, Any] = {
-                self.table.table_name: {"Keys": batch, "ConsistentRead": True}
-            }
-            while request:
-                answer = self.table.client.batch_get_item(RequestItems=request)
-                for item in answer["Responses"].get(self.table.table_name, []):
-                    record = _service_record(item)
-                    found[record.service_id] = record
-                request = answer.get("UnprocessedKeys") or {}
-        return found
+        items = self.table.batch_get(
+            [keys.service_key(name) for name in sorted(names)], consistent=True
+        )
+        records = [_service_record(item) for item in items]
+        return {record.service_id: record for record in records}
 
     def list_services(
         self, limit: int, cursor: str | None

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 Item = dict[str, Any]
+BATCH_GET_KEYS = 100  # the most keys one BatchGetItem takes
 
 
 @contextmanager
@@ -63,6 +64,31 @@ class Table:
             params["ExpressionAttributeNames"] = names
         item: Item | None = self.client.get_item(**params).get("Item")
         return item
+
+    def batch_get(
+        self,
+        item_keys: list[keys.Key],
+        *,
+        consistent: bool,
+        attributes: str | None = None,
+        names: dict[str, str] | None = None,
+    ) -> list[Item]:
+        """The items of `item_keys` that exist, in any order: a BatchGetItem per 100 keys
+        (its limit), again for the keys DynamoDB left unprocessed."""
+        found: list[Item] = []
+        for start in range(0, len(item_keys), BATCH_GET_KEYS):
+            asked: Item = {"Keys": item_keys[start : start + BATCH_GET_KEYS]}
+            if consistent:
+                asked["ConsistentRead"] = True
+            if attributes:
+                asked["ProjectionExpression"] = attributes
+                asked["ExpressionAttributeNames"] = names
+            request: Item = {self.table_name: asked}
+            while request:
+                answer = self.client.batch_get_item(RequestItems=request)
+                found += answer["Responses"].get(self.table_name, [])
+                request = answer.get("UnprocessedKeys") or {}
+        return found
 
     def transact(self, actions: list[Item]) -> None:
         self.client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
